@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# crpc's one entry point for newcomers: installs what the project needs from
+# Debian on first use, then runs Bazel with the project's flags.
+#
+#   ./crpc.sh demo          run the main demo
+#   ./crpc.sh test          every test: normal, ASan+UBSan+LSan, TSan
+#   ./crpc.sh bench         the benchmark tables (optimised build)
+#   ./crpc.sh bazel ARGS    plain bazel, after the dependency check
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Debian packages the build, the tests and the interop peers need.
+PACKAGES=(
+  bazel-bootstrap gcc g++ libc6-dev python3
+  libnghttp2-dev nghttp2-client
+  libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotoc-dev
+  libssl-dev openssl zlib1g-dev libgtest-dev
+  python3-grpcio python3-protobuf grpc-proto
+)
+
+ensure_packages() {
+  local missing=()
+  local pkg status
+  for pkg in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "crpc.sh: missing Debian packages: ${missing[*]}" >&2
+    echo "crpc.sh: run as root once (or: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "crpc.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+bazel_cmd() {
+  # Bazel 4.2.3 from Debian prints a JVM deprecation warning on every call.
+  bazel "$@"
+}
+
+run_tests() {
+  local logdir
+  logdir=$(mktemp -d "${TMPDIR:-/tmp}/crpc-test.XXXXXX")
+  local rc=0
+  local flags=(--keep_going --color=no --curses=no)
+  echo "== tests (default build) =="
+  bazel_cmd test "${flags[@]}" --build_event_json_file="$logdir/default.json" //... || rc=1
+  echo "== tests under ASan + UBSan + LSan =="
+  bazel_cmd test "${flags[@]}" --config=asan --build_event_json_file="$logdir/asan.json" //... || rc=1
+  echo "== concurrency tests under TSan =="
+  bazel_cmd test "${flags[@]}" --config=tsan --test_tag_filters=tsan \
+    --build_event_json_file="$logdir/tsan.json" //... || rc=1
+  python3 tools/test_summary.py "$logdir/default.json" "$logdir/asan.json" "$logdir/tsan.json" || rc=1
+  rm -rf "$logdir"
+  return $rc
+}
+
+cmd=${1:-help}
+[[ $# -gt 0 ]] && shift
+case "$cmd" in
+  demo)
+    ensure_packages
+    bazel_cmd run --color=no --curses=no //examples:demo -- "$@"
+    ;;
+  test)
+    ensure_packages
+    run_tests
+    ;;
+  bench)
+    ensure_packages
+    bazel_cmd run --config=opt --color=no --curses=no //bench:ctx_bench -- "$@"
+    ;;
+  bazel)
+    ensure_packages
+    bazel_cmd "$@"
+    ;;
+  deps)
+    ensure_packages
+    ;;
+  *)
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    [[ "$cmd" == help ]] || exit 2
+    ;;
+esac
