@@ -21,6 +21,10 @@
  * Threads: every function is safe to call from any thread, concurrently,
  * except that a ctx must not be used after its owner released it.
  *
+ * Misuse is loud, never silent: passing NULL (except to crpc_ctx_release) or
+ * something that is not a live ctx, or releasing a ctx twice, prints a
+ * message naming the function (and the ctx's creation site) and aborts.
+ *
  * Time: all times are int64_t nanoseconds on CLOCK_MONOTONIC (crpc_now_ns).
  * A time limit is expressed as a ctx deadline; waits take no timeouts of
  * their own, except crpc_ctx_sleep whose duration is the point.
@@ -109,7 +113,8 @@ crpc_ctx *crpc_ctx_with_timeout_at(const crpc_ctx *parent, int64_t timeout_ns,
  * child (catalog line 4). Keys compare by address (use the address of a
  * static variable). `free_value`, if not NULL, is called with `value` exactly
  * once, when the ctx's memory is freed (after the release of this ctx and of
- * all its descendants), on whichever thread drops the last reference. */
+ * all its descendants), on whichever thread drops the last reference; not
+ * at all if this function returns NULL. */
 crpc_ctx *crpc_ctx_with_value_at(const crpc_ctx *parent, const void *key,
                                  void *value, void (*free_value)(void *),
                                  const char *file, int line);
