@@ -1,0 +1,84 @@
+/*
+ * rpc/loop/loop_internal.h - what loop.c, timer.c and post.c share.
+ * Not for users of the loop: everything here may change.
+ */
+#ifndef CRPC_LOOP_LOOP_INTERNAL_H
+#define CRPC_LOOP_LOOP_INTERNAL_H
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+#include "rpc/loop/loop.h"
+
+/* Events fetched per epoll wait. More ready fds simply wait one iteration,
+ * which keeps the per-removal scrub of the batch cheap. */
+#define CRPC_LOOP_BATCH 256
+
+struct crpc_loop {
+  /* Touched by posting threads. On its own cache line so that posters
+   * hammering it do not keep stealing the loop thread's fields below. */
+  alignas(64) _Atomic(crpc_loop_closure *) post_head;
+  /* 1 while the loop thread may be blocked in epoll (see post.c). */
+  atomic_int sleeping;
+  atomic_int stop;
+  /* 1 while a thread is inside run/run_once; guards against two runners. */
+  atomic_int running;
+
+  /* Loop-thread-only from here on. */
+  alignas(64) int epfd;
+  int wakefd;  /* eventfd written by posters and crpc_loop_stop */
+  int timerfd; /* -1 when epoll_pwait2 carries the timeout */
+  int64_t timerfd_armed; /* deadline the timerfd is set to, or INT64_MAX */
+
+  crpc_loop_timer *timer_root;
+  size_t timer_count;
+  uint64_t timer_seq; /* start order, to break deadline ties FIFO */
+  size_t io_count;
+
+  /* The fetched batch. Entries at [batch_next, batch_n) are not yet
+   * dispatched; a watcher leaving epoll scrubs itself from them. */
+  struct epoll_event batch[CRPC_LOOP_BATCH];
+  int batch_n;
+  int batch_next;
+
+  pthread_t thread;
+  bool thread_started;
+  int thread_result;
+
+  /* Their addresses tag the loop's own fds in epoll_event.data.ptr, which
+   * can never equal a caller's crpc_loop_io. */
+  char wake_tag;
+  char timer_tag;
+};
+
+/* The loop the current thread is running, for in_loop_thread and asserts. */
+extern _Thread_local crpc_loop *crpc_loop__current;
+
+/* Loop-thread-only functions check this in debug builds: the caller runs
+ * the loop, or nobody does. */
+#define CRPC_LOOP_ASSERT_OWNER(loop)                                     \
+  assert(crpc_loop__current == (loop) ||                                 \
+         atomic_load_explicit(&(loop)->running, memory_order_relaxed) == 0)
+
+static inline int64_t crpc_loop__now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* timer.c */
+int64_t crpc_loop__next_deadline(const crpc_loop *loop); /* INT64_MAX: none */
+int crpc_loop__run_timers(crpc_loop *loop, int64_t now);
+
+/* post.c */
+bool crpc_loop__has_posted(crpc_loop *loop);
+int crpc_loop__run_posted(crpc_loop *loop);
+void crpc_loop__wake(crpc_loop *loop);
+
+#endif /* CRPC_LOOP_LOOP_INTERNAL_H */
