@@ -1,0 +1,58 @@
+/*
+ * crpc/call.h - what client and server calls share: messages, final status,
+ * method kinds.
+ *
+ * Messages are opaque bytes (serialised protobuf, usually via the stubs that
+ * protoc-gen-crpc generates). crpc never interprets them.
+ */
+#ifndef CRPC_CALL_H
+#define CRPC_CALL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crpc/metadata.h"
+#include "crpc/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The four call shapes; fixed when a method is registered or called. */
+typedef enum crpc_method_kind {
+  CRPC_UNARY = 0,
+  CRPC_CLIENT_STREAMING = 1,
+  CRPC_SERVER_STREAMING = 2,
+  CRPC_BIDI_STREAMING = 3
+} crpc_method_kind;
+
+/* One received message, or the end of the peer's stream.
+ * After a receive returned CRPC_OK: if `end` is false, `data` holds `len`
+ * bytes (never NULL, even when len is 0) owned by the caller, who frees it
+ * with free(); if `end` is true the peer has finished sending, `data` is
+ * NULL and len 0. */
+typedef struct crpc_message {
+  uint8_t *data;
+  size_t len;
+  bool end;
+} crpc_message;
+
+/* The final status of a call as the client sees it. Filled by crpc (the
+ * caller provides the struct); release what it holds with
+ * crpc_status_clear. */
+typedef struct crpc_status {
+  crpc_code code;
+  char *message;           /* NUL-terminated, never NULL once filled */
+  crpc_metadata *trailers; /* never NULL once filled; may be empty */
+} crpc_status;
+
+/* Frees message and trailers and zeroes the struct. Accepts a zeroed or
+ * already-cleared struct. Not thread-safe per struct. */
+void crpc_status_clear(crpc_status *status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CRPC_CALL_H */

@@ -1,0 +1,118 @@
+/*
+ * crpc/channel.h - calling gRPC servers over HTTP/2.
+ *
+ * A channel is a connection (made lazily, remade after a drop) to one
+ * target, shared by every call on it: calls are HTTP/2 streams multiplexed
+ * on that connection. A channel owns one I/O loop thread; calls are made
+ * from any user threads with blocking, ctx-aware functions.
+ *
+ * Every call takes a ctx (required: NULL aborts with a message). The ctx is
+ * the call's time limit and its cancel switch:
+ *   - ctx cancelled -> RST_STREAM(CANCEL) goes on the wire and every pending
+ *     or later function on the call returns at once with the cause's code
+ *     (CANCELLED for a cancel, DEADLINE_EXCEEDED for a deadline, even if the
+ *     server's reset raced it);
+ *   - ctx deadline -> sent as grpc-timeout, so the server's ctx expires too.
+ * A reset or failed stream never disturbs the other calls on the channel.
+ * If the connection drops, its calls end UNAVAILABLE and the next call
+ * connects again. Connecting is bounded by the call's ctx.
+ *
+ * Lifetime: crpc_channel_new creates; crpc_channel_free destroys once no
+ * call on it is still in use (free every crpc_call first). A crpc_call is
+ * owned by its caller until crpc_call_free.
+ *
+ * Threads: a channel may be used by many threads at once. One crpc_call is
+ * used by one thread at a time, except that sending and receiving may
+ * happen on two different threads concurrently (bidi streaming).
+ */
+#ifndef CRPC_CHANNEL_H
+#define CRPC_CHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crpc/call.h"
+#include "crpc/ctx.h"
+#include "crpc/metadata.h"
+#include "crpc/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct crpc_channel crpc_channel;
+typedef struct crpc_call crpc_call;
+
+typedef struct crpc_channel_options {
+  size_t max_recv_message_size; /* 0: 4 MiB; larger -> RESOURCE_EXHAUSTED */
+  size_t max_send_message_size; /* 0: unlimited */
+  const char *user_agent;       /* prefix before "crpc/<version>"; NULL: none */
+  const char *authority;        /* :authority; NULL: the target's host:port */
+} crpc_channel_options;
+
+/* A channel to "host:port" (name, IPv4 or [IPv6] literal) or "unix:/path",
+ * owned by the caller. Does not connect yet. NULL if the target cannot be
+ * parsed (reason on stderr) or memory is exhausted. */
+crpc_channel *crpc_channel_new(const char *target,
+                               const crpc_channel_options *options);
+
+/* Closes the connection and frees the channel. All calls must have been
+ * freed. NULL: no-op. */
+void crpc_channel_free(crpc_channel *channel);
+
+/* ---- unary -------------------------------------------------------------- */
+
+/* One request, one response. Blocks until the call ends or ctx is done.
+ * `metadata` (may be NULL) is sent as request headers. On CRPC_OK, *response
+ * holds the reply (caller frees response->data). `status` (may be NULL)
+ * receives code, message and trailers in every case; clear it after.
+ * Returns the call's status code. */
+crpc_code crpc_unary_call(crpc_channel *channel, const crpc_ctx *ctx,
+                          const char *method, const crpc_metadata *metadata,
+                          const void *request, size_t request_len,
+                          crpc_message *response, crpc_status *status);
+
+/* ---- streaming (and unary, step by step) -------------------------------- */
+
+/* Starts a call to method ("/package.Service/Method"): sends the headers
+ * (connecting first if needed). On CRPC_OK, *call is the new call, owned by
+ * the caller. Else *call is NULL and the code says why (UNAVAILABLE when
+ * the server cannot be reached, the ctx's code if it ended first). */
+crpc_code crpc_call_start(crpc_channel *channel, const crpc_ctx *ctx,
+                          const char *method, const crpc_metadata *metadata,
+                          crpc_call **call);
+
+/* Sends one request message (copied). Blocks while the call's send buffer
+ * is full, ctx-aware. CRPC_OK, or the call's final code if it has ended
+ * (the server may have finished early: check crpc_call_finish), or the
+ * ctx's cause code. */
+crpc_code crpc_call_send(crpc_call *call, const void *data, size_t len);
+
+/* Half-closes: no more requests. Idempotent. CRPC_OK or as send. */
+crpc_code crpc_call_close_send(crpc_call *call);
+
+/* Next response message (see crpc_message: `end` when the server has
+ * finished; crpc_call_finish then gives the status). Blocks, ctx-aware.
+ * CRPC_OK, or the call's error (server status, the ctx's cause code,
+ * UNAVAILABLE on a lost connection, RESOURCE_EXHAUSTED for an oversized
+ * message). */
+crpc_code crpc_call_recv(crpc_call *call, crpc_message *msg);
+
+/* Response headers from the server; blocks until they arrive or the call
+ * ends. NULL if the call ended without any (trailers-only response or
+ * error). Owned by the call. */
+const crpc_metadata *crpc_call_response_headers(crpc_call *call);
+
+/* Waits for the call to end and fills *status (may be NULL). Unread
+ * response messages are discarded. Returns the status code. */
+crpc_code crpc_call_finish(crpc_call *call, crpc_status *status);
+
+/* Frees the call. If it has not ended, cancels it first (RST_STREAM). NULL:
+ * no-op. */
+void crpc_call_free(crpc_call *call);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CRPC_CHANNEL_H */

@@ -1,0 +1,140 @@
+/*
+ * crpc/server.h - serving gRPC over HTTP/2 (h2c today; TLS to come).
+ *
+ * A server owns its listeners, one I/O loop thread and a pool of handler
+ * threads. Handlers run on handler threads, never on the loop, so a handler
+ * may block (ideally in ctx-aware waits) without delaying any other call.
+ *
+ * Every call has a ctx, derived from the server's root ctx, handed to the
+ * handler read-only. It is done, with a cause, when:
+ *   - the client resets the stream (CANCELLED, origin peer reset, message
+ *     naming the HTTP/2 error code),
+ *   - the grpc-timeout the client sent expires (DEADLINE_EXCEEDED, origin
+ *     deadline),
+ *   - the connection is lost (UNAVAILABLE, origin connection lost),
+ *   - the server shuts down past its grace period (UNAVAILABLE, shutdown),
+ *   - the handler has returned (the call is over).
+ * Once the ctx is done, crpc_server_call_send returns the cause's code at
+ * once and writes nothing; queued outgoing bytes are dropped.
+ *
+ * Lifetime: crpc_server_new creates; crpc_server_free destroys after
+ * crpc_server_shutdown (or calls it with no grace). A crpc_server_call is
+ * owned by crpc and valid only inside its handler invocation.
+ *
+ * Threads: set-up functions (add_method, listen, start) are called by one
+ * thread before start. Shutdown and free by one thread, not a handler.
+ * Functions on a crpc_server_call are called only by its handler's thread.
+ */
+#ifndef CRPC_SERVER_H
+#define CRPC_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crpc/call.h"
+#include "crpc/ctx.h"
+#include "crpc/metadata.h"
+#include "crpc/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct crpc_server crpc_server;
+typedef struct crpc_server_call crpc_server_call;
+
+/* A handler: receives and sends with the functions below and returns the
+ * call's status (CRPC_OK or an error; use crpc_server_call_error to attach a
+ * message). Returning ends the call: crpc sends the trailers (or resets the
+ * stream if the client is already gone) and the call ctx becomes done. */
+typedef crpc_code (*crpc_handler_fn)(crpc_server_call *call,
+                                     const crpc_ctx *ctx, void *user_data);
+
+typedef struct crpc_server_options {
+  size_t max_recv_message_size; /* 0: 4 MiB; larger -> RESOURCE_EXHAUSTED */
+  size_t max_send_message_size; /* 0: unlimited */
+  int handler_threads;          /* 0: 64; max calls running handlers at once
+                                   (more wait for a free thread) */
+  uint32_t max_concurrent_streams; /* 0: 1000 (HTTP/2 SETTINGS) */
+  size_t stream_send_buffer;    /* 0: 64 KiB queued per call before send
+                                   blocks (HTTP/2 flow control does the rest) */
+} crpc_server_options;
+
+/* A server with the given options (NULL: defaults), owned by the caller;
+ * NULL if out of memory. */
+crpc_server *crpc_server_new(const crpc_server_options *options);
+
+/* Registers a handler for path "/package.Service/Method". Before start.
+ * CRPC_OK, CRPC_INVALID_ARGUMENT (bad path), CRPC_ALREADY_EXISTS. Calls to
+ * unregistered paths get UNIMPLEMENTED. `kind` says how the handler uses
+ * the stream; unary handlers receive exactly one message. */
+crpc_code crpc_server_add_method(crpc_server *server, const char *path,
+                                 crpc_method_kind kind, crpc_handler_fn fn,
+                                 void *user_data);
+
+/* Listens on "host:port" (port 0 picks a free one; host may be an IPv4 or
+ * [IPv6] literal or a name) or "unix:/path". Before start; may be called
+ * several times. Stores the bound TCP port in *port if port is not NULL (0
+ * for unix sockets). CRPC_OK, CRPC_INVALID_ARGUMENT (unparsable address) or
+ * CRPC_UNAVAILABLE (bind/listen failed; the reason goes to stderr). */
+crpc_code crpc_server_listen(crpc_server *server, const char *address,
+                             int *port);
+
+/* Starts the loop and handler threads; calls are accepted from now on.
+ * CRPC_OK, or CRPC_FAILED_PRECONDITION (no listener / already started). */
+crpc_code crpc_server_start(crpc_server *server);
+
+/* Stops accepting, sends GOAWAY, lets in-flight calls run for up to
+ * grace_ns, then cancels the rest (UNAVAILABLE, origin shutdown) and waits
+ * for their handlers to return. Blocks until no call is left. Idempotent. */
+void crpc_server_shutdown(crpc_server *server, int64_t grace_ns);
+
+/* Shuts down with no grace if needed, then frees everything. NULL: no-op. */
+void crpc_server_free(crpc_server *server);
+
+/* ---- inside a handler --------------------------------------------------- */
+
+/* Next request message (see crpc_message: `end` once the client finished
+ * sending). Blocks, ctx-aware. CRPC_OK, or the ctx's cause code, or
+ * RESOURCE_EXHAUSTED (message over the limit) / INTERNAL (malformed
+ * framing), after which the call is failing. */
+crpc_code crpc_server_call_recv(crpc_server_call *call, crpc_message *msg);
+
+/* Queues one response message (copied). Sends the response headers first if
+ * not sent yet. Blocks while the call's send buffer is full (a slow reader),
+ * ctx-aware. CRPC_OK, or the ctx's cause code at once once the client has
+ * cancelled, the deadline passed or the connection is gone; then nothing is
+ * written. RESOURCE_EXHAUSTED if len exceeds max_send_message_size. */
+crpc_code crpc_server_call_send(crpc_server_call *call, const void *data,
+                                size_t len);
+
+/* Sets the status message the trailers will carry and returns `code`, so a
+ * handler can `return crpc_server_call_error(call, CRPC_NOT_FOUND, "...")`.
+ * printf-style; the message is percent-encoded on the wire. */
+crpc_code crpc_server_call_error(crpc_server_call *call, crpc_code code,
+                                 const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Request headers sent by the client (custom metadata, user-agent).
+ * Owned by the call. */
+const crpc_metadata *crpc_server_call_request_metadata(
+    const crpc_server_call *call);
+
+/* Metadata to send as response headers (before the first message) and as
+ * trailers (with the status). Owned by the call; add to them before the
+ * first send / before returning. Reserved keys fail the call (INTERNAL). */
+crpc_metadata *crpc_server_call_response_headers(crpc_server_call *call);
+crpc_metadata *crpc_server_call_trailers(crpc_server_call *call);
+
+/* "/package.Service/Method". Owned by the call. */
+const char *crpc_server_call_method(const crpc_server_call *call);
+
+/* The client's address: "ipv4:127.0.0.1:41234", "ipv6:[::1]:41234" or
+ * "unix:/path". Owned by the call. */
+const char *crpc_server_call_peer(const crpc_server_call *call);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CRPC_SERVER_H */
