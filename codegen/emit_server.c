@@ -1,0 +1,156 @@
+/*
+ * codegen/emit_server.c - the typed server side of a service: send/recv
+ * wrappers, the handlers struct, the adapters that crpc_server_add_method
+ * runs, and <service>_register_handlers.
+ *
+ * Handlers send their own responses (<m>_server_send) instead of returning
+ * a message for the adapter to pack: the handler owns the message and its
+ * strings, so nothing it points to has to outlive the handler, and all four
+ * shapes work the same way.
+ */
+#include "codegen/gen.h"
+
+static const char *handler_params(cg_arena *a, const cg_method *m,
+                                  const char **p, size_t *n) {
+  *n = 0;
+  p[(*n)++] = "crpc_server_call *call";
+  p[(*n)++] = "const crpc_ctx *ctx";
+  if (!m->client_streaming) {
+    p[(*n)++] = cg_strf(a, "const %s *req", m->in->c_type);
+  }
+  p[(*n)++] = "void *user_data";
+  return cg_strf(a, "(*%s)", m->member);
+}
+
+void cg_emit_server_decls(cg_buf *b, const cg_service *s) {
+  cg_arena a = {0};
+  cg_put(b, "\n/* ---- %s server ---- */\n", s->proto_name);
+  for (size_t i = 0; i < s->n_methods; i++) {
+    const cg_method *m = &s->methods[i];
+    cg_put(b, "\n/* %s: sends one response (copied; msg stays yours).%s */\n",
+           m->proto_name,
+           m->server_streaming ? ""
+                               : "\n * The handler sends exactly one before "
+                                 "returning CRPC_OK.");
+    const char *sp[2] = {"crpc_server_call *call",
+                         cg_strf(&a, "const %s *msg", m->out->c_type)};
+    cg_put_proto(b, "crpc_code", cg_strf(&a, "%s_server_send", m->fn), sp, 2,
+                 ";\n");
+    if (m->client_streaming) {
+      cg_put(b,
+             "/* %s: next request, NULL once the client has finished "
+             "sending. */\n",
+             m->proto_name);
+      const char *rp[2] = {"crpc_server_call *call",
+                           cg_strf(&a, "%s **msg", m->in->c_type)};
+      cg_put_proto(b, "crpc_code", cg_strf(&a, "%s_server_recv", m->fn), rp, 2,
+                   ";\n");
+    }
+  }
+  cg_put(b,
+         "\n/* %s's handlers.\n"
+         " * Each runs on a handler thread with the call's ctx, which is done "
+         "once the\n"
+         " * client cancels, the deadline passes or the server shuts down. A "
+         "NULL\n"
+         " * handler leaves its method UNIMPLEMENTED. */\n"
+         "typedef struct %s_handlers {\n"
+         "  void *user_data; /* passed to every handler */\n",
+         s->proto_name, s->prefix);
+  for (size_t i = 0; i < s->n_methods; i++) {
+    const cg_method *m = &s->methods[i];
+    cg_put(
+        b, "  /* %s (%s)%s */\n", m->proto_name, cg_kind_words(m),
+        m->client_streaming ? "" : ": req is freed when the handler returns");
+    const char *p[4];
+    size_t n;
+    const char *name = handler_params(&a, m, p, &n);
+    cg_put_proto(b, "  crpc_code", name, p, n, ";\n");
+  }
+  cg_put(b, "} %s_handlers;\n", s->prefix);
+  cg_put(b,
+         "\n/* Registers every non-NULL handler (before crpc_server_start). "
+         "handlers must\n * outlive the server. CRPC_OK or the first error "
+         "of crpc_server_add_method. */\n");
+  const char *rp[2] = {"crpc_server *server",
+                       cg_strf(&a, "const %s_handlers *handlers", s->prefix)};
+  cg_put_proto(b, "crpc_code", cg_strf(&a, "%s_register_handlers", s->prefix),
+               rp, 2, ";\n");
+  cg_arena_free(&a);
+}
+
+static void emit_adapter(cg_buf *b, cg_arena *a, const cg_service *s,
+                         const cg_method *m) {
+  const char *p[3] = {"crpc_server_call *call", "const crpc_ctx *ctx",
+                      "void *user_data"};
+  cg_put(b, "\n");
+  cg_put_proto(b, "static crpc_code", cg_strf(a, "%s_serve", m->fn), p, 3,
+               " {\n");
+  cg_put(b, "  const %s_handlers *h = user_data;\n", s->prefix);
+  if (m->client_streaming) {
+    cg_put(b, "  return h->%s(call, ctx, h->user_data);\n}\n", m->member);
+    return;
+  }
+  cg_put(b,
+         "  ProtobufCMessage *req = NULL;\n"
+         "  crpc_code code = crpc_gen_server_recv_one(\n"
+         "      call, &%s, &req);\n"
+         "  if (code != CRPC_OK) return code;\n"
+         "  code = h->%s(\n"
+         "      call, ctx, (const %s *)req, h->user_data);\n"
+         "  protobuf_c_message_free_unpacked(req, NULL);\n"
+         "  return code;\n"
+         "}\n",
+         m->in->c_desc, m->member, m->in->c_type);
+}
+
+void cg_emit_server_defs(cg_buf *b, const cg_service *s) {
+  cg_arena a = {0};
+  for (size_t i = 0; i < s->n_methods; i++) {
+    const cg_method *m = &s->methods[i];
+    const char *sp[2] = {"crpc_server_call *call",
+                         cg_strf(&a, "const %s *msg", m->out->c_type)};
+    cg_put(b, "\n");
+    cg_put_proto(b, "crpc_code", cg_strf(&a, "%s_server_send", m->fn), sp, 2,
+                 " {\n");
+    cg_put(b, "  return crpc_gen_server_send(call, &msg->base);\n}\n");
+    if (m->client_streaming) {
+      const char *rp[2] = {"crpc_server_call *call",
+                           cg_strf(&a, "%s **msg", m->in->c_type)};
+      cg_put(b, "\n");
+      cg_put_proto(b, "crpc_code", cg_strf(&a, "%s_server_recv", m->fn), rp, 2,
+                   " {\n");
+      cg_put(b,
+             "  ProtobufCMessage *m = NULL;\n"
+             "  crpc_code code =\n"
+             "      crpc_gen_server_recv(call, &%s, &m);\n"
+             "  *msg = (%s *)m;\n"
+             "  return code;\n"
+             "}\n",
+             m->in->c_desc, m->in->c_type);
+    }
+    emit_adapter(b, &a, s, m);
+  }
+  const char *rp[2] = {"crpc_server *server",
+                       cg_strf(&a, "const %s_handlers *handlers", s->prefix)};
+  cg_put(b, "\n");
+  cg_put_proto(b, "crpc_code", cg_strf(&a, "%s_register_handlers", s->prefix),
+               rp, 2, " {\n");
+  cg_put(b,
+         "  (void)server; /* unused when the service has no methods */\n"
+         "  if (handlers == NULL) return CRPC_INVALID_ARGUMENT;\n"
+         "  crpc_code code = CRPC_OK;\n");
+  for (size_t i = 0; i < s->n_methods; i++) {
+    const cg_method *m = &s->methods[i];
+    cg_put(b,
+           "  if (code == CRPC_OK && handlers->%s != NULL) {\n"
+           "    code = crpc_server_add_method(server, \"%s\",\n"
+           "                                  %s,\n"
+           "                                  %s_serve,\n"
+           "                                  (void *)handlers);\n"
+           "  }\n",
+           m->member, m->path, cg_kind_macro(m), m->fn);
+  }
+  cg_put(b, "  return code;\n}\n");
+  cg_arena_free(&a);
+}

@@ -1,0 +1,149 @@
+/*
+ * codegen/gen.h - protoc-gen-crpc internals: the model built from a
+ * CodeGeneratorRequest, C naming, and the emitters.
+ *
+ * Flow: plugin_main.c reads the request -> cg_model_build() resolves every
+ * service, method and message type into C names (names.c, model.c) ->
+ * cg_emit_header()/cg_emit_source() print <file>.crpc.h/.c (emit_*.c).
+ * Nothing is written unless every file generated without error, so a bad
+ * input yields CodeGeneratorResponse.error and no files.
+ *
+ * Memory: everything the model owns comes from one cg_arena, freed at once.
+ * Allocation failure aborts (a code generator has no useful way to go on).
+ */
+#ifndef CRPC_CODEGEN_GEN_H
+#define CRPC_CODEGEN_GEN_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "google/protobuf/compiler/plugin.pb-c.h"
+#include "google/protobuf/descriptor.pb-c.h"
+
+/* ---- arena and text buffer ---- */
+
+typedef struct cg_arena {
+  void **ptrs;
+  size_t len, cap;
+} cg_arena;
+
+/* Zeroed memory owned by the arena. Aborts on OOM. */
+void *cg_alloc(cg_arena *a, size_t size);
+/* printf into a string owned by the arena. */
+char *cg_strf(cg_arena *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Frees everything the arena handed out; the arena is reusable after. */
+void cg_arena_free(cg_arena *a);
+
+typedef struct cg_buf {
+  char *data; /* NUL-terminated once anything was appended */
+  size_t len, cap;
+} cg_buf;
+
+/* Appends formatted text. Aborts on OOM. */
+void cg_put(cg_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Frees the buffer's memory and zeroes it. */
+void cg_buf_free(cg_buf *b);
+
+/* ---- names (names.c) ---- */
+
+/* protoc-c's ToCamel: "foo_bar" -> "FooBar" (underscores dropped). */
+char *cg_to_camel(cg_arena *a, const char *s);
+/* protoc-c's CamelToLower: "SayHello" -> "say_hello", "HTTPGet" -> "httpget".
+ */
+char *cg_camel_to_lower(cg_arena *a, const char *s);
+/* protoc-c's C type of message "pkg.Outer.Inner": "Pkg__Outer__Inner". */
+char *cg_c_type_name(cg_arena *a, const char *full_name);
+/* protoc-c's descriptor variable: "pkg__outer__inner__descriptor". */
+char *cg_c_descriptor_name(cg_arena *a, const char *full_name);
+/* True if s is a C or C++ keyword (a header is compiled as both). */
+bool cg_is_keyword(const char *s);
+/* out[i] = lowercase form of names[i]; names whose lowercase forms collide
+ * keep their exact .proto spelling instead (proto names are unique). */
+void cg_resolve_names(cg_arena *a, const char *const *names, size_t n,
+                      char **out);
+/* "dir/foo-bar.proto" -> "DIR_FOO_BAR_PROTO_CRPC_H". */
+char *cg_guard_name(cg_arena *a, const char *proto_file);
+/* "dir/foo.proto" -> "dir/foo" (strips a trailing ".proto"). */
+char *cg_strip_proto(cg_arena *a, const char *proto_file);
+
+/* ---- model (model.c) ---- */
+
+typedef struct cg_type {
+  const char *full_name; /* "pkg.Outer.Inner", no leading dot */
+  char *c_type;          /* "Pkg__Outer__Inner" */
+  char *c_desc;          /* "pkg__outer__inner__descriptor" */
+  const char *file;      /* the .proto that defines it */
+} cg_type;
+
+typedef struct cg_method {
+  const char *proto_name; /* "SayHello" */
+  char *c_name;           /* "say_hello": function-name part */
+  char *member;           /* handler struct member (keyword-safe) */
+  char *fn;               /* "<service prefix>_<c_name>" */
+  char *path;             /* "/pkg.Service/SayHello" */
+  const cg_type *in, *out;
+  bool client_streaming, server_streaming;
+  const char *comment; /* leading comment or NULL */
+} cg_method;
+
+typedef struct cg_service {
+  const char *proto_name; /* "Greeter" */
+  char *full_name;        /* "pkg.Greeter" */
+  char *prefix;           /* "pkg_greeter" */
+  cg_method *methods;
+  size_t n_methods;
+  const char *comment;
+} cg_service;
+
+typedef struct cg_file {
+  const char *proto_name; /* "dir/foo.proto" as protoc names it */
+  char *base;             /* "dir/foo" */
+  cg_service *services;
+  size_t n_services;
+  char **pb_includes; /* .pb-c.h files to include, sorted, unique */
+  size_t n_pb_includes;
+} cg_file;
+
+typedef struct cg_model {
+  cg_file *files; /* one per file_to_generate, in request order */
+  size_t n_files;
+} cg_model;
+
+/* Builds the model for every file to generate. On failure returns false
+ * and sets *error (arena-owned) to a message naming the file and element. */
+bool cg_model_build(cg_arena *a,
+                    const Google__Protobuf__Compiler__CodeGeneratorRequest *req,
+                    cg_model *model, char **error);
+
+/* ---- emitters ---- */
+
+/* The method's shape as crpc names it: "CRPC_UNARY", ... */
+const char *cg_kind_macro(const cg_method *m);
+/* "unary", "client streaming", ... for comments. */
+const char *cg_kind_words(const cg_method *m);
+/* Prints heading and then the .proto comment's lines as one C comment,
+ * breaking up comment delimiters. Either may be NULL; nothing if both are. */
+void cg_put_doc(cg_buf *b, const char *indent, const char *heading,
+                const char *comment);
+
+/* Prints "ret name(params...)" then `end` (";\n" or " {\n"), wrapping
+ * the parameters at 80 columns the way clang-format would. */
+void cg_put_proto(cg_buf *b, const char *ret, const char *name,
+                  const char *const *params, size_t n, const char *end);
+
+/* <base>.crpc.h */
+void cg_emit_header(cg_buf *b, const cg_file *f);
+/* <base>.crpc.c */
+void cg_emit_source(cg_buf *b, const cg_file *f);
+
+/* Per-service parts, shared by the two files (emit_client.c,
+ * emit_server.c). decl: header prototypes; def: definitions. */
+void cg_emit_client_decls(cg_buf *b, const cg_service *s);
+void cg_emit_client_defs(cg_buf *b, const cg_service *s);
+void cg_emit_server_decls(cg_buf *b, const cg_service *s);
+void cg_emit_server_defs(cg_buf *b, const cg_service *s);
+
+#endif /* CRPC_CODEGEN_GEN_H */
