@@ -82,8 +82,9 @@ void ctx_unref(crpc_ctx *ctx) {
 
 static void set_cause(crpc_cause *out, crpc_code code, crpc_origin origin,
                       const char *message) {
-  out->code = code;
-  out->origin = origin;
+  /* A done ctx must never read as OK, nor as cancelled by nobody. */
+  out->code = code == CRPC_OK ? CRPC_CANCELLED : code;
+  out->origin = origin == CRPC_ORIGIN_NONE ? CRPC_ORIGIN_LOCAL : origin;
   snprintf(out->message, sizeof(out->message), "%s",
            message != NULL ? message : "");
 }
@@ -242,7 +243,7 @@ crpc_ctx *crpc_ctx_with_timeout_at(const crpc_ctx *parent, int64_t timeout_ns,
   if (timeout_ns <= 0) {
     deadline = now; /* already passed: born done */
   } else if (timeout_ns >= CRPC_NO_DEADLINE - now) {
-    deadline = CRPC_NO_DEADLINE - 1; /* saturate rather than overflow */
+    deadline = CRPC_NO_DEADLINE; /* beyond the clock's range: none at all */
   } else {
     deadline = now + timeout_ns;
   }
@@ -263,12 +264,22 @@ crpc_ctx *crpc_ctx_with_value_at(const crpc_ctx *parent, const void *key,
   return derive(parent, &d, file, line, "crpc_ctx_with_value");
 }
 
+/* An owner's cancel may run a callback that releases this very ctx (the
+ * owner handing release to the callback); our own reference keeps the
+ * memory valid until cancel_internal is done with it. */
+static bool cancel_holding_ref(crpc_ctx *ctx, const crpc_cause *cause) {
+  ctx_ref(ctx);
+  bool ended = ctx_cancel_internal(ctx, cause);
+  ctx_unref(ctx);
+  return ended;
+}
+
 bool crpc_ctx_cancel(crpc_ctx *ctx, crpc_code code, const char *message) {
   ctx_check(ctx, "crpc_ctx_cancel");
   if (ctx_is_background(ctx)) return false;
   crpc_cause cause;
   set_cause(&cause, code, CRPC_ORIGIN_LOCAL, message);
-  return ctx_cancel_internal(ctx, &cause);
+  return cancel_holding_ref(ctx, &cause);
 }
 
 bool crpc_ctx_cancel_cause(crpc_ctx *ctx, crpc_code code, crpc_origin origin,
@@ -276,16 +287,14 @@ bool crpc_ctx_cancel_cause(crpc_ctx *ctx, crpc_code code, crpc_origin origin,
   ctx_check(ctx, "crpc_ctx_cancel_cause");
   if (ctx_is_background(ctx)) return false;
   crpc_cause cause;
-  cause.code = code;
-  cause.origin = origin;
-  cause.message[0] = '\0';
+  set_cause(&cause, code, origin, NULL);
   if (fmt != NULL) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(cause.message, sizeof(cause.message), fmt, ap);
     va_end(ap);
   }
-  return ctx_cancel_internal(ctx, &cause);
+  return cancel_holding_ref(ctx, &cause);
 }
 
 void crpc_ctx_release(crpc_ctx *ctx) {
@@ -293,7 +302,8 @@ void crpc_ctx_release(crpc_ctx *ctx) {
   ctx_check(ctx, "crpc_ctx_release");
   if (ctx_is_background(ctx)) return;
   if (atomic_exchange(&ctx->released, true)) {
-    fprintf(stderr, "crpc: ctx created at %s:%d released twice\n",
+    fprintf(stderr,
+            "crpc: crpc_ctx_release: ctx created at %s:%d released twice\n",
             ctx->file != NULL ? ctx->file : "?", ctx->line);
     abort();
   }
@@ -345,8 +355,9 @@ int64_t crpc_ctx_deadline(const crpc_ctx *ctx) {
 int64_t crpc_ctx_remaining(const crpc_ctx *ctx) {
   ctx_check(ctx, "crpc_ctx_remaining");
   if (ctx->deadline == CRPC_NO_DEADLINE) return CRPC_NO_DEADLINE;
-  int64_t left = ctx->deadline - crpc_now_ns();
-  return left > 0 ? left : 0;
+  int64_t now = crpc_now_ns();
+  /* Compare before subtracting: a deadline near INT64_MIN would overflow. */
+  return ctx->deadline > now ? ctx->deadline - now : 0;
 }
 
 void *crpc_ctx_value(const crpc_ctx *ctx, const void *key) {

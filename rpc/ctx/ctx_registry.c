@@ -71,8 +71,13 @@ size_t crpc_ctx_dump(FILE *out) {
               crpc_origin_name(c->cause.origin), c->cause.message);
     }
     if (c->deadline != CRPC_NO_DEADLINE) {
-      fprintf(out, " deadline in %" PRId64 " us",
-              (c->deadline - now) / CRPC_MICROSECOND);
+      /* Subtract only when it cannot overflow (deadlines may be INT64_MIN). */
+      if (c->deadline >= now) {
+        fprintf(out, " deadline in %" PRId64 " us",
+                (c->deadline - now) / CRPC_MICROSECOND);
+      } else {
+        fprintf(out, " deadline passed");
+      }
     }
     fputc('\n', out);
     lines++;

@@ -102,7 +102,8 @@ crpc_ctx *crpc_ctx_with_deadline_at(const crpc_ctx *parent,
   crpc_ctx_with_deadline_at((parent), (deadline_ns), __FILE__, __LINE__)
 
 /* Same as crpc_ctx_with_deadline(parent, crpc_now_ns() + timeout_ns);
- * a timeout <= 0 gives a ctx born done with DEADLINE_EXCEEDED. */
+ * a timeout <= 0 gives a ctx born done with DEADLINE_EXCEEDED, one too large
+ * for the clock (e.g. INT64_MAX) means no deadline of its own. */
 crpc_ctx *crpc_ctx_with_timeout_at(const crpc_ctx *parent, int64_t timeout_ns,
                                    const char *file, int line);
 #define crpc_ctx_with_timeout(parent, timeout_ns) \
@@ -123,6 +124,7 @@ crpc_ctx *crpc_ctx_with_value_at(const crpc_ctx *parent, const void *key,
                          __LINE__)
 
 /* Cancels ctx (origin local) with `code` and `message` (may be NULL).
+ * A done ctx never reads as OK: code CRPC_OK is recorded as CANCELLED.
  * The first cause wins: returns true if this call ended the ctx, false if it
  * was already done (its cause is unchanged). Descendants get the same cause.
  * Runs the ctx's on_cancel callbacks on the calling thread before returning.
@@ -130,7 +132,8 @@ crpc_ctx *crpc_ctx_with_value_at(const crpc_ctx *parent, const void *key,
 bool crpc_ctx_cancel(crpc_ctx *ctx, crpc_code code, const char *message);
 
 /* Like crpc_ctx_cancel with an explicit origin and a printf-style message;
- * used by the transport (peer reset, connection lost, shutdown). */
+ * used by the transport (peer reset, connection lost, shutdown). Origin
+ * CRPC_ORIGIN_NONE is recorded as local. */
 bool crpc_ctx_cancel_cause(crpc_ctx *ctx, crpc_code code, crpc_origin origin,
                            const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -138,7 +141,7 @@ bool crpc_ctx_cancel_cause(crpc_ctx *ctx, crpc_code code, crpc_origin origin,
 /* Ends the owner's use of ctx: cancels it (CANCELLED, origin local, message
  * "context released") if still live, which cancels its descendants, and
  * drops the owner's reference. Call exactly once per derived ctx; NULL is a
- * no-op. Safe from an on_cancel callback of any ctx. */
+ * no-op. Safe from an on_cancel callback, including one of this ctx. */
 void crpc_ctx_release(crpc_ctx *ctx);
 
 /* ---- queries (read-only view) ----------------------------------------- */
@@ -235,8 +238,12 @@ bool crpc_ctx_on_cancel(const crpc_ctx *ctx, crpc_on_cancel *reg,
                         crpc_cancel_fn fn, void *arg);
 
 /* Removes a registration made by crpc_ctx_on_cancel (which returned true)
- * and reports whether its callback ran. Never blocks. Call at most once per
- * registration, before the ctx is released; `reg` may then be reused. */
+ * and reports whether its callback ran. Never blocks. Call it once per
+ * registration, before the ctx is released (a registration left in place
+ * may still be running on another thread when release returns); `reg` may
+ * then be reused, and `arg` freed unless the answer is RUNNING, in which
+ * case fn is still using it and the caller must learn from fn itself when
+ * it has returned. */
 crpc_on_cancel_state crpc_ctx_remove_on_cancel(crpc_on_cancel *reg);
 
 /* ---- debug registry (catalog lines 1 and 14) ---------------------------
