@@ -15,7 +15,7 @@ PACKAGES=(
   libnghttp2-dev nghttp2-client
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotoc-dev
   libssl-dev openssl zlib1g-dev libgtest-dev
-  python3-grpcio python3-protobuf grpc-proto
+  python3-grpcio python3-protobuf grpc-proto protobuf-compiler-grpc libgrpc++-dev
 )
 
 ensure_packages() {
@@ -42,18 +42,34 @@ bazel_cmd() {
   bazel "$@"
 }
 
+# The project's packages. Named explicitly rather than //... so a stray
+# bazel-<dir> symlink from another output base is never descended into.
+TARGETS=(//rpc/... //codegen/... //examples/... //conformance/... //bench/... //interceptors/...)
+
+existing_targets() {
+  local t
+  for t in "${TARGETS[@]}"; do
+    t=${t#//}
+    t=${t%/...}
+    [[ -d "$t" ]] && echo "//$t/..."
+  done
+  return 0
+}
+
 run_tests() {
   local logdir
   logdir=$(mktemp -d "${TMPDIR:-/tmp}/crpc-test.XXXXXX")
   local rc=0
   local flags=(--keep_going --color=no --curses=no)
+  local targets
+  mapfile -t targets < <(existing_targets)
   echo "== tests (default build) =="
-  bazel_cmd test "${flags[@]}" --build_event_json_file="$logdir/default.json" //... || rc=1
+  bazel_cmd test "${flags[@]}" --build_event_json_file="$logdir/default.json" "${targets[@]}" || rc=1
   echo "== tests under ASan + UBSan + LSan =="
-  bazel_cmd test "${flags[@]}" --config=asan --build_event_json_file="$logdir/asan.json" //... || rc=1
+  bazel_cmd test "${flags[@]}" --config=asan --build_event_json_file="$logdir/asan.json" "${targets[@]}" || rc=1
   echo "== concurrency tests under TSan =="
   bazel_cmd test "${flags[@]}" --config=tsan --test_tag_filters=tsan \
-    --build_event_json_file="$logdir/tsan.json" //... || rc=1
+    --build_event_json_file="$logdir/tsan.json" "${targets[@]}" || rc=1
   python3 tools/test_summary.py "$logdir/default.json" "$logdir/asan.json" "$logdir/tsan.json" || rc=1
   rm -rf "$logdir"
   return $rc
@@ -72,7 +88,11 @@ case "$cmd" in
     ;;
   bench)
     ensure_packages
-    bazel_cmd run --config=opt --color=no --curses=no //bench:ctx_bench -- "$@"
+    bazel_cmd build --config=opt --color=no --curses=no //bench:ctx_bench //bench:transport_bench
+    bin=$(bazel_cmd info --config=opt bazel-bin 2>/dev/null)
+    "$bin/bench/ctx_bench" "$@"
+    echo
+    "$bin/bench/transport_bench" "$@"
     ;;
   bazel)
     ensure_packages

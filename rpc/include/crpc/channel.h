@@ -77,7 +77,9 @@ crpc_code crpc_unary_call(crpc_channel *channel, const crpc_ctx *ctx,
 /* Starts a call to method ("/package.Service/Method"): sends the headers
  * (connecting first if needed). On CRPC_OK, *call is the new call, owned by
  * the caller. Else *call is NULL and the code says why (UNAVAILABLE when
- * the server cannot be reached, the ctx's code if it ended first). */
+ * the server cannot be reached, the ctx's code if it ended first,
+ * INVALID_ARGUMENT for a method not starting with '/' or metadata holding a
+ * reserved key). */
 crpc_code crpc_call_start(crpc_channel *channel, const crpc_ctx *ctx,
                           const char *method, const crpc_metadata *metadata,
                           crpc_call **call);
@@ -85,7 +87,8 @@ crpc_code crpc_call_start(crpc_channel *channel, const crpc_ctx *ctx,
 /* Sends one request message (copied). Blocks while the call's send buffer
  * is full, ctx-aware. CRPC_OK, or the call's final code if it has ended
  * (the server may have finished early: check crpc_call_finish), or the
- * ctx's cause code. */
+ * ctx's cause code; FAILED_PRECONDITION after crpc_call_close_send;
+ * RESOURCE_EXHAUSTED if len exceeds max_send_message_size. */
 crpc_code crpc_call_send(crpc_call *call, const void *data, size_t len);
 
 /* Half-closes: no more requests. Idempotent. CRPC_OK or as send. */

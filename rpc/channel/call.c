@@ -1,0 +1,310 @@
+/*
+ * call.c - the user's side of a client call: start, send, half-close,
+ * receive, finish, free, and the unary convenience. Blocking and
+ * ctx-aware: every wait is crpc_ctx_wait_cond on the call's own ctx (a
+ * child of the user's), so a cancel or deadline wakes it at once.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc/channel/channel_internal.h"
+
+void crpc_status_clear(crpc_status *status) {
+  if (status == NULL) return;
+  free(status->message);
+  crpc_metadata_free(status->trailers);
+  memset(status, 0, sizeof(*status));
+}
+
+void ccall_unref(ccall *call) {
+  if (atomic_fetch_sub(&call->refs, 1) != 1) return;
+  crpc_channel *ch = call->ch;
+  crpc_ctx_release(call->ctx);
+  cconn_unref(call->conn);
+  crpc_h2_inbound_destroy(&call->in);
+  crpc_h2_outq_clear(&call->out);
+  crpc_wire_headers_destroy(&call->req);
+  crpc_metadata_free(call->hdr_md);
+  crpc_metadata_free(call->resp_md);
+  crpc_metadata_free(call->trailers);
+  free(call->grpc_status);
+  free(call->grpc_message);
+  free(call->message);
+  free(call->path);
+  pthread_mutex_destroy(&call->mu);
+  pthread_cond_destroy(&call->cond);
+  free(call);
+  pthread_mutex_lock(&ch->mu);
+  ch->live_calls--;
+  pthread_cond_broadcast(&ch->cond);
+  pthread_mutex_unlock(&ch->mu);
+}
+
+/* The call ctx's on_cancel: its reference moves to the kick, which sends
+ * RST_STREAM(CANCEL). Any thread; never blocks. */
+static void on_ctx_cancel(void *arg, const crpc_cause *cause) {
+  (void)cause;
+  ccall *call = arg;
+  if (!crpc_loop_post_closure(call->ch->loop, &call->kick)) ccall_unref(call);
+}
+
+static crpc_code build_headers(ccall *call, const char *method,
+                               const crpc_metadata *md) {
+  crpc_channel *ch = call->ch;
+  crpc_wire_headers *h = &call->req;
+  const char *fixed[][2] = {
+      {":method", "POST"},
+      {":scheme", "http"},
+      {":path", method},
+      {":authority", ch->authority},
+      {"content-type", "application/grpc"},
+      {"te", "trailers"},
+      {"user-agent", ch->user_agent},
+      {"grpc-accept-encoding", "identity,gzip,deflate"},
+  };
+  for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+    if (crpc_h2_headers_add(h, fixed[i][0], fixed[i][1]) != CRPC_OK) {
+      return CRPC_RESOURCE_EXHAUSTED;
+    }
+  }
+  crpc_wire_error err;
+  crpc_code code = crpc_wire_headers_add_metadata(h, md, &err);
+  if (code == CRPC_INVALID_ARGUMENT) {
+    fprintf(stderr, "crpc call %s: %s\n", method, err.message);
+  }
+  return code;
+}
+
+crpc_code crpc_call_start(crpc_channel *ch, const crpc_ctx *ctx,
+                          const char *method, const crpc_metadata *metadata,
+                          crpc_call **out) {
+  *out = NULL;
+  if (ctx == NULL) {
+    fprintf(stderr, "crpc_call_start: ctx is required (NULL given)\n");
+    abort();
+  }
+  if (method == NULL || method[0] != '/') return CRPC_INVALID_ARGUMENT;
+  crpc_code code = crpc_ctx_err(ctx);
+  if (code != CRPC_OK) return code;
+  ccall *call = calloc(1, sizeof(*call));
+  if (call == NULL) return CRPC_RESOURCE_EXHAUSTED;
+  atomic_init(&call->refs, 1); /* the user's */
+  call->ch = ch;
+  pthread_mutex_init(&call->mu, NULL);
+  pthread_cond_init(&call->cond, NULL);
+  crpc_wire_headers_init(&call->req);
+  crpc_h2_inbound_init(&call->in, ch->max_recv, false);
+  ccall_init_kick(call);
+  pthread_mutex_lock(&ch->mu);
+  ch->live_calls++;
+  pthread_mutex_unlock(&ch->mu);
+  call->path = strdup(method);
+  call->ctx = crpc_ctx_with_cancel(ctx);
+  if (call->path == NULL || call->ctx == NULL) {
+    ccall_unref(call);
+    return CRPC_RESOURCE_EXHAUSTED;
+  }
+  code = build_headers(call, method, metadata);
+  if (code == CRPC_OK) {
+    call->conn = channel_get_conn(ch, call->ctx, &code);
+  }
+  if (code != CRPC_OK) {
+    crpc_ctx_cancel(call->ctx, CRPC_CANCELLED, "call not started");
+    ccall_unref(call);
+    return code;
+  }
+  atomic_fetch_add(&call->refs, 1); /* the registration's */
+  if (!crpc_ctx_on_cancel(call->ctx, &call->on_cancel, on_ctx_cancel, call)) {
+    on_ctx_cancel(call, NULL); /* done meanwhile: the kick settles it */
+  }
+  ccall_kick(call); /* submit the request */
+  *out = call;
+  return CRPC_OK;
+}
+
+/* Code a call that can no longer send reports, or CRPC_OK. Caller holds
+ * mu. */
+static crpc_code send_blocked_locked(ccall *call) {
+  if (call->ended) return call->code;
+  return crpc_ctx_err(call->ctx);
+}
+
+crpc_code crpc_call_send(crpc_call *call, const void *data, size_t len) {
+  if (call->ch->max_send != 0 && len > call->ch->max_send) {
+    return CRPC_RESOURCE_EXHAUSTED;
+  }
+  crpc_h2_chunk *chunk = crpc_h2_chunk_frame(data, len);
+  if (chunk == NULL) return CRPC_RESOURCE_EXHAUSTED;
+  crpc_code code;
+  pthread_mutex_lock(&call->mu);
+  for (;;) {
+    code = send_blocked_locked(call);
+    if (code != CRPC_OK) break;
+    if (call->send_closed) {
+      code = CRPC_FAILED_PRECONDITION;
+      break;
+    }
+    if (call->out.bytes == 0 ||
+        call->out.bytes + chunk->len <= CHANNEL_SEND_BUFFER) {
+      crpc_h2_outq_push(&call->out, chunk);
+      chunk = NULL;
+      break;
+    }
+    crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu);
+  }
+  pthread_mutex_unlock(&call->mu);
+  free(chunk);
+  if (code == CRPC_OK) ccall_kick(call);
+  return code;
+}
+
+crpc_code crpc_call_close_send(crpc_call *call) {
+  pthread_mutex_lock(&call->mu);
+  crpc_code code = send_blocked_locked(call);
+  bool was = call->send_closed;
+  call->send_closed = true;
+  pthread_mutex_unlock(&call->mu);
+  if (code == CRPC_OK && !was) ccall_kick(call);
+  return code == CRPC_OK || was ? CRPC_OK : code;
+}
+
+crpc_code crpc_call_recv(crpc_call *call, crpc_message *msg) {
+  msg->data = NULL;
+  msg->len = 0;
+  msg->end = false;
+  crpc_code code = CRPC_OK;
+  bool kick = false;
+  pthread_mutex_lock(&call->mu);
+  for (;;) {
+    /* A cancel wins over buffered messages, unless the status had
+     * already arrived. */
+    if ((!call->ended || call->ended_by_ctx) &&
+        (code = crpc_ctx_err(call->ctx)) != CRPC_OK) {
+      break;
+    }
+    if (crpc_h2_msgq_pop(&call->in.q, msg)) {
+      kick = call->in.q.count == 0 && call->in.held > 0 && !call->ended;
+      break;
+    }
+    if (call->ended) {
+      code = call->code;
+      msg->end = code == CRPC_OK;
+      break;
+    }
+    crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu);
+  }
+  pthread_mutex_unlock(&call->mu);
+  if (kick) ccall_kick(call); /* give the window back */
+  return code;
+}
+
+const crpc_metadata *crpc_call_response_headers(crpc_call *call) {
+  const crpc_metadata *md = NULL;
+  pthread_mutex_lock(&call->mu);
+  while (!call->got_headers && !call->ended) {
+    if (crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu) != CRPC_OK) {
+      break;
+    }
+  }
+  if (call->got_headers) md = call->resp_md;
+  pthread_mutex_unlock(&call->mu);
+  return md;
+}
+
+crpc_code crpc_call_finish(crpc_call *call, crpc_status *status) {
+  crpc_code code;
+  const char *msg = "";
+  const crpc_metadata *trailers = NULL;
+  pthread_mutex_lock(&call->mu);
+  for (;;) {
+    if (call->ended) {
+      code = call->code;
+      msg = call->message;
+      trailers = call->trailers;
+      break;
+    }
+    code = crpc_ctx_err(call->ctx);
+    if (code != CRPC_OK) {
+      const crpc_cause *cause = crpc_ctx_cause(call->ctx);
+      msg = cause->message;
+      break;
+    }
+    crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu);
+  }
+  crpc_h2_msgq_clear(&call->in.q);
+  if (status != NULL) {
+    status->code = code;
+    status->message = strdup(msg ? msg : "");
+    status->trailers = crpc_metadata_new();
+    if (status->trailers != NULL) {
+      crpc_metadata_append(status->trailers, trailers);
+    }
+  }
+  pthread_mutex_unlock(&call->mu);
+  return code;
+}
+
+void crpc_call_free(crpc_call *call) {
+  if (call == NULL) return;
+  /* Ends the call ctx; its on_cancel kicks the loop, which resets the
+   * stream if it is still open. A finished call's stream is closed. */
+  crpc_ctx_cancel(call->ctx, CRPC_CANCELLED, "call freed");
+  ccall_unref(call);
+}
+
+crpc_code crpc_unary_call(crpc_channel *ch, const crpc_ctx *ctx,
+                          const char *method, const crpc_metadata *metadata,
+                          const void *request, size_t request_len,
+                          crpc_message *response, crpc_status *status) {
+  crpc_call *call;
+  if (response != NULL) memset(response, 0, sizeof(*response));
+  crpc_code code = crpc_call_start(ch, ctx, method, metadata, &call);
+  if (code != CRPC_OK) {
+    if (status != NULL) {
+      char why[CRPC_H2_ERR_MAX] = "call could not start";
+      if (crpc_ctx_is_done(ctx)) {
+        snprintf(why, sizeof(why), "%s", crpc_ctx_cause(ctx)->message);
+      } else if (code == CRPC_UNAVAILABLE) {
+        pthread_mutex_lock(&ch->mu);
+        memcpy(why, ch->last_error, sizeof(why));
+        pthread_mutex_unlock(&ch->mu);
+      }
+      status->code = code;
+      status->message = strdup(why);
+      status->trailers = crpc_metadata_new();
+    }
+    return code;
+  }
+  crpc_message reply = {0};
+  code = crpc_call_send(call, request, request_len);
+  if (code == CRPC_OK) code = crpc_call_close_send(call);
+  if (code == CRPC_OK) code = crpc_call_recv(call, &reply);
+  const char *protocol_error = NULL;
+  if (code == CRPC_OK && reply.end) {
+    protocol_error = "server sent no response message";
+  } else if (code == CRPC_OK) {
+    crpc_message extra;
+    if (crpc_call_recv(call, &extra) == CRPC_OK && !extra.end) {
+      free(extra.data);
+      protocol_error = "server sent more than one response message";
+    }
+  }
+  crpc_code final = crpc_call_finish(call, status);
+  if (final == CRPC_OK && protocol_error != NULL) {
+    /* The status said OK but the stream broke the unary contract. */
+    if (status != NULL) {
+      status->code = CRPC_INTERNAL;
+      free(status->message);
+      status->message = strdup(protocol_error);
+    }
+    final = CRPC_INTERNAL;
+  }
+  if (final == CRPC_OK && response != NULL) {
+    *response = reply;
+  } else {
+    free(reply.data);
+  }
+  crpc_call_free(call);
+  return final;
+}

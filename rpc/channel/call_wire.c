@@ -1,0 +1,336 @@
+/*
+ * call_wire.c - the loop's side of a client call: submitting the request,
+ * the data provider, RST_STREAM on cancel, and turning response frames
+ * into messages and a status. Loop thread only.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc/channel/channel_internal.h"
+#include "rpc/wire/percent.h"
+#include "rpc/wire/status_map.h"
+#include "rpc/wire/timeout.h"
+
+static ccall *stream_call(nghttp2_session *session, int32_t stream_id) {
+  return nghttp2_session_get_stream_user_data(session, stream_id);
+}
+
+void ccall_settle(ccall *call, crpc_code code, const char *msg) {
+  pthread_mutex_lock(&call->mu);
+  if (!call->ended) {
+    call->ended = true;
+    call->code = code;
+    call->message = strdup(msg ? msg : "");
+    crpc_h2_outq_clear(&call->out);
+  }
+  pthread_cond_broadcast(&call->cond);
+  pthread_mutex_unlock(&call->mu);
+}
+
+/* The status for a stream that ended without one in its trailers: the
+ * ctx's cause if it ended first (and DEADLINE_EXCEEDED once the deadline
+ * has passed, whatever the reset said), else the HTTP status or the
+ * RST_STREAM code. */
+static void settle_abnormal(ccall *call, uint32_t error_code,
+                            const char *conn_lost) {
+  char msg[160];
+  const crpc_cause *cause = crpc_ctx_cause(call->ctx);
+  if (crpc_now_ns() >= crpc_ctx_deadline(call->ctx) || cause != NULL) {
+    pthread_mutex_lock(&call->mu);
+    call->ended_by_ctx = !call->ended;
+    pthread_mutex_unlock(&call->mu);
+    if (crpc_now_ns() >= crpc_ctx_deadline(call->ctx)) {
+      ccall_settle(call, CRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+    } else {
+      ccall_settle(call, cause->code, cause->message);
+    }
+  } else if (conn_lost != NULL) {
+    snprintf(msg, sizeof(msg), "connection lost: %s", conn_lost);
+    ccall_settle(call, CRPC_UNAVAILABLE, msg);
+  } else if (call->http_status != 0 && call->http_status != 200) {
+    snprintf(msg, sizeof(msg), "HTTP status %d", call->http_status);
+    ccall_settle(call, crpc_wire_status_from_http(call->http_status), msg);
+  } else {
+    snprintf(msg, sizeof(msg), "stream reset by server (HTTP/2 error %u)",
+             error_code);
+    ccall_settle(call, crpc_wire_status_from_rst_stream(error_code, false),
+                 msg);
+  }
+}
+
+/* The status from the trailers (or trailers-only headers) just received. */
+static void settle_from_trailers(ccall *call) {
+  crpc_code code;
+  char msg[160];
+  char *text = NULL;
+  if (call->grpc_status != NULL) {
+    crpc_wire_grpc_status_parse(call->grpc_status, strlen(call->grpc_status),
+                                &code);
+    if (call->grpc_message != NULL) {
+      text = crpc_wire_percent_decode(call->grpc_message,
+                                      strlen(call->grpc_message), NULL);
+    }
+  } else if (call->http_status != 200) {
+    code = crpc_wire_status_from_http(call->http_status);
+    snprintf(msg, sizeof(msg), "HTTP status %d without grpc-status",
+             call->http_status);
+  } else {
+    code = CRPC_INTERNAL;
+    snprintf(msg, sizeof(msg), "server sent no grpc-status");
+  }
+  if (code == CRPC_OK) {
+    /* A response cut inside a message is not OK. */
+    pthread_mutex_lock(&call->mu);
+    crpc_code fc = crpc_wire_frame_decoder_finish(&call->in.decoder);
+    pthread_mutex_unlock(&call->mu);
+    if (fc != CRPC_OK) {
+      code = fc;
+      free(text);
+      text = NULL;
+      snprintf(msg, sizeof(msg), "response ended inside a message");
+    }
+  }
+  pthread_mutex_lock(&call->mu);
+  if (!call->ended) {
+    crpc_metadata_free(call->trailers);
+    call->trailers = call->hdr_md;
+    call->hdr_md = NULL;
+  }
+  pthread_mutex_unlock(&call->mu);
+  ccall_settle(call, code, text ? text : (call->grpc_status ? "" : msg));
+  free(text);
+}
+
+void ccall_on_close(ccall *call, uint32_t error_code, const char *conn_lost) {
+  call->stream_open = false;
+  settle_abnormal(call, error_code, conn_lost); /* no-op if settled */
+  ccall_unref(call);
+}
+
+/* ---- sending -------------------------------------------------------------*/
+
+static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
+                         uint8_t *buf, size_t length, uint32_t *data_flags,
+                         nghttp2_data_source *source, void *user_data) {
+  (void)session;
+  (void)stream_id;
+  (void)user_data;
+  ccall *call = source->ptr;
+  pthread_mutex_lock(&call->mu);
+  size_t n = crpc_h2_outq_read(&call->out, buf, length);
+  bool eof = call->send_closed && call->out.bytes == 0;
+  if (n > 0) pthread_cond_broadcast(&call->cond);
+  if (n == 0 && !eof) call->deferred = true;
+  pthread_mutex_unlock(&call->mu);
+  if (n == 0 && !eof) return NGHTTP2_ERR_DEFERRED;
+  if (eof) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+  return (ssize_t)n;
+}
+
+/* Submits the request HEADERS (data follows from the send queue). */
+static void submit(ccall *call) {
+  call->submitted = true;
+  int64_t remaining = crpc_ctx_remaining(call->ctx);
+  if (remaining != CRPC_NO_DEADLINE) {
+    char t[CRPC_WIRE_TIMEOUT_BUF];
+    crpc_wire_timeout_encode(remaining, t);
+    crpc_h2_headers_add(&call->req, "grpc-timeout", t);
+  }
+  nghttp2_nv *nv = crpc_h2_nv_from(&call->req);
+  nghttp2_data_provider prd = {.source.ptr = call, .read_callback = read_data};
+  int32_t id = nv == NULL
+                   ? -1
+                   : nghttp2_submit_request(call->conn->h2.session, NULL, nv,
+                                            call->req.count, &prd, call);
+  free(nv);
+  crpc_wire_headers_destroy(&call->req);
+  if (id < 0) {
+    ccall_settle(call, CRPC_UNAVAILABLE, "cannot start a stream");
+    return;
+  }
+  call->stream_id = id;
+  call->stream_open = true;
+  atomic_fetch_add(&call->refs, 1); /* the stream's */
+  cconn_link_call(call->conn, call);
+}
+
+static void kick_fn(crpc_loop *loop, void *arg) {
+  (void)loop;
+  ccall *call = arg;
+  cconn *conn = call->conn;
+  if (!call->submitted) {
+    if (!crpc_ctx_is_done(call->ctx) && !atomic_load(&conn->dead)) {
+      cconn_attach(conn);
+    }
+    if (crpc_ctx_is_done(call->ctx)) {
+      call->submitted = true;
+      settle_abnormal(call, NGHTTP2_CANCEL, NULL);
+    } else if (conn->h2.closed || atomic_load(&conn->dead)) {
+      call->submitted = true;
+      settle_abnormal(call, NGHTTP2_REFUSED_STREAM, "connection closed");
+    } else {
+      submit(call);
+    }
+  }
+  if (call->stream_open && !conn->h2.closed) {
+    nghttp2_session *session = conn->h2.session;
+    if (crpc_ctx_is_done(call->ctx)) {
+      if (!call->rst_sent) {
+        /* The cancel on the wire; on_stream_close settles the status.
+         * Written now rather than in a coalesced flush: cancel latency is
+         * the point, and we are not inside an nghttp2 callback. */
+        call->rst_sent = true;
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
+                                  NGHTTP2_CANCEL);
+        crpc_h2_conn_flush(&conn->h2);
+        ccall_unref(call);
+        return;
+      }
+    } else {
+      pthread_mutex_lock(&call->mu);
+      size_t consume = crpc_h2_inbound_take_consumable(&call->in);
+      bool resume =
+          call->deferred && (call->out.bytes > 0 || call->send_closed);
+      if (resume) call->deferred = false;
+      pthread_mutex_unlock(&call->mu);
+      if (consume > 0) {
+        nghttp2_session_consume_stream(session, call->stream_id, consume);
+      }
+      if (resume) nghttp2_session_resume_data(session, call->stream_id);
+    }
+    crpc_h2_conn_want_flush(&conn->h2);
+  }
+  ccall_unref(call);
+}
+
+void ccall_kick(ccall *call) {
+  atomic_fetch_add(&call->refs, 1);
+  if (!crpc_loop_post_closure(call->ch->loop, &call->kick)) ccall_unref(call);
+}
+
+void ccall_init_kick(ccall *call) {
+  crpc_loop_closure_init(&call->kick, kick_fn, call);
+}
+
+/* ---- receiving -----------------------------------------------------------*/
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *f,
+                     const uint8_t *name, size_t namelen, const uint8_t *value,
+                     size_t valuelen, uint8_t flags, void *user_data) {
+  (void)flags;
+  (void)user_data;
+  if (f->hd.type != NGHTTP2_HEADERS) return 0;
+  ccall *call = stream_call(session, f->hd.stream_id);
+  if (call == NULL) return 0;
+  const char *n = (const char *)name;
+  const char *v = (const char *)value;
+  if (namelen == 7 && memcmp(n, ":status", 7) == 0) {
+    call->http_status = atoi(v);
+  } else if (namelen == 11 && memcmp(n, "grpc-status", 11) == 0) {
+    free(call->grpc_status);
+    call->grpc_status = strndup(v, valuelen);
+  } else if (namelen == 12 && memcmp(n, "grpc-message", 12) == 0) {
+    free(call->grpc_message);
+    call->grpc_message = strndup(v, valuelen);
+  } else if (namelen == 13 && memcmp(n, "grpc-encoding", 13) == 0) {
+    call->in.encoding = crpc_wire_encoding_parse(v, valuelen);
+  } else {
+    if (call->hdr_md == NULL) call->hdr_md = crpc_metadata_new();
+    if (call->hdr_md != NULL) {
+      crpc_wire_metadata_add_received(call->hdr_md, n, namelen, v, valuelen);
+    }
+  }
+  return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f,
+                         void *user_data) {
+  cconn *conn = user_data;
+  if (f->hd.type == NGHTTP2_GOAWAY) {
+    /* No new calls here; streams above last_stream_id are refused by
+     * nghttp2 (UNAVAILABLE) and the rest finish normally. */
+    atomic_store(&conn->dead, true);
+    return 0;
+  }
+  ccall *call = stream_call(session, f->hd.stream_id);
+  if (call == NULL) return 0;
+  bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+  if (f->hd.type == NGHTTP2_HEADERS) {
+    if (f->headers.cat == NGHTTP2_HCAT_RESPONSE && !end) {
+      pthread_mutex_lock(&call->mu);
+      call->got_headers = true;
+      call->resp_md = call->hdr_md ? call->hdr_md : crpc_metadata_new();
+      call->hdr_md = NULL;
+      pthread_cond_broadcast(&call->cond);
+      pthread_mutex_unlock(&call->mu);
+    } else if (end) {
+      settle_from_trailers(call); /* trailers, or Trailers-Only */
+    }
+  } else if (f->hd.type == NGHTTP2_DATA && end) {
+    settle_from_trailers(call); /* no trailers: missing grpc-status */
+  }
+  return 0;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags,
+                         int32_t stream_id, const uint8_t *data, size_t len,
+                         void *user_data) {
+  (void)flags;
+  (void)user_data;
+  nghttp2_session_consume_connection(session, len);
+  ccall *call = stream_call(session, stream_id);
+  if (call == NULL) {
+    nghttp2_session_consume_stream(session, stream_id, len);
+    return 0;
+  }
+  crpc_wire_error err;
+  pthread_mutex_lock(&call->mu);
+  crpc_code code =
+      call->ended ? CRPC_OK : crpc_h2_inbound_feed(&call->in, data, len, &err);
+  if (call->ended) call->in.held += len;
+  size_t consume = crpc_h2_inbound_take_consumable(&call->in);
+  if (call->in.q.count > 0) pthread_cond_broadcast(&call->cond);
+  pthread_mutex_unlock(&call->mu);
+  if (consume > 0) nghttp2_session_consume_stream(session, stream_id, consume);
+  if (code != CRPC_OK) {
+    /* A response we cannot take (too large, corrupt): the call fails
+     * with that status and the stream is cancelled. */
+    ccall_settle(call, code, err.message);
+    if (!call->rst_sent) {
+      call->rst_sent = true;
+      nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id,
+                                NGHTTP2_CANCEL);
+    }
+  }
+  return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id,
+                           uint32_t error_code, void *user_data) {
+  cconn *conn = user_data;
+  ccall *call = stream_call(session, stream_id);
+  if (call == NULL) return 0;
+  nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+  cconn_unlink_call(conn, call);
+  ccall_on_close(call, error_code, NULL);
+  return 0;
+}
+
+static nghttp2_session_callbacks *g_cbs;
+
+static void init_callbacks(void) {
+  nghttp2_session_callbacks *cbs;
+  if (nghttp2_session_callbacks_new(&cbs) != 0) abort();
+  nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+  g_cbs = cbs;
+}
+
+nghttp2_session_callbacks *ccall_callbacks(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, init_callbacks);
+  return g_cbs;
+}

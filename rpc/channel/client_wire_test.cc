@@ -1,0 +1,241 @@
+// The client against a scripted raw HTTP/2 server: what the request looks
+// like on the wire (te, user-agent, grpc-timeout, content-type) and how
+// odd answers map to a status (HTTP errors, resets, missing grpc-status).
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <nghttp2/nghttp2.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "crpc/channel.h"
+#include "rpc/channel/test_util.h"
+
+namespace crpc_test {
+namespace {
+
+// Answers every request on one connection with `respond(session, id)`,
+// after recording its headers.
+class RawServer {
+ public:
+  using Respond = std::function<void(nghttp2_session *, int32_t)>;
+  explicit RawServer(Respond r) : respond_(std::move(r)) {
+    lfd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(lfd_, reinterpret_cast<sockaddr *>(&a), sizeof(a));
+    listen(lfd_, 4);
+    socklen_t len = sizeof(a);
+    getsockname(lfd_, reinterpret_cast<sockaddr *>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~RawServer() {
+    stop_ = true;
+    thread_.join();
+    close(lfd_);
+  }
+  std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::map<std::string, std::string> headers() {
+    std::lock_guard<std::mutex> l(mu_);
+    return last_;
+  }
+
+ private:
+  static int OnHeader(nghttp2_session *, const nghttp2_frame *,
+                      const uint8_t *n, size_t nl, const uint8_t *v, size_t vl,
+                      uint8_t, void *ud) {
+    auto *self = static_cast<RawServer *>(ud);
+    std::lock_guard<std::mutex> l(self->mu_);
+    self->cur_[std::string((const char *)n, nl)] =
+        std::string((const char *)v, vl);
+    return 0;
+  }
+  static int OnFrame(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
+    auto *self = static_cast<RawServer *>(ud);
+    if (f->hd.type == NGHTTP2_HEADERS &&
+        f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+      {
+        std::lock_guard<std::mutex> l(self->mu_);
+        self->last_ = self->cur_;
+        self->cur_.clear();
+      }
+      self->respond_(s, f->hd.stream_id);
+    }
+    return 0;
+  }
+  // One connection at a time (each test call uses its own channel).
+  void Run() {
+    while (!stop_) {
+      pollfd p{lfd_, POLLIN, 0};
+      if (poll(&p, 1, 10) <= 0) continue;
+      Serve(accept(lfd_, nullptr, nullptr));
+    }
+  }
+  void Serve(int fd) {
+    nghttp2_session_callbacks *cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, OnHeader);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, OnFrame);
+    nghttp2_session *s;
+    nghttp2_session_server_new(&s, cbs, this);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, nullptr, 0);
+    while (!stop_) {
+      const uint8_t *out;
+      ssize_t n;
+      while ((n = nghttp2_session_mem_send(s, &out)) > 0) {
+        send(fd, out, n, MSG_NOSIGNAL);
+      }
+      pollfd q{fd, POLLIN, 0};
+      if (poll(&q, 1, 10) <= 0) continue;
+      uint8_t buf[16384];
+      ssize_t r = read(fd, buf, sizeof(buf));
+      if (r <= 0) break;
+      nghttp2_session_mem_recv(s, buf, r);
+    }
+    nghttp2_session_del(s);
+    close(fd);
+  }
+  Respond respond_;
+  int lfd_, port_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::mutex mu_;
+  std::map<std::string, std::string> cur_, last_;
+};
+
+void Headers(nghttp2_session *s, int32_t id,
+             std::vector<std::pair<std::string, std::string>> h) {
+  std::vector<nghttp2_nv> nv;
+  for (auto &e : h) {
+    nv.push_back({(uint8_t *)e.first.data(), (uint8_t *)e.second.data(),
+                  e.first.size(), e.second.size(), NGHTTP2_NV_FLAG_NONE});
+  }
+  nghttp2_submit_response(s, id, nv.data(), nv.size(), nullptr);
+}
+
+class ClientWireTest : public LeakCheckTest {};
+
+crpc_code Call(const std::string &target, const crpc_ctx *ctx,
+               crpc_status *st) {
+  crpc_channel *ch = crpc_channel_new(target.c_str(), nullptr);
+  crpc_message resp;
+  crpc_code c = crpc_unary_call(ch, ctx, "/x.Y/Z", nullptr, "q", 1, &resp, st);
+  if (c == CRPC_OK) free(resp.data);
+  crpc_channel_free(ch);
+  return c;
+}
+
+TEST_F(ClientWireTest, RequestHeadersOnTheWire) {
+  RawServer srv([](nghttp2_session *s, int32_t id) {
+    Headers(s, id,
+            {{":status", "200"},
+             {"content-type", "application/grpc"},
+             {"grpc-status", "5"},
+             {"grpc-message", "x%20y"}});
+  });
+  Ctx ctx(crpc_ctx_with_timeout(crpc_ctx_background(), 7 * CRPC_SECOND));
+  crpc_status st{};
+  EXPECT_EQ(Call(srv.target(), ctx, &st), CRPC_NOT_FOUND);
+  EXPECT_STREQ(st.message, "x y");  // percent-decoded
+  crpc_status_clear(&st);
+  auto h = srv.headers();
+  EXPECT_EQ(h[":method"], "POST");
+  EXPECT_EQ(h[":path"], "/x.Y/Z");
+  EXPECT_EQ(h[":scheme"], "http");
+  EXPECT_EQ(h[":authority"], srv.target());
+  EXPECT_EQ(h["content-type"], "application/grpc");
+  EXPECT_EQ(h["te"], "trailers");
+  EXPECT_EQ(h["user-agent"], "crpc/0.1");
+  // The remaining time, at most 8 digits and a unit, a bit under 7 s.
+  const std::string &t = h["grpc-timeout"];
+  ASSERT_GE(t.size(), 2u);
+  ASSERT_LE(t.size(), 9u);
+  int64_t ns = std::stoll(t.substr(0, t.size() - 1));
+  char unit = t.back();
+  int64_t mult = unit == 'n'   ? 1
+                 : unit == 'u' ? 1000
+                 : unit == 'm' ? 1000000
+                 : unit == 'S' ? CRPC_SECOND
+                               : 0;
+  ASSERT_NE(mult, 0) << t;
+  EXPECT_GT(ns * mult, 6 * CRPC_SECOND);
+  EXPECT_LE(ns * mult, 7 * CRPC_SECOND);
+  // No deadline, no header.
+  EXPECT_EQ(Call(srv.target(), crpc_ctx_background(), nullptr), CRPC_NOT_FOUND);
+  EXPECT_EQ(srv.headers().count("grpc-timeout"), 0u);
+}
+
+TEST_F(ClientWireTest, HttpStatusWithoutGrpcStatusMapsPerSpec) {
+  for (auto [http, want] : std::vector<std::pair<const char *, crpc_code>>{
+           {"503", CRPC_UNAVAILABLE},
+           {"404", CRPC_UNIMPLEMENTED},
+           {"401", CRPC_UNAUTHENTICATED},
+           {"403", CRPC_PERMISSION_DENIED},
+           {"429", CRPC_UNAVAILABLE},
+           {"400", CRPC_INTERNAL},
+           {"500", CRPC_UNKNOWN}}) {
+    std::string code = http;
+    RawServer srv([code](nghttp2_session *s, int32_t id) {
+      Headers(s, id, {{":status", code}, {"content-type", "text/plain"}});
+    });
+    crpc_status st{};
+    EXPECT_EQ(Call(srv.target(), crpc_ctx_background(), &st), want) << http;
+    EXPECT_NE(std::string(st.message).find(http), std::string::npos);
+    crpc_status_clear(&st);
+  }
+}
+
+TEST_F(ClientWireTest, ResetsAndMissingStatusMapCleanly) {
+  for (auto [rst, want] : std::vector<std::pair<uint32_t, crpc_code>>{
+           {NGHTTP2_REFUSED_STREAM, CRPC_UNAVAILABLE},
+           {NGHTTP2_CANCEL, CRPC_CANCELLED},
+           {NGHTTP2_ENHANCE_YOUR_CALM, CRPC_RESOURCE_EXHAUSTED},
+           {NGHTTP2_NO_ERROR, CRPC_INTERNAL},
+           {NGHTTP2_PROTOCOL_ERROR, CRPC_INTERNAL}}) {
+    uint32_t code = rst;
+    RawServer srv([code](nghttp2_session *s, int32_t id) {
+      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, code);
+    });
+    EXPECT_EQ(Call(srv.target(), crpc_ctx_background(), nullptr), want) << rst;
+  }
+  RawServer srv([](nghttp2_session *s, int32_t id) {
+    Headers(s, id, {{":status", "200"}, {"content-type", "application/grpc"}});
+  });
+  crpc_status st{};
+  EXPECT_EQ(Call(srv.target(), crpc_ctx_background(), &st), CRPC_INTERNAL);
+  crpc_status_clear(&st);
+}
+
+// A server that resets with CANCEL just as the client's deadline passes:
+// the client still reports DEADLINE_EXCEEDED.
+TEST_F(ClientWireTest, DeadlineWinsOverServerCancel) {
+  RawServer srv([](nghttp2_session *s, int32_t id) {
+    crpc_ctx_sleep(crpc_ctx_background(), 30 * CRPC_MILLISECOND);
+    nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+  });
+  Ctx ctx(crpc_ctx_with_timeout(crpc_ctx_background(), 30 * CRPC_MILLISECOND));
+  EXPECT_EQ(Call(srv.target(), ctx, nullptr), CRPC_DEADLINE_EXCEEDED);
+}
+
+TEST_F(ClientWireTest, ServerThatNeverAnswersHitsTheDeadline) {
+  RawServer srv([](nghttp2_session *, int32_t) {});
+  Ctx ctx(crpc_ctx_with_timeout(crpc_ctx_background(), 50 * CRPC_MILLISECOND));
+  int64_t t0 = crpc_now_ns();
+  EXPECT_EQ(Call(srv.target(), ctx, nullptr), CRPC_DEADLINE_EXCEEDED);
+  EXPECT_LT(crpc_now_ns() - t0, CRPC_SECOND);
+}
+
+}  // namespace
+}  // namespace crpc_test

@@ -1,0 +1,78 @@
+/*
+ * rpc/h2/conn.h - one nghttp2 session pumped over one socket by a loop
+ * (internal; shared by the server and the channel).
+ *
+ * The session does no I/O (nghttp2's mem_recv/mem_send); this moves bytes
+ * between it and the non-blocking socket. Everything here runs on the loop
+ * thread only. Output is pulled from the session into a bounded buffer and
+ * written; when the socket is full, write interest is turned on and no more
+ * is pulled, so the session (and its data providers) feel the backpressure.
+ *
+ * Lifetime: the owner embeds crpc_h2_conn, calls crpc_h2_conn_start with a
+ * session it created, and is told exactly once through on_close (from the
+ * loop thread, never from inside an nghttp2 callback) that the connection
+ * is gone; on_close must drop all stream state and may free the session via
+ * crpc_h2_conn_destroy. Receiving and flushing are never re-entered: nghttp2
+ * callbacks must not call crpc_h2_conn_flush (use crpc_h2_conn_want_flush).
+ */
+#ifndef CRPC_H2_CONN_H
+#define CRPC_H2_CONN_H
+
+#include <nghttp2/nghttp2.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rpc/loop/loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct crpc_h2_conn crpc_h2_conn;
+
+/* Called once when the connection ends; `why` is a short sentence. */
+typedef void (*crpc_h2_conn_close_fn)(crpc_h2_conn *conn, const char *why);
+
+struct crpc_h2_conn {
+  crpc_loop *loop;
+  int fd;
+  nghttp2_session *session;
+  crpc_loop_io io;
+  crpc_loop_closure flush_closure; /* coalesced "session has output" */
+  crpc_h2_conn_close_fn on_close;
+  uint8_t *out; /* bytes pulled from the session, not yet written */
+  size_t out_len, out_off, out_cap;
+  bool in_io;         /* inside recv/flush: defer flushes and closes */
+  bool closed;        /* on_close has been called */
+  bool close_pending; /* close requested while in_io */
+  char close_why[96];
+};
+
+/* Binds conn to (loop, fd, session) and starts reading. Loop thread. The
+ * session's user_data is the owner's; conn never touches it. */
+void crpc_h2_conn_start(crpc_h2_conn *conn, crpc_loop *loop, int fd,
+                        nghttp2_session *session,
+                        crpc_h2_conn_close_fn on_close);
+
+/* Writes what the session has to send, as far as the socket takes it.
+ * Loop thread, outside nghttp2 callbacks. May end the connection (on_close
+ * runs before it returns). */
+void crpc_h2_conn_flush(crpc_h2_conn *conn);
+
+/* Schedules a flush for later in this loop iteration (coalesced). Loop
+ * thread, also from nghttp2 callbacks. */
+void crpc_h2_conn_want_flush(crpc_h2_conn *conn);
+
+/* Ends the connection: stops I/O, closes the fd, calls on_close (now, or
+ * right after the current recv/flush if inside one). Idempotent. */
+void crpc_h2_conn_close(crpc_h2_conn *conn, const char *why);
+
+/* Frees the session and buffers after on_close. Loop thread. Idempotent. */
+void crpc_h2_conn_destroy(crpc_h2_conn *conn);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CRPC_H2_CONN_H */

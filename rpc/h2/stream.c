@@ -1,0 +1,192 @@
+/*
+ * stream.c - outgoing and incoming message queues of one stream.
+ */
+#include "rpc/h2/stream.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+crpc_h2_chunk *crpc_h2_chunk_frame(const void *msg, size_t len) {
+  if (len > UINT32_MAX || len > SIZE_MAX - sizeof(crpc_h2_chunk) - 5) {
+    return NULL;
+  }
+  crpc_h2_chunk *c = malloc(sizeof(*c) + CRPC_WIRE_FRAME_PREFIX_LEN + len);
+  if (c == NULL) return NULL;
+  c->next = NULL;
+  c->off = 0;
+  c->len = CRPC_WIRE_FRAME_PREFIX_LEN + len;
+  crpc_wire_frame_encode_prefix(c->data, false, len);
+  if (len > 0) memcpy(c->data + CRPC_WIRE_FRAME_PREFIX_LEN, msg, len);
+  return c;
+}
+
+void crpc_h2_outq_push(crpc_h2_outq *q, crpc_h2_chunk *chunk) {
+  chunk->next = NULL;
+  if (q->tail != NULL) {
+    q->tail->next = chunk;
+  } else {
+    q->head = chunk;
+  }
+  q->tail = chunk;
+  q->bytes += chunk->len - chunk->off;
+}
+
+size_t crpc_h2_outq_read(crpc_h2_outq *q, uint8_t *buf, size_t cap) {
+  size_t done = 0;
+  while (done < cap && q->head != NULL) {
+    crpc_h2_chunk *c = q->head;
+    size_t n = c->len - c->off;
+    if (n > cap - done) n = cap - done;
+    memcpy(buf + done, c->data + c->off, n);
+    c->off += n;
+    done += n;
+    if (c->off == c->len) {
+      q->head = c->next;
+      if (q->head == NULL) q->tail = NULL;
+      free(c);
+    }
+  }
+  q->bytes -= done;
+  return done;
+}
+
+void crpc_h2_outq_clear(crpc_h2_outq *q) {
+  crpc_h2_chunk *c = q->head;
+  while (c != NULL) {
+    crpc_h2_chunk *next = c->next;
+    free(c);
+    c = next;
+  }
+  q->head = q->tail = NULL;
+  q->bytes = 0;
+}
+
+void crpc_h2_outq_drop_unstarted(crpc_h2_outq *q) {
+  crpc_h2_chunk *keep = q->head;
+  if (keep == NULL || keep->off == 0) {
+    crpc_h2_outq_clear(q);
+    return;
+  }
+  crpc_h2_chunk *c = keep->next;
+  while (c != NULL) {
+    crpc_h2_chunk *next = c->next;
+    free(c);
+    c = next;
+  }
+  keep->next = NULL;
+  q->head = q->tail = keep;
+  q->bytes = keep->len - keep->off;
+}
+
+bool crpc_h2_msgq_pop(crpc_h2_msgq *q, crpc_message *out) {
+  crpc_h2_msg *m = q->head;
+  if (m == NULL) return false;
+  q->head = m->next;
+  if (q->head == NULL) q->tail = NULL;
+  q->count--;
+  out->data = m->data;
+  out->len = m->len;
+  out->end = false;
+  free(m);
+  return true;
+}
+
+void crpc_h2_msgq_clear(crpc_h2_msgq *q) {
+  crpc_message m;
+  while (crpc_h2_msgq_pop(q, &m)) free(m.data);
+}
+
+void crpc_h2_inbound_init(crpc_h2_inbound *in, size_t max_message,
+                          bool is_server) {
+  memset(in, 0, sizeof(*in));
+  in->max_message = max_message;
+  in->is_server = is_server;
+  in->encoding = CRPC_WIRE_ENCODING_IDENTITY;
+  crpc_wire_frame_decoder_init(&in->decoder, max_message);
+}
+
+void crpc_h2_inbound_destroy(crpc_h2_inbound *in) {
+  crpc_wire_frame_decoder_destroy(&in->decoder);
+  crpc_h2_msgq_clear(&in->q);
+}
+
+static crpc_code enqueue(crpc_h2_inbound *in, crpc_wire_message *wm,
+                         crpc_wire_error *err) {
+  uint8_t *data = wm->data;
+  size_t len = wm->len;
+  crpc_code code = crpc_wire_check_compressed_flag(wm->compressed, in->encoding,
+                                                   in->is_server, err);
+  if (code != CRPC_OK) {
+    free(wm->data);
+    return code;
+  }
+  if (wm->compressed) {
+    code = crpc_wire_decompress(in->encoding, wm->data, wm->len,
+                                in->max_message, &data, &len, err);
+    free(wm->data);
+    if (code != CRPC_OK) return code;
+  }
+  crpc_h2_msg *m = malloc(sizeof(*m));
+  if (m == NULL) {
+    free(data);
+    return crpc_wire_error_set(err, CRPC_RESOURCE_EXHAUSTED, "out of memory");
+  }
+  m->next = NULL;
+  m->data = data;
+  m->len = len;
+  if (in->q.tail != NULL) {
+    in->q.tail->next = m;
+  } else {
+    in->q.head = m;
+  }
+  in->q.tail = m;
+  in->q.count++;
+  in->total++;
+  return CRPC_OK;
+}
+
+crpc_code crpc_h2_inbound_feed(crpc_h2_inbound *in, const uint8_t *data,
+                               size_t len, crpc_wire_error *err) {
+  in->held += len;
+  while (len > 0) {
+    size_t used = 0;
+    crpc_wire_message wm;
+    int rc = crpc_wire_frame_decoder_feed(&in->decoder, data, len, &used, &wm);
+    if (rc == CRPC_WIRE_FRAME_ERROR) {
+      *err = *crpc_wire_frame_decoder_error(&in->decoder);
+      return err->code;
+    }
+    data += used;
+    len -= used;
+    if (rc == CRPC_WIRE_FRAME_MESSAGE) {
+      crpc_code code = enqueue(in, &wm, err);
+      if (code != CRPC_OK) return code;
+    }
+  }
+  return CRPC_OK;
+}
+
+size_t crpc_h2_inbound_take_consumable(crpc_h2_inbound *in) {
+  if (in->q.count != 0) return 0;
+  size_t n = in->held;
+  in->held = 0;
+  return n;
+}
+
+nghttp2_nv *crpc_h2_nv_from(const crpc_wire_headers *h) {
+  nghttp2_nv *nv = malloc(sizeof(*nv) * (h->count ? h->count : 1));
+  if (nv == NULL) return NULL;
+  for (size_t i = 0; i < h->count; i++) {
+    nv[i].name = (uint8_t *)h->items[i].name;
+    nv[i].namelen = h->items[i].name_len;
+    nv[i].value = (uint8_t *)h->items[i].value;
+    nv[i].valuelen = h->items[i].value_len;
+    nv[i].flags = NGHTTP2_NV_FLAG_NONE;
+  }
+  return nv;
+}
+
+crpc_code crpc_h2_headers_add(crpc_wire_headers *h, const char *name,
+                              const char *value) {
+  return crpc_wire_headers_add(h, name, strlen(name), value, strlen(value));
+}

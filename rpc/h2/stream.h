@@ -1,0 +1,132 @@
+/*
+ * rpc/h2/stream.h - per-stream message plumbing shared by server calls and
+ * client calls (internal).
+ *
+ *   outq     framed messages a user thread queued, read by the loop through
+ *            an nghttp2 data provider; bounded by the caller (it blocks the
+ *            sender while `bytes` is over its limit)
+ *   msgq     decoded messages waiting for the user's recv
+ *   inbound  DATA bytes -> decoded (and decompressed) messages, with the
+ *            stream flow-control bookkeeping: bytes are handed back to the
+ *            peer (nghttp2_session_consume_stream) only while the user keeps
+ *            up, so a slow reader stalls the peer instead of growing memory
+ *
+ * None of these lock: the call that embeds them holds its mutex around
+ * every use that another thread can see. All functions are O(1) per
+ * message except reads, which are O(bytes).
+ */
+#ifndef CRPC_H2_STREAM_H
+#define CRPC_H2_STREAM_H
+
+#include <nghttp2/nghttp2.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crpc/call.h"
+#include "crpc/status.h"
+#include "rpc/wire/compress.h"
+#include "rpc/wire/error.h"
+#include "rpc/wire/frame.h"
+#include "rpc/wire/metadata_wire.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- outgoing ----------------------------------------------------------- */
+
+typedef struct crpc_h2_chunk {
+  struct crpc_h2_chunk *next;
+  size_t len, off;
+  uint8_t data[];
+} crpc_h2_chunk;
+
+typedef struct crpc_h2_outq {
+  crpc_h2_chunk *head, *tail;
+  size_t bytes; /* unread bytes in the queue */
+} crpc_h2_outq;
+
+/* A new chunk holding the 5-byte prefix + a copy of msg; NULL if out of
+ * memory or len does not fit the 32-bit length. */
+crpc_h2_chunk *crpc_h2_chunk_frame(const void *msg, size_t len);
+
+/* Appends chunk (ownership passes to q). */
+void crpc_h2_outq_push(crpc_h2_outq *q, crpc_h2_chunk *chunk);
+
+/* Copies up to cap bytes from the front of q into buf, freeing chunks as
+ * they are used up; returns the number copied. */
+size_t crpc_h2_outq_read(crpc_h2_outq *q, uint8_t *buf, size_t cap);
+
+/* Frees everything queued. */
+void crpc_h2_outq_clear(crpc_h2_outq *q);
+
+/* Frees every chunk not yet started, keeping a partly read head chunk so
+ * the stream does not end inside a message. */
+void crpc_h2_outq_drop_unstarted(crpc_h2_outq *q);
+
+/* ---- incoming ----------------------------------------------------------- */
+
+typedef struct crpc_h2_msg {
+  struct crpc_h2_msg *next;
+  uint8_t *data; /* malloc'd, never NULL */
+  size_t len;
+} crpc_h2_msg;
+
+typedef struct crpc_h2_msgq {
+  crpc_h2_msg *head, *tail;
+  size_t count;
+} crpc_h2_msgq;
+
+/* Moves the front message into *out (data ownership to the caller); false
+ * if the queue is empty. */
+bool crpc_h2_msgq_pop(crpc_h2_msgq *q, crpc_message *out);
+
+/* Frees every queued message. */
+void crpc_h2_msgq_clear(crpc_h2_msgq *q);
+
+typedef struct crpc_h2_inbound {
+  crpc_wire_frame_decoder decoder;
+  crpc_wire_encoding encoding; /* from grpc-encoding */
+  bool is_server;
+  size_t max_message;
+  crpc_h2_msgq q;
+  size_t held;  /* DATA bytes not yet returned to the peer's stream window */
+  size_t total; /* messages decoded so far */
+} crpc_h2_inbound;
+
+/* Sets up for messages of at most max_message bytes (after
+ * decompression). */
+void crpc_h2_inbound_init(crpc_h2_inbound *in, size_t max_message,
+                          bool is_server);
+
+/* Frees queued and partial messages. */
+void crpc_h2_inbound_destroy(crpc_h2_inbound *in);
+
+/* Feeds one DATA chunk. Complete messages are decompressed as the
+ * encoding says and queued. CRPC_OK, or the stream's error (framing
+ * INTERNAL, too large RESOURCE_EXHAUSTED, unknown encoding UNIMPLEMENTED
+ * on a server) with details in *err; the stream is then failing. */
+crpc_code crpc_h2_inbound_feed(crpc_h2_inbound *in, const uint8_t *data,
+                               size_t len, crpc_wire_error *err);
+
+/* Bytes to hand back to the peer now: all held bytes once the reader has
+ * emptied the queue (the partial message needs window to complete), else 0.
+ * Resets `held` by what it returns. */
+size_t crpc_h2_inbound_take_consumable(crpc_h2_inbound *in);
+
+/* ---- headers -------------------------------------------------------------*/
+
+/* A malloc'd nghttp2_nv array pointing into h (valid while h is); NULL if
+ * out of memory. */
+nghttp2_nv *crpc_h2_nv_from(const crpc_wire_headers *h);
+
+/* Appends "name: value" with a NUL-terminated value. */
+crpc_code crpc_h2_headers_add(crpc_wire_headers *h, const char *name,
+                              const char *value);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CRPC_H2_STREAM_H */

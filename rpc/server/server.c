@@ -1,0 +1,295 @@
+/*
+ * server.c - the server object: methods, listeners, the loop thread, the
+ * handler pool, and graceful shutdown.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rpc/server/server_internal.h"
+#include "rpc/wire/frame.h"
+
+crpc_server *crpc_server_new(const crpc_server_options *options) {
+  crpc_server *s = calloc(1, sizeof(*s));
+  if (s == NULL) return NULL;
+  if (options != NULL) s->opts = *options;
+  if (s->opts.max_recv_message_size == 0) {
+    s->opts.max_recv_message_size = CRPC_WIRE_DEFAULT_MAX_RECV_MESSAGE;
+  }
+  if (s->opts.handler_threads <= 0) s->opts.handler_threads = 64;
+  if (s->opts.max_concurrent_streams == 0) {
+    s->opts.max_concurrent_streams = 1000;
+  }
+  if (s->opts.stream_send_buffer == 0) s->opts.stream_send_buffer = 64 * 1024;
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->work_cond, NULL);
+  pthread_cond_init(&s->idle_cond, NULL);
+  s->root = crpc_ctx_with_cancel(crpc_ctx_background());
+  s->threads = calloc((size_t)s->opts.handler_threads, sizeof(pthread_t));
+  if (s->root == NULL || s->threads == NULL ||
+      crpc_loop_new(&s->loop, 0) != 0) {
+    crpc_ctx_release(s->root);
+    free(s->threads);
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+static bool valid_path(const char *path) {
+  /* "/package.Service/Method": two non-empty segments. */
+  if (path == NULL || path[0] != '/') return false;
+  const char *slash = strchr(path + 1, '/');
+  return slash != NULL && slash > path + 1 && slash[1] != '\0' &&
+         strchr(slash + 1, '/') == NULL;
+}
+
+const server_method *server_find_method(const crpc_server *s,
+                                        const char *path) {
+  for (size_t i = 0; i < s->n_methods; i++) {
+    if (strcmp(s->methods[i].path, path) == 0) return &s->methods[i];
+  }
+  return NULL;
+}
+
+crpc_code crpc_server_add_method(crpc_server *s, const char *path,
+                                 crpc_method_kind kind, crpc_handler_fn fn,
+                                 void *user_data) {
+  if (s->started || fn == NULL || !valid_path(path)) {
+    return CRPC_INVALID_ARGUMENT;
+  }
+  if (server_find_method(s, path) != NULL) return CRPC_ALREADY_EXISTS;
+  if (s->n_methods == s->cap_methods) {
+    size_t cap = s->cap_methods ? s->cap_methods * 2 : 8;
+    server_method *m = realloc(s->methods, cap * sizeof(*m));
+    if (m == NULL) return CRPC_RESOURCE_EXHAUSTED;
+    s->methods = m;
+    s->cap_methods = cap;
+  }
+  char *copy = strdup(path);
+  if (copy == NULL) return CRPC_RESOURCE_EXHAUSTED;
+  s->methods[s->n_methods++] = (server_method){copy, kind, fn, user_data};
+  return CRPC_OK;
+}
+
+crpc_code crpc_server_listen(crpc_server *s, const char *address, int *port) {
+  if (s->started) return CRPC_FAILED_PRECONDITION;
+  crpc_h2_addr addr;
+  char err[CRPC_H2_ERR_MAX];
+  crpc_code code = crpc_h2_addr_parse(address, &addr, err);
+  if (code != CRPC_OK) {
+    fprintf(stderr, "crpc server: %s\n", err);
+    return code;
+  }
+  server_listener *ls =
+      realloc(s->listeners, (s->n_listeners + 1) * sizeof(*ls));
+  if (ls == NULL) return CRPC_RESOURCE_EXHAUSTED;
+  s->listeners = ls;
+  int fd;
+  code = crpc_h2_listen(&addr, &fd, port, err);
+  if (code != CRPC_OK) {
+    fprintf(stderr, "crpc server: %s\n", err);
+    return code;
+  }
+  server_listener *l = &s->listeners[s->n_listeners++];
+  memset(l, 0, sizeof(*l));
+  l->fd = fd;
+  l->server = s;
+  if (addr.is_unix)
+    snprintf(l->unix_path, sizeof(l->unix_path), "%s", addr.path);
+  return CRPC_OK;
+}
+
+static void *worker_main(void *arg);
+
+crpc_code crpc_server_start(crpc_server *s) {
+  if (s->started || s->shut_down || s->n_listeners == 0) {
+    return CRPC_FAILED_PRECONDITION;
+  }
+  /* No thread runs the loop yet, so this thread may set up watchers. */
+  for (size_t i = 0; i < s->n_listeners; i++) {
+    server_listener *l = &s->listeners[i];
+    crpc_loop_io_init(&l->io, s->loop, l->fd, server_on_accept, l);
+    crpc_loop_timer_init(&l->backoff, s->loop, server_on_accept_backoff, l);
+    if (crpc_loop_io_set(&l->io, CRPC_LOOP_READABLE) != 0) {
+      return CRPC_FAILED_PRECONDITION;
+    }
+  }
+  /* One handler thread up front, so a call can always be served even if
+   * the pool later fails to grow (it grows on demand when all are busy). */
+  if (pthread_create(&s->threads[0], NULL, worker_main, s) != 0) {
+    return CRPC_FAILED_PRECONDITION;
+  }
+  s->n_threads = 1;
+  if (crpc_loop_start_thread(s->loop) != 0) {
+    pthread_mutex_lock(&s->mu);
+    s->pool_stop = true;
+    pthread_cond_broadcast(&s->work_cond);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->threads[0], NULL);
+    s->n_threads = 0;
+    s->pool_stop = false;
+    return CRPC_FAILED_PRECONDITION;
+  }
+  s->started = true;
+  return CRPC_OK;
+}
+
+/* ---- handler pool --------------------------------------------------------*/
+
+static void *worker_main(void *arg) {
+  crpc_server *s = arg;
+  pthread_setname_np(pthread_self(), "crpc-handler");
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    while (s->work_head == NULL && !s->pool_stop) {
+      s->n_idle++;
+      pthread_cond_wait(&s->work_cond, &s->mu);
+      s->n_idle--;
+    }
+    scall *call = s->work_head;
+    if (call == NULL) break; /* stopping and nothing left */
+    s->work_head = call->work_next;
+    if (s->work_head == NULL) s->work_tail = NULL;
+    s->n_queued--;
+    pthread_mutex_unlock(&s->mu);
+    scall_run_handler(call);
+    pthread_mutex_lock(&s->mu);
+    s->live_calls--;
+    pthread_cond_broadcast(&s->idle_cond);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+void server_pool_submit(crpc_server *s, scall *call) {
+  pthread_mutex_lock(&s->mu);
+  call->work_next = NULL;
+  if (s->work_tail != NULL) {
+    s->work_tail->work_next = call;
+  } else {
+    s->work_head = call;
+  }
+  s->work_tail = call;
+  s->live_calls++;
+  s->n_queued++;
+  /* Grow the pool when queued calls outnumber idle threads (an idle thread
+   * that has been signalled but not yet woken is still counted idle, so
+   * compare with the queue, not with zero): a blocked handler must never
+   * hold up the next call while threads remain. */
+  if (s->n_queued > s->n_idle && s->n_threads < s->opts.handler_threads) {
+    if (pthread_create(&s->threads[s->n_threads], NULL, worker_main, s) == 0) {
+      s->n_threads++;
+    }
+  }
+  pthread_cond_signal(&s->work_cond);
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- shutdown ------------------------------------------------------------*/
+
+/* Runs fn(s) on the loop thread and waits for it: closures posted before
+ * a stop are not guaranteed to run before the loop returns. */
+typedef struct sync_call {
+  crpc_server *s;
+  void (*fn)(crpc_server *);
+  bool done;
+} sync_call;
+
+static void sync_fn(crpc_loop *loop, void *arg) {
+  (void)loop;
+  sync_call *sc = arg;
+  sc->fn(sc->s);
+  pthread_mutex_lock(&sc->s->mu);
+  sc->done = true;
+  pthread_cond_broadcast(&sc->s->idle_cond);
+  pthread_mutex_unlock(&sc->s->mu);
+}
+
+static void run_on_loop(crpc_server *s, void (*fn)(crpc_server *)) {
+  sync_call sc = {s, fn, false};
+  if (crpc_loop_post(s->loop, sync_fn, &sc) != 0) return;
+  pthread_mutex_lock(&s->mu);
+  while (!sc.done) pthread_cond_wait(&s->idle_cond, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void drain_fn(crpc_server *s) {
+  s->draining = true;
+  for (size_t i = 0; i < s->n_listeners; i++) {
+    server_listener *l = &s->listeners[i];
+    if (l->fd < 0) continue;
+    crpc_loop_io_stop(&l->io);
+    crpc_loop_timer_stop(&l->backoff);
+    close(l->fd);
+    l->fd = -1;
+    if (l->unix_path[0] != '\0') unlink(l->unix_path);
+  }
+  server_conns_drain(s);
+}
+
+/* Waits until no handler runs or ctx is done. */
+static void wait_calls(crpc_server *s, const crpc_ctx *ctx) {
+  pthread_mutex_lock(&s->mu);
+  while (s->live_calls > 0) {
+    if (crpc_ctx_wait_cond(ctx, &s->idle_cond, &s->mu) != CRPC_OK) break;
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+void crpc_server_shutdown(crpc_server *s, int64_t grace_ns) {
+  if (s->shut_down) return;
+  s->shut_down = true;
+  if (!s->started) {
+    for (size_t i = 0; i < s->n_listeners; i++) {
+      close(s->listeners[i].fd);
+      if (s->listeners[i].unix_path[0] != '\0') {
+        unlink(s->listeners[i].unix_path);
+      }
+    }
+    s->n_listeners = 0;
+    return;
+  }
+  run_on_loop(s, drain_fn);
+  crpc_ctx *grace =
+      crpc_ctx_with_timeout(crpc_ctx_background(), grace_ns > 0 ? grace_ns : 0);
+  if (grace != NULL) wait_calls(s, grace);
+  crpc_ctx_release(grace);
+  /* Past the grace: every call still running is cancelled (its kick sends
+   * UNAVAILABLE), then we wait for the handlers to notice. */
+  crpc_ctx_cancel_cause(s->root, CRPC_UNAVAILABLE, CRPC_ORIGIN_SHUTDOWN,
+                        "server shutting down");
+  wait_calls(s, crpc_ctx_background());
+  run_on_loop(s, server_conns_close_all);
+  /* Every call struct goes away on the loop (its kicks and stream close);
+   * only then may the loop stop, so no late on_cancel can post to a loop
+   * being freed. */
+  pthread_mutex_lock(&s->mu);
+  while (s->live_structs > 0) pthread_cond_wait(&s->idle_cond, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+  crpc_loop_stop_and_join(s->loop);
+  pthread_mutex_lock(&s->mu);
+  s->pool_stop = true;
+  pthread_cond_broadcast(&s->work_cond);
+  pthread_mutex_unlock(&s->mu);
+  for (int i = 0; i < s->n_threads; i++) pthread_join(s->threads[i], NULL);
+  s->n_threads = 0;
+}
+
+void crpc_server_free(crpc_server *s) {
+  if (s == NULL) return;
+  crpc_server_shutdown(s, 0);
+  /* Runs closures still queued (kicks, connection frees) on this thread. */
+  crpc_loop_free(s->loop);
+  crpc_ctx_release(s->root);
+  for (size_t i = 0; i < s->n_methods; i++) free(s->methods[i].path);
+  free(s->methods);
+  free(s->listeners);
+  free(s->threads);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->work_cond);
+  pthread_cond_destroy(&s->idle_cond);
+  free(s);
+}

@@ -1,0 +1,135 @@
+/*
+ * server_api.c - the functions a handler calls on its crpc_server_call.
+ * All run on the handler's thread; they meet the loop under the call mutex
+ * and every wait is ctx-aware, so a cancel wakes them at once.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc/server/server_internal.h"
+
+/* Returned by dead_code_locked for a call the loop has ended (stream reset,
+ * or failed on a bad request message) whose ctx cancel has not landed yet:
+ * the loop marks the call under mu first, so that not one more message is
+ * queued, then cancels outside mu. */
+#define RESET_PENDING ((crpc_code)-1)
+
+/* Why the call can no longer send or receive, or CRPC_OK. Caller holds
+ * mu. */
+static crpc_code dead_code_locked(scall *call) {
+  crpc_code c = crpc_ctx_err(call->ctx);
+  if (c != CRPC_OK) return c;
+  /* While the handler runs, `finished` is only set by fail_call, which
+   * cancels the ctx right after, like a reset. */
+  if (call->reset || call->finished) return RESET_PENDING;
+  return CRPC_OK;
+}
+
+crpc_code crpc_server_call_recv(crpc_server_call *call, crpc_message *msg) {
+  msg->data = NULL;
+  msg->len = 0;
+  msg->end = false;
+  crpc_code code;
+  bool kick = false;
+  pthread_mutex_lock(&call->mu);
+  for (;;) {
+    code = dead_code_locked(call);
+    if (code != CRPC_OK) break;
+    if (crpc_h2_msgq_pop(&call->in.q, msg)) {
+      /* Emptied the queue: the loop can give the window back. */
+      kick = call->in.q.count == 0 && call->in.held > 0;
+      break;
+    }
+    if (call->recv_err != CRPC_OK) {
+      code = call->recv_err;
+      break;
+    }
+    if (call->recv_end) {
+      msg->end = true;
+      break;
+    }
+    crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu);
+  }
+  pthread_mutex_unlock(&call->mu);
+  /* Report the reset only once the ctx says so too: callers may rely on
+   * "the call failed with the cause" meaning "the ctx is done". The loop
+   * is cancelling it right now, so this wait is short. */
+  if (code == RESET_PENDING) code = crpc_ctx_wait(call->ctx);
+  if (kick) scall_kick(call);
+  return code;
+}
+
+crpc_code crpc_server_call_send(crpc_server_call *call, const void *data,
+                                size_t len) {
+  size_t max = call->server->opts.max_send_message_size;
+  if (max != 0 && len > max) return CRPC_RESOURCE_EXHAUSTED;
+  if (!call->resp_checked) {
+    /* The response headers go out with the first message: refuse a
+     * reserved key now, and the call ends INTERNAL. */
+    call->resp_checked = true;
+    if (scall_md_has_reserved(call->resp_md)) {
+      pthread_mutex_lock(&call->mu);
+      call->md_error = true;
+      pthread_mutex_unlock(&call->mu);
+      return CRPC_INTERNAL;
+    }
+  }
+  if (call->md_error) return CRPC_INTERNAL; /* only this thread writes it */
+  crpc_h2_chunk *chunk = crpc_h2_chunk_frame(data, len);
+  if (chunk == NULL) return CRPC_RESOURCE_EXHAUSTED;
+  size_t limit = call->server->opts.stream_send_buffer;
+  crpc_code code;
+  pthread_mutex_lock(&call->mu);
+  for (;;) {
+    code = dead_code_locked(call);
+    if (code != CRPC_OK) break;
+    if (call->out.bytes == 0 || call->out.bytes + chunk->len <= limit) {
+      crpc_h2_outq_push(&call->out, chunk);
+      chunk = NULL;
+      break;
+    }
+    crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu);
+  }
+  pthread_mutex_unlock(&call->mu);
+  free(chunk);
+  if (code == RESET_PENDING) code = crpc_ctx_wait(call->ctx);
+  if (code == CRPC_OK) scall_kick(call); /* coalesced with pending kicks */
+  return code;
+}
+
+crpc_code crpc_server_call_error(crpc_server_call *call, crpc_code code,
+                                 const char *fmt, ...) {
+  char *msg = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
+  va_end(ap);
+  pthread_mutex_lock(&call->mu);
+  free(call->handler_msg);
+  call->handler_msg = msg;
+  pthread_mutex_unlock(&call->mu);
+  return code;
+}
+
+const crpc_metadata *crpc_server_call_request_metadata(
+    const crpc_server_call *call) {
+  return call->req_md;
+}
+
+crpc_metadata *crpc_server_call_response_headers(crpc_server_call *call) {
+  return call->resp_md;
+}
+
+crpc_metadata *crpc_server_call_trailers(crpc_server_call *call) {
+  return call->trailers_md;
+}
+
+const char *crpc_server_call_method(const crpc_server_call *call) {
+  return call->path;
+}
+
+const char *crpc_server_call_peer(const crpc_server_call *call) {
+  return call->peer;
+}

@@ -1,0 +1,477 @@
+/*
+ * server_call.c - one server call: request checks and dispatch, the loop's
+ * side of sending (headers, data provider, trailers), cancellation.
+ * The handler-facing API is in server_api.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc/server/server_internal.h"
+#include "rpc/wire/percent.h"
+#include "rpc/wire/status_map.h"
+#include "rpc/wire/timeout.h"
+
+#define ACCEPT_ENCODING "identity,gzip,deflate"
+
+scall *scall_new(sconn *conn, int32_t stream_id) {
+  scall *call = calloc(1, sizeof(*call));
+  if (call == NULL) return NULL;
+  atomic_init(&call->refs, 1);
+  call->server = conn->server;
+  call->conn = conn;
+  call->stream_id = stream_id;
+  pthread_mutex_init(&call->mu, NULL);
+  pthread_cond_init(&call->cond, NULL);
+  call->req_md = crpc_metadata_new();
+  if (call->req_md == NULL) {
+    free(call);
+    return NULL;
+  }
+  crpc_h2_inbound_init(&call->in, call->server->opts.max_recv_message_size,
+                       true);
+  memcpy(call->peer, conn->peer, sizeof(call->peer));
+  pthread_mutex_lock(&call->server->mu);
+  call->server->live_structs++;
+  pthread_mutex_unlock(&call->server->mu);
+  return call;
+}
+
+void scall_ref(scall *call) { atomic_fetch_add(&call->refs, 1); }
+
+void scall_unref(scall *call) {
+  if (atomic_fetch_sub(&call->refs, 1) != 1) return;
+  crpc_ctx_release(call->ctx);
+  crpc_h2_inbound_destroy(&call->in);
+  crpc_h2_outq_clear(&call->out);
+  crpc_metadata_free(call->req_md);
+  crpc_metadata_free(call->resp_md);
+  crpc_metadata_free(call->trailers_md);
+  free(call->path);
+  free(call->content_type);
+  free(call->http_method);
+  free(call->timeout);
+  free(call->encoding);
+  free(call->final_msg);
+  free(call->handler_msg);
+  pthread_mutex_destroy(&call->mu);
+  pthread_cond_destroy(&call->cond);
+  crpc_server *s = call->server;
+  free(call);
+  pthread_mutex_lock(&s->mu);
+  s->live_structs--;
+  pthread_cond_broadcast(&s->idle_cond);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void kick_fn(crpc_loop *loop, void *arg);
+
+void scall_kick(scall *call) {
+  scall_ref(call);
+  if (!crpc_loop_post_closure(call->server->loop, &call->kick)) {
+    scall_unref(call); /* already queued, with its own reference */
+  }
+}
+
+/* The call ctx's on_cancel: the reference of the registration moves to the
+ * kick closure (or is dropped if one is queued already). Any thread. */
+static void on_ctx_cancel(void *arg, const crpc_cause *cause) {
+  (void)cause;
+  scall *call = arg;
+  if (!crpc_loop_post_closure(call->server->loop, &call->kick)) {
+    scall_unref(call);
+  }
+}
+
+/* ---- building and submitting responses (loop thread) ------------------ */
+
+static nghttp2_session *session_of(scall *call) {
+  return call->conn->h2.session;
+}
+
+/* Appends grpc-status, grpc-message and optionally the user's trailers. */
+static crpc_code add_status(crpc_wire_headers *h, crpc_code code,
+                            const char *msg, const crpc_metadata *user) {
+  crpc_code rc =
+      crpc_h2_headers_add(h, "grpc-status", crpc_wire_grpc_status_string(code));
+  if (rc == CRPC_OK && msg != NULL && *msg != '\0') {
+    size_t n;
+    char *enc = crpc_wire_percent_encode(msg, strlen(msg), &n);
+    if (enc == NULL) return CRPC_RESOURCE_EXHAUSTED;
+    rc = crpc_wire_headers_add(h, "grpc-message", 12, enc, n);
+    free(enc);
+  }
+  if (rc == CRPC_OK && user != NULL) {
+    crpc_wire_error err;
+    rc = crpc_wire_headers_add_metadata(h, user, &err);
+    if (rc == CRPC_INVALID_ARGUMENT) {
+      fprintf(stderr, "crpc server: trailers not sent: %s\n", err.message);
+    }
+  }
+  return rc;
+}
+
+static crpc_code add_response_head(crpc_wire_headers *h, int http_status) {
+  char st[8];
+  snprintf(st, sizeof(st), "%d", http_status);
+  crpc_code rc = crpc_h2_headers_add(h, ":status", st);
+  if (rc == CRPC_OK) {
+    rc = crpc_h2_headers_add(h, "content-type", "application/grpc");
+  }
+  if (rc == CRPC_OK) {
+    rc = crpc_h2_headers_add(h, "grpc-accept-encoding", ACCEPT_ENCODING);
+  }
+  return rc;
+}
+
+/* One HEADERS frame with END_STREAM carrying the status ("Trailers-Only").
+ * Used for early errors and for calls that end without a message. */
+static void submit_trailers_only(scall *call, int http_status, crpc_code code,
+                                 const char *msg, const crpc_metadata *head,
+                                 const crpc_metadata *trailers) {
+  crpc_wire_headers h;
+  crpc_wire_headers_init(&h);
+  crpc_code rc = add_response_head(&h, http_status);
+  crpc_wire_error err;
+  if (rc == CRPC_OK && head != NULL &&
+      crpc_wire_headers_add_metadata(&h, head, &err) == CRPC_INVALID_ARGUMENT) {
+    code = CRPC_INTERNAL;
+    msg = "handler set a reserved response header";
+    trailers = NULL;
+  }
+  if (rc == CRPC_OK) rc = add_status(&h, code, msg, trailers);
+  nghttp2_nv *nv = rc == CRPC_OK ? crpc_h2_nv_from(&h) : NULL;
+  if (nv == NULL || nghttp2_submit_response(session_of(call), call->stream_id,
+                                            nv, h.count, NULL) != 0) {
+    nghttp2_submit_rst_stream(session_of(call), NGHTTP2_FLAG_NONE,
+                              call->stream_id, NGHTTP2_INTERNAL_ERROR);
+  }
+  call->headers_submitted = true;
+  free(nv);
+  crpc_wire_headers_destroy(&h);
+}
+
+static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
+                         uint8_t *buf, size_t length, uint32_t *data_flags,
+                         nghttp2_data_source *source, void *user_data);
+
+/* Response headers followed by data from the send queue. */
+static void submit_headers(scall *call) {
+  crpc_wire_headers h;
+  crpc_wire_headers_init(&h);
+  crpc_code rc = add_response_head(&h, 200);
+  crpc_wire_error err;
+  if (rc == CRPC_OK && call->resp_md != NULL) {
+    rc = crpc_wire_headers_add_metadata(&h, call->resp_md, &err);
+    if (rc == CRPC_INVALID_ARGUMENT) {
+      fprintf(stderr, "crpc server: response headers not sent: %s\n",
+              err.message);
+      crpc_wire_headers_destroy(&h);
+      crpc_wire_headers_init(&h);
+      rc = add_response_head(&h, 200);
+    }
+  }
+  nghttp2_nv *nv = rc == CRPC_OK ? crpc_h2_nv_from(&h) : NULL;
+  nghttp2_data_provider prd = {.source.ptr = call, .read_callback = read_data};
+  if (nv == NULL || nghttp2_submit_response(session_of(call), call->stream_id,
+                                            nv, h.count, &prd) != 0) {
+    nghttp2_submit_rst_stream(session_of(call), NGHTTP2_FLAG_NONE,
+                              call->stream_id, NGHTTP2_INTERNAL_ERROR);
+  }
+  call->headers_submitted = true;
+  free(nv);
+  crpc_wire_headers_destroy(&h);
+}
+
+/* Trailers after the last DATA frame. Called from read_data. */
+static void submit_trailers(scall *call, crpc_code code, const char *msg,
+                            bool user_trailers) {
+  crpc_wire_headers h;
+  crpc_wire_headers_init(&h);
+  crpc_code rc =
+      add_status(&h, code, msg, user_trailers ? call->trailers_md : NULL);
+  nghttp2_nv *nv = rc == CRPC_OK ? crpc_h2_nv_from(&h) : NULL;
+  if (nv == NULL || nghttp2_submit_trailer(session_of(call), call->stream_id,
+                                           nv, h.count) != 0) {
+    nghttp2_submit_rst_stream(session_of(call), NGHTTP2_FLAG_NONE,
+                              call->stream_id, NGHTTP2_INTERNAL_ERROR);
+  }
+  free(nv);
+  crpc_wire_headers_destroy(&h);
+}
+
+/* The data provider: drains the send queue; defers while it is empty and
+ * the call is not finished; ends with trailers once it is. */
+static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
+                         uint8_t *buf, size_t length, uint32_t *data_flags,
+                         nghttp2_data_source *source, void *user_data) {
+  (void)session;
+  (void)stream_id;
+  (void)user_data;
+  scall *call = source->ptr;
+  pthread_mutex_lock(&call->mu);
+  size_t n = crpc_h2_outq_read(&call->out, buf, length);
+  bool finish = call->finished && call->out.bytes == 0;
+  crpc_code code = call->final_code;
+  bool user_trailers = call->final_user_trailers;
+  if (n > 0) pthread_cond_broadcast(&call->cond); /* room for the sender */
+  if (n == 0 && !finish) call->deferred = true;
+  pthread_mutex_unlock(&call->mu);
+  if (n == 0 && !finish) return NGHTTP2_ERR_DEFERRED;
+  if (finish) {
+    /* final_msg is immutable once finished is set. */
+    *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    submit_trailers(call, code, call->final_msg, user_trailers);
+  }
+  return (ssize_t)n;
+}
+
+/* Decides the final status if the handler returned or the ctx ended.
+ * Caller holds mu. Returns true if it did now. */
+static bool decide_final_locked(scall *call) {
+  if (call->finished) return false;
+  const crpc_cause *cause = crpc_ctx_cause(call->ctx);
+  if (call->handler_done && !call->ctx_done_at_return && call->md_error) {
+    call->final_code = CRPC_INTERNAL;
+    call->final_msg = strdup("handler set a reserved metadata key");
+  } else if (call->handler_done && !call->ctx_done_at_return) {
+    call->final_code = call->handler_code;
+    call->final_msg = call->handler_msg;
+    call->handler_msg = NULL;
+    call->final_user_trailers = true;
+  } else if (cause != NULL) {
+    call->final_code = cause->code;
+    call->final_msg = strdup(cause->message);
+    crpc_h2_outq_drop_unstarted(&call->out);
+  } else {
+    return false;
+  }
+  call->finished = true;
+  pthread_cond_broadcast(&call->cond);
+  return true;
+}
+
+/* Everything the loop does for a call: give back flow-control window,
+ * decide the status, submit headers / resume data / trailers. */
+static void kick_fn(crpc_loop *loop, void *arg) {
+  (void)loop;
+  scall *call = arg;
+  if (call->conn == NULL || call->conn->h2.closed || !call->dispatched) {
+    scall_unref(call);
+    return;
+  }
+  pthread_mutex_lock(&call->mu);
+  size_t consume = crpc_h2_inbound_take_consumable(&call->in);
+  decide_final_locked(call);
+  bool finished = call->finished;
+  bool has_data = call->out.bytes > 0;
+  bool was_deferred = call->deferred;
+  if (has_data || finished) call->deferred = false;
+  pthread_mutex_unlock(&call->mu);
+
+  nghttp2_session *session = session_of(call);
+  if (consume > 0) {
+    nghttp2_session_consume_stream(session, call->stream_id, consume);
+  }
+  if (!call->headers_submitted && finished && !has_data) {
+    submit_trailers_only(call, 200, call->final_code, call->final_msg,
+                         call->final_user_trailers ? call->resp_md : NULL,
+                         call->final_user_trailers ? call->trailers_md : NULL);
+  } else if (!call->headers_submitted && (has_data || finished)) {
+    submit_headers(call);
+  } else if (was_deferred && (has_data || finished)) {
+    nghttp2_session_resume_data(session, call->stream_id);
+  }
+  crpc_h2_conn_want_flush(&call->conn->h2);
+  scall_unref(call);
+}
+
+/* ---- request checks and dispatch -------------------------------------- */
+
+/* An error answer before any handler ran; the call stays a "rejected"
+ * stream until it closes. */
+static void reject(scall *call, int http_status, crpc_code code,
+                   const char *msg) {
+  call->rejected = true;
+  submit_trailers_only(call, http_status, code, msg, NULL, NULL);
+}
+
+static bool grpc_content_type(const char *ct) {
+  if (ct == NULL || strncmp(ct, "application/grpc", 16) != 0) return false;
+  return ct[16] == '\0' || ct[16] == '+' || ct[16] == ';';
+}
+
+void scall_dispatch(scall *call) {
+  crpc_server *s = call->server;
+  char msg[200];
+  if (call->http_method == NULL || strcmp(call->http_method, "POST") != 0) {
+    reject(call, 405, CRPC_INTERNAL, "gRPC requires method POST");
+    return;
+  }
+  if (!grpc_content_type(call->content_type)) {
+    /* Not a gRPC request: an HTTP error a plain HTTP client understands,
+     * with grpc-status for gRPC clients, as the protocol spec says. */
+    snprintf(msg, sizeof(msg), "invalid gRPC request content-type \"%s\"",
+             call->content_type ? call->content_type : "");
+    reject(call, 415, CRPC_INTERNAL, msg);
+    return;
+  }
+  if (call->bad_header) {
+    reject(call, 200, CRPC_RESOURCE_EXHAUSTED, "server out of memory");
+    return;
+  }
+  call->method = call->path ? server_find_method(s, call->path) : NULL;
+  if (call->method == NULL) {
+    snprintf(msg, sizeof(msg), "unknown method %.150s",
+             call->path ? call->path : "(no :path)");
+    reject(call, 200, CRPC_UNIMPLEMENTED, msg);
+    return;
+  }
+  int64_t deadline = CRPC_NO_DEADLINE;
+  if (call->timeout != NULL) {
+    int64_t ns;
+    const char *why;
+    if (crpc_wire_timeout_decode(call->timeout, strlen(call->timeout), &ns,
+                                 &why) != CRPC_OK) {
+      snprintf(msg, sizeof(msg), "malformed grpc-timeout \"%.20s\": %s",
+               call->timeout, why);
+      reject(call, 200, CRPC_INTERNAL, msg);
+      return;
+    }
+    int64_t now = crpc_now_ns();
+    deadline = ns >= CRPC_NO_DEADLINE - now ? CRPC_NO_DEADLINE : now + ns;
+  }
+  if (call->encoding != NULL) {
+    call->in.encoding =
+        crpc_wire_encoding_parse(call->encoding, strlen(call->encoding));
+    if (call->in.encoding == CRPC_WIRE_ENCODING_UNKNOWN) {
+      snprintf(msg, sizeof(msg), "unsupported grpc-encoding \"%.50s\"",
+               call->encoding);
+      reject(call, 200, CRPC_UNIMPLEMENTED, msg);
+      return;
+    }
+  }
+  call->ctx = deadline == CRPC_NO_DEADLINE
+                  ? crpc_ctx_with_cancel(s->root)
+                  : crpc_ctx_with_deadline(s->root, deadline);
+  call->resp_md = crpc_metadata_new();
+  call->trailers_md = crpc_metadata_new();
+  if (call->ctx == NULL || call->resp_md == NULL || call->trailers_md == NULL) {
+    reject(call, 200, CRPC_RESOURCE_EXHAUSTED, "server out of memory");
+    return;
+  }
+  call->dispatched = true;
+  crpc_loop_closure_init(&call->kick, kick_fn, call);
+  scall_ref(call); /* the registration's */
+  if (!crpc_ctx_on_cancel(call->ctx, &call->on_cancel, on_ctx_cancel, call)) {
+    /* Born done (zero timeout, server shutting down): the kick answers. */
+    on_ctx_cancel(call, crpc_ctx_cause(call->ctx));
+  }
+  scall_ref(call); /* the handler's */
+  server_pool_submit(s, call);
+}
+
+/* Fails a running call from the loop (bad message): status now, ctx
+ * cancelled so the handler stops. Not with mu held. */
+static void fail_call(scall *call, crpc_code code, const char *msg) {
+  pthread_mutex_lock(&call->mu);
+  call->recv_err = code;
+  if (!call->finished) {
+    call->finished = true;
+    call->final_code = code;
+    call->final_msg = strdup(msg);
+    crpc_h2_outq_drop_unstarted(&call->out);
+  }
+  pthread_cond_broadcast(&call->cond);
+  pthread_mutex_unlock(&call->mu);
+  crpc_ctx_cancel_cause(call->ctx, code, CRPC_ORIGIN_LOCAL, "%s", msg);
+  scall_kick(call);
+}
+
+void scall_on_data(scall *call, const uint8_t *data, size_t len) {
+  nghttp2_session *session = session_of(call);
+  if (!call->dispatched) {
+    nghttp2_session_consume_stream(session, call->stream_id, len);
+    return;
+  }
+  crpc_wire_error err;
+  pthread_mutex_lock(&call->mu);
+  crpc_code code = call->recv_err != CRPC_OK
+                       ? CRPC_OK
+                       : crpc_h2_inbound_feed(&call->in, data, len, &err);
+  if (call->recv_err != CRPC_OK) call->in.held += len;
+  size_t consume = crpc_h2_inbound_take_consumable(&call->in);
+  if (call->in.q.count > 0) pthread_cond_broadcast(&call->cond);
+  pthread_mutex_unlock(&call->mu);
+  if (consume > 0) {
+    nghttp2_session_consume_stream(session, call->stream_id, consume);
+  }
+  if (code != CRPC_OK) fail_call(call, code, err.message);
+}
+
+void scall_on_end_stream(scall *call) {
+  if (!call->dispatched) return;
+  pthread_mutex_lock(&call->mu);
+  call->recv_end = true;
+  crpc_code code = crpc_wire_frame_decoder_finish(&call->in.decoder);
+  bool failed = code != CRPC_OK && call->recv_err == CRPC_OK;
+  pthread_cond_broadcast(&call->cond);
+  pthread_mutex_unlock(&call->mu);
+  if (failed) {
+    fail_call(call, code,
+              crpc_wire_frame_decoder_error(&call->in.decoder)->message);
+  }
+}
+
+void scall_on_close(scall *call, uint32_t error_code, bool conn_lost) {
+  call->conn = NULL; /* kicks from now on find nothing to do */
+  if (call->dispatched && !call->end_stream_sent) {
+    /* The stream ended before our status went out: the client reset it
+     * (or the connection died). Mark it first, under mu, so a send racing
+     * with us writes nothing; then cancel outside mu. */
+    pthread_mutex_lock(&call->mu);
+    call->reset = true;
+    crpc_h2_outq_clear(&call->out);
+    pthread_cond_broadcast(&call->cond);
+    pthread_mutex_unlock(&call->mu);
+    if (conn_lost) {
+      crpc_ctx_cancel_cause(call->ctx, CRPC_UNAVAILABLE,
+                            CRPC_ORIGIN_CONNECTION_LOST,
+                            "connection to %s lost", call->peer);
+    } else {
+      crpc_ctx_cancel_cause(call->ctx, CRPC_CANCELLED, CRPC_ORIGIN_PEER_RESET,
+                            "peer reset the stream (HTTP/2 error %u)",
+                            error_code);
+    }
+  }
+  scall_unref(call);
+}
+
+bool scall_md_has_reserved(const crpc_metadata *md) {
+  crpc_metadata_entry e;
+  for (size_t i = 0; crpc_metadata_at(md, i, &e); i++) {
+    if (crpc_metadata_key_is_reserved(e.key)) return true;
+  }
+  return false;
+}
+
+void scall_run_handler(scall *call) {
+  crpc_code code;
+  if (crpc_ctx_is_done(call->ctx)) {
+    code = crpc_ctx_err(call->ctx); /* gone before a thread was free */
+  } else {
+    code = call->method->fn(call, call->ctx, call->method->user_data);
+  }
+  bool md_error = scall_md_has_reserved(call->trailers_md) ||
+                  (!call->resp_checked && scall_md_has_reserved(call->resp_md));
+  pthread_mutex_lock(&call->mu);
+  call->md_error |= md_error;
+  call->handler_done = true;
+  call->handler_code = code;
+  call->ctx_done_at_return = crpc_ctx_is_done(call->ctx);
+  pthread_mutex_unlock(&call->mu);
+  /* Ends the ctx ("the handler has returned"); its on_cancel kicks the loop
+   * to send the status. */
+  crpc_ctx_cancel(call->ctx, CRPC_CANCELLED, "call finished");
+  scall_unref(call);
+}

@@ -1,0 +1,299 @@
+/*
+ * server_conn.c - accepted connections: the nghttp2 server session and its
+ * callbacks, which turn frames into call events. Loop thread only.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "rpc/server/server_internal.h"
+
+/* Connection flow-control window: large, so one slow stream (whose own
+ * window is what applies backpressure) never starves the others. */
+#define CONN_WINDOW (16 * 1024 * 1024)
+
+static scall *stream_call(nghttp2_session *session, int32_t stream_id) {
+  return nghttp2_session_get_stream_user_data(session, stream_id);
+}
+
+static void link_call(sconn *conn, scall *call) {
+  call->cprev = NULL;
+  call->cnext = conn->calls;
+  if (conn->calls != NULL) conn->calls->cprev = call;
+  conn->calls = call;
+}
+
+static void unlink_call(sconn *conn, scall *call) {
+  if (call->cprev != NULL) {
+    call->cprev->cnext = call->cnext;
+  } else {
+    conn->calls = call->cnext;
+  }
+  if (call->cnext != NULL) call->cnext->cprev = call->cprev;
+  call->cnext = call->cprev = NULL;
+}
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *f,
+                            void *user_data) {
+  sconn *conn = user_data;
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    return 0;
+  }
+  scall *call = scall_new(conn, f->hd.stream_id);
+  if (call == NULL) {
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, f->hd.stream_id,
+                              NGHTTP2_INTERNAL_ERROR);
+    return 0;
+  }
+  nghttp2_session_set_stream_user_data(session, f->hd.stream_id, call);
+  link_call(conn, call);
+  return 0;
+}
+
+static char *dup_value(const uint8_t *v, size_t n) {
+  return strndup((const char *)v, n);
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *f,
+                     const uint8_t *name, size_t namelen, const uint8_t *value,
+                     size_t valuelen, uint8_t flags, void *user_data) {
+  (void)flags;
+  (void)user_data;
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    return 0; /* request trailers carry nothing gRPC defines */
+  }
+  scall *call = stream_call(session, f->hd.stream_id);
+  if (call == NULL) return 0;
+  const char *n = (const char *)name;
+  char **slot = NULL;
+  if (namelen == 5 && memcmp(n, ":path", 5) == 0) {
+    slot = &call->path;
+  } else if (namelen == 7 && memcmp(n, ":method", 7) == 0) {
+    slot = &call->http_method;
+  } else if (namelen == 12 && memcmp(n, "content-type", 12) == 0) {
+    slot = &call->content_type;
+  } else if (namelen == 12 && memcmp(n, "grpc-timeout", 12) == 0) {
+    slot = &call->timeout;
+  } else if (namelen == 13 && memcmp(n, "grpc-encoding", 13) == 0) {
+    slot = &call->encoding;
+  }
+  if (slot != NULL) {
+    free(*slot);
+    *slot = dup_value(value, valuelen);
+    return 0;
+  }
+  if (crpc_wire_metadata_add_received(call->req_md, n, namelen,
+                                      (const char *)value,
+                                      valuelen) == CRPC_WIRE_HEADER_NO_MEMORY) {
+    call->bad_header = true;
+  }
+  return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f,
+                         void *user_data) {
+  (void)user_data;
+  scall *call = stream_call(session, f->hd.stream_id);
+  if (call == NULL) return 0;
+  if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+    scall_dispatch(call);
+  }
+  if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+      (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+    scall_on_end_stream(call);
+  }
+  return 0;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags,
+                         int32_t stream_id, const uint8_t *data, size_t len,
+                         void *user_data) {
+  (void)flags;
+  (void)user_data;
+  /* The connection window is always given back at once; the stream window
+   * only as the handler takes messages (see stream.h). */
+  nghttp2_session_consume_connection(session, len);
+  scall *call = stream_call(session, stream_id);
+  if (call == NULL) return 0;
+  scall_on_data(call, data, len);
+  return 0;
+}
+
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *f,
+                         void *user_data) {
+  (void)user_data;
+  if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
+      !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+    return 0;
+  }
+  scall *call = stream_call(session, f->hd.stream_id);
+  if (call != NULL) call->end_stream_sent = true;
+  /* Done before the client half-closed: tell it to stop sending with
+   * NO_ERROR (CANCEL would read as an error to proxies). */
+  if (nghttp2_session_get_stream_remote_close(session, f->hd.stream_id) == 0) {
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, f->hd.stream_id,
+                              NGHTTP2_NO_ERROR);
+  }
+  return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id,
+                           uint32_t error_code, void *user_data) {
+  sconn *conn = user_data;
+  scall *call = stream_call(session, stream_id);
+  if (call == NULL) return 0;
+  nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+  unlink_call(conn, call);
+  scall_on_close(call, error_code, false);
+  return 0;
+}
+
+static void unlink_conn(crpc_server *s, sconn *conn) {
+  if (conn->prev != NULL) {
+    conn->prev->next = conn->next;
+  } else {
+    s->conns = conn->next;
+  }
+  if (conn->next != NULL) conn->next->prev = conn->prev;
+}
+
+static void free_conn_fn(crpc_loop *loop, void *arg) {
+  (void)loop;
+  sconn *conn = arg;
+  crpc_h2_conn_destroy(&conn->h2);
+  free(conn);
+}
+
+/* The connection is gone: every call still on it is cancelled. nghttp2
+ * does not call on_stream_close when a session is deleted, hence our own
+ * list. */
+static void on_conn_close(crpc_h2_conn *h2, const char *why) {
+  (void)why;
+  sconn *conn = (sconn *)h2;
+  while (conn->calls != NULL) {
+    scall *call = conn->calls;
+    unlink_call(conn, call);
+    nghttp2_session_set_stream_user_data(h2->session, call->stream_id, NULL);
+    scall_on_close(call, NGHTTP2_INTERNAL_ERROR, true);
+  }
+  unlink_conn(conn->server, conn);
+  /* Freed by a closure posted now, so a flush closure queued earlier still
+   * finds the struct. */
+  if (crpc_loop_post(conn->h2.loop, free_conn_fn, conn) != 0) {
+    free_conn_fn(NULL, conn); /* out of memory; nothing can be queued */
+  }
+}
+
+static nghttp2_session_callbacks *g_cbs;
+static void init_callbacks(void) {
+  nghttp2_session_callbacks *cbs;
+  if (nghttp2_session_callbacks_new(&cbs) != 0) abort();
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs,
+                                                          on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+  g_cbs = cbs;
+}
+
+static void start_conn(crpc_server *s, int fd, const struct sockaddr *sa,
+                       socklen_t salen, const server_listener *l) {
+  sconn *conn = calloc(1, sizeof(*conn));
+  nghttp2_option *opt = NULL;
+  nghttp2_session *session = NULL;
+  if (conn == NULL || nghttp2_option_new(&opt) != 0) goto fail;
+  nghttp2_option_set_no_auto_window_update(opt, 1);
+  nghttp2_option_set_stream_reset_rate_limit(opt, CRPC_SERVER_RESET_BURST,
+                                             CRPC_SERVER_RESET_RATE);
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, init_callbacks);
+  if (nghttp2_session_server_new2(&session, g_cbs, conn, opt) != 0) goto fail;
+  nghttp2_option_del(opt);
+  opt = NULL;
+  nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, s->opts.max_concurrent_streams},
+  };
+  nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings, 1);
+  nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0,
+                                        CONN_WINDOW);
+  conn->server = s;
+  crpc_h2_format_peer(sa, salen, conn->peer);
+  if (l->unix_path[0] != '\0' && strcmp(conn->peer, "unix:") == 0) {
+    snprintf(conn->peer, sizeof(conn->peer), "unix:%s", l->unix_path);
+  }
+  conn->next = s->conns;
+  if (s->conns != NULL) s->conns->prev = conn;
+  s->conns = conn;
+  crpc_h2_conn_start(&conn->h2, s->loop, fd, session, on_conn_close);
+  return;
+fail:
+  if (opt != NULL) nghttp2_option_del(opt);
+  free(conn);
+  close(fd);
+}
+
+void server_on_accept(crpc_loop *loop, int fd, unsigned events, void *arg) {
+  (void)loop;
+  (void)events;
+  server_listener *l = arg;
+  for (int i = 0; i < 64; i++) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int cfd =
+        accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+          errno == ENOMEM) {
+        /* Out of fds or memory: the listener stays readable, so a
+         * level-triggered watcher would spin. Pause accepting briefly. */
+        fprintf(stderr, "crpc server: accept: %s; pausing 100 ms\n",
+                strerror(errno));
+        crpc_loop_io_set(&l->io, 0);
+        crpc_loop_timer_start(&l->backoff,
+                              crpc_now_ns() + 100 * CRPC_MILLISECOND);
+      } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+        fprintf(stderr, "crpc server: accept: %s\n", strerror(errno));
+      }
+      return;
+    }
+    if (ss.ss_family != AF_UNIX) {
+      int one = 1;
+      setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    start_conn(l->server, cfd, (struct sockaddr *)&ss, len, l);
+  }
+}
+
+void server_on_accept_backoff(crpc_loop *loop, crpc_loop_timer *timer,
+                              void *arg) {
+  (void)loop;
+  (void)timer;
+  server_listener *l = arg;
+  if (l->fd >= 0) crpc_loop_io_set(&l->io, CRPC_LOOP_READABLE);
+}
+
+void server_conns_drain(crpc_server *s) {
+  for (sconn *c = s->conns; c != NULL; c = c->next) {
+    nghttp2_submit_goaway(
+        c->h2.session, NGHTTP2_FLAG_NONE,
+        nghttp2_session_get_last_proc_stream_id(c->h2.session),
+        NGHTTP2_NO_ERROR, NULL, 0);
+    crpc_h2_conn_want_flush(&c->h2);
+  }
+}
+
+void server_conns_close_all(crpc_server *s) {
+  while (s->conns != NULL) {
+    sconn *c = s->conns;
+    crpc_h2_conn_flush(
+        &c->h2); /* the last statuses, if the socket takes them */
+    if (s->conns == c) crpc_h2_conn_close(&c->h2, "server shut down");
+  }
+}

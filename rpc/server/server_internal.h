@@ -1,0 +1,201 @@
+/*
+ * rpc/server/server_internal.h - the server's objects and who may touch
+ * what (internal).
+ *
+ * Threads:
+ *   loop thread     every nghttp2 session, every sconn, the loop-only
+ *                   fields of a call (marked L below)
+ *   handler threads run handlers from a FIFO of dispatched calls; a pool
+ *                   that grows on demand up to options.handler_threads
+ *   any thread      the server mutex (pool queue, live-call count) and each
+ *                   call's mutex (fields marked M)
+ * Lock order: a call mutex is never held while taking the server mutex or
+ * cancelling a ctx (crpc_ctx_wait_cond's waker takes the call mutex).
+ *
+ * Call lifetime: refcounted. References are held by the open stream
+ * (dropped in on_stream_close or when the connection dies), by the handler
+ * (dropped when it has returned), by the ctx on_cancel registration (handed
+ * to the kick closure when it fires) and by each queued kick closure. The
+ * call ctx is always cancelled when the handler finishes, so the
+ * registration always fires and no reference is left behind.
+ */
+#ifndef CRPC_SERVER_SERVER_INTERNAL_H
+#define CRPC_SERVER_SERVER_INTERNAL_H
+
+#include <nghttp2/nghttp2.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "crpc/server.h"
+#include "rpc/h2/addr.h"
+#include "rpc/h2/conn.h"
+#include "rpc/h2/stream.h"
+#include "rpc/loop/loop.h"
+
+/* Rapid-reset policy (CVE-2023-44487). nghttp2 counts RST_STREAMs a client
+ * sends in a token bucket and sends GOAWAY when it runs dry. Debian's
+ * default (burst 1000, 33/s) cuts off a client that legitimately cancels
+ * more than ~33 calls a second for half a minute. crpc allows a burst of
+ * 10,000 and a sustained 1,000 resets per second per connection: a client
+ * cancelling every call of a busy workload keeps its connection, while a
+ * flood (a reset costs the attacker a few bytes; hundreds of thousands a
+ * second) is cut off within about ten thousand streams. */
+#define CRPC_SERVER_RESET_BURST 10000
+#define CRPC_SERVER_RESET_RATE 1000
+
+typedef struct server_method {
+  char *path;
+  crpc_method_kind kind;
+  crpc_handler_fn fn;
+  void *user_data;
+} server_method;
+
+typedef struct server_listener {
+  int fd;
+  crpc_loop_io io;
+  crpc_loop_timer backoff; /* re-arms accept after EMFILE and friends */
+  char unix_path[108];     /* non-empty for a unix socket (unlinked at close) */
+  struct crpc_server *server;
+} server_listener;
+
+typedef struct sconn sconn;
+
+struct crpc_server {
+  crpc_server_options opts; /* defaults filled in */
+  server_method *methods;
+  size_t n_methods, cap_methods;
+  server_listener *listeners;
+  size_t n_listeners;
+  crpc_loop *loop;
+  crpc_ctx *root; /* parent of every call ctx; cancelled past the grace */
+  bool started, shut_down;
+
+  pthread_mutex_t mu; /* pool, live_calls */
+  pthread_cond_t work_cond, idle_cond;
+  struct crpc_server_call *work_head, *work_tail;
+  pthread_t *threads;
+  int n_threads, n_idle, n_queued;
+  bool pool_stop;
+  size_t live_calls;   /* dispatched calls whose handler has not finished */
+  size_t live_structs; /* scall structs not yet freed (teardown waits) */
+
+  /* L */
+  sconn *conns;
+  bool draining;
+};
+
+struct sconn {
+  crpc_h2_conn h2; /* L */
+  crpc_server *server;
+  sconn *next, *prev;
+  struct crpc_server_call *calls; /* open streams */
+  char peer[CRPC_H2_PEER_MAX];
+};
+
+struct crpc_server_call {
+  atomic_int refs;
+  crpc_server *server;
+  crpc_loop_closure kick; /* "look at this call" on the loop */
+
+  /* L: stream and request parsing */
+  sconn *conn; /* NULL once the stream is closed or the connection died */
+  int32_t stream_id;
+  struct crpc_server_call *cnext, *cprev;
+  bool dispatched, rejected;
+  bool headers_submitted, end_stream_sent, deferred;
+  char *path, *content_type, *http_method, *timeout, *encoding;
+  bool bad_header;
+
+  /* M */
+  pthread_mutex_t mu;
+  pthread_cond_t cond; /* new message, room in the send queue, state */
+  crpc_h2_inbound in;
+  crpc_h2_outq out;
+  bool recv_end;
+  crpc_code recv_err;
+  bool
+      reset; /* stream gone (peer reset, connection lost); ctx cancel follows */
+  bool finished; /* final status decided; sends refused */
+  crpc_code final_code;
+  char *final_msg;
+  bool final_user_trailers; /* include the handler's trailers */
+  bool handler_done, ctx_done_at_return;
+  bool md_error; /* the handler put a reserved key in its metadata */
+  crpc_code handler_code;
+  char *handler_msg;
+
+  /* Immutable once dispatched */
+  const server_method *method;
+  crpc_ctx *ctx;
+  crpc_on_cancel on_cancel;
+  crpc_metadata *req_md;
+  crpc_metadata *resp_md, *trailers_md; /* handler writes, loop reads after */
+  char peer[CRPC_H2_PEER_MAX];
+
+  struct crpc_server_call *work_next; /* server mu */
+  bool resp_checked; /* handler thread: response headers validated */
+};
+
+typedef struct crpc_server_call scall;
+
+/* ---- server.c ---- */
+
+/* Queues a dispatched call for a handler thread (starting one if all are
+ * busy and the pool may grow). Loop thread. */
+void server_pool_submit(crpc_server *s, scall *call);
+
+/* Looks up a registered method by path (len bytes); NULL if none. */
+const server_method *server_find_method(const crpc_server *s, const char *path);
+
+/* ---- server_conn.c ---- */
+
+/* Accept handler for a listener's fd. Loop thread. */
+void server_on_accept(crpc_loop *loop, int fd, unsigned events, void *arg);
+
+/* Timer callback: resumes accepting after a pause for EMFILE. */
+void server_on_accept_backoff(crpc_loop *loop, crpc_loop_timer *timer,
+                              void *arg);
+
+/* GOAWAY to every connection; they close as their streams finish. */
+void server_conns_drain(crpc_server *s);
+
+/* Flushes and closes every connection now. Loop thread. */
+void server_conns_close_all(crpc_server *s);
+
+/* ---- server_call.c ---- */
+
+/* A new call for a stream of conn (refs = 1, the stream's). NULL if out of
+ * memory. Loop thread. */
+scall *scall_new(sconn *conn, int32_t stream_id);
+
+void scall_ref(scall *call);
+/* Drops a reference; the last frees the call (any thread). */
+void scall_unref(scall *call);
+
+/* Posts the call's kick closure holding a reference. Any thread. */
+void scall_kick(scall *call);
+
+/* Checks the request headers and either starts the call (ctx, handler) or
+ * answers it with an error. Loop thread, inside an nghttp2 callback. */
+void scall_dispatch(scall *call);
+
+/* A DATA chunk for the call. Loop thread, inside nghttp2 callbacks. */
+void scall_on_data(scall *call, const uint8_t *data, size_t len);
+
+/* The client half-closed. Loop thread. */
+void scall_on_end_stream(scall *call);
+
+/* The stream closed (error_code from RST_STREAM or NO_ERROR) or, with
+ * conn_lost, the connection died. Drops the stream's reference. Loop
+ * thread. */
+void scall_on_close(scall *call, uint32_t error_code, bool conn_lost);
+
+/* True if md holds a key the transport owns (the call then fails
+ * INTERNAL instead of sending it). */
+bool scall_md_has_reserved(const crpc_metadata *md);
+
+/* Runs the handler (on a handler thread) and ends the call. */
+void scall_run_handler(scall *call);
+
+#endif /* CRPC_SERVER_SERVER_INTERNAL_H */
