@@ -1,0 +1,447 @@
+// Helpers shared by the end-to-end tests: RAII for crpc objects, a fixture
+// that runs a crpc server (with the crpc.test.Test service) and a channel to
+// it over loopback, the ctx leak check every test ends with, a TCP proxy
+// whose connections a test can cut, and small sync/statistics utilities.
+#ifndef CRPC_E2E_E2E_UTIL_H
+#define CRPC_E2E_E2E_UTIL_H
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "crpc/call.h"
+#include "crpc/channel.h"
+#include "crpc/ctx.h"
+#include "crpc/metadata.h"
+#include "crpc/server.h"
+#include "crpc/status.h"
+#include "rpc/testing/test_service.h"
+
+namespace crpc_e2e {
+
+// Sanitizers slow everything down (TSan 5-15x); loops scale with this.
+#if defined(__SANITIZE_THREAD__)
+#define CRPC_E2E_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CRPC_E2E_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define CRPC_E2E_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CRPC_E2E_ASAN 1
+#endif
+#endif
+
+#if defined(CRPC_E2E_TSAN)
+constexpr int kSlow = 10;  // divide iteration counts by this
+#elif defined(CRPC_E2E_ASAN)
+constexpr int kSlow = 3;
+#else
+constexpr int kSlow = 1;
+#endif
+
+constexpr int64_t kMs = CRPC_MILLISECOND;
+constexpr int64_t kSec = CRPC_SECOND;
+constexpr const char kTest[] = "/crpc.test.Test/";
+
+inline std::string M(const char *method) { return std::string(kTest) + method; }
+
+// ---- RAII ----------------------------------------------------------------
+
+struct CtxRelease {
+  void operator()(crpc_ctx *c) const { crpc_ctx_release(c); }
+};
+using Ctx = std::unique_ptr<crpc_ctx, CtxRelease>;
+
+inline Ctx WithCancel() { return Ctx(crpc_ctx_with_cancel(crpc_ctx_background())); }
+inline Ctx WithTimeout(int64_t ns) {
+  return Ctx(crpc_ctx_with_timeout(crpc_ctx_background(), ns));
+}
+
+struct MdFree {
+  void operator()(crpc_metadata *m) const { crpc_metadata_free(m); }
+};
+using Md = std::unique_ptr<crpc_metadata, MdFree>;
+
+inline Md NewMd(std::initializer_list<std::pair<std::string, std::string>> kv = {}) {
+  Md md(crpc_metadata_new());
+  for (const auto &p : kv) {
+    EXPECT_EQ(CRPC_OK, crpc_metadata_add(md.get(), p.first.c_str(), p.second.data(),
+                                         p.second.size()))
+        << p.first;
+  }
+  return md;
+}
+
+inline std::string MdGet(const crpc_metadata *md, const char *key) {
+  crpc_metadata_entry e;
+  if (md == nullptr || !crpc_metadata_get(md, key, &e)) return "<absent>";
+  return std::string(reinterpret_cast<const char *>(e.value), e.value_len);
+}
+
+struct CallFree {
+  void operator()(crpc_call *c) const { crpc_call_free(c); }
+};
+using Call = std::unique_ptr<crpc_call, CallFree>;
+
+// A crpc_status that clears itself.
+struct Status {
+  crpc_status s{};
+  ~Status() { crpc_status_clear(&s); }
+  crpc_status *get() { return &s; }
+  std::string message() const { return s.message ? s.message : "<null>"; }
+};
+
+// Receives one message; "" with *code set otherwise. end -> *end = true.
+inline crpc_code Recv(crpc_call *call, std::string *out, bool *end = nullptr) {
+  crpc_message m{};
+  crpc_code rc = crpc_call_recv(call, &m);
+  if (end) *end = false;
+  out->clear();
+  if (rc != CRPC_OK) return rc;
+  if (m.end) {
+    if (end) *end = true;
+    return rc;
+  }
+  out->assign(reinterpret_cast<const char *>(m.data), m.len);
+  free(m.data);
+  return rc;
+}
+
+struct UnaryResult {
+  crpc_code code = CRPC_UNKNOWN;
+  std::string response;
+  std::string message;
+  Md trailers;
+};
+
+inline UnaryResult Unary(crpc_channel *ch, const crpc_ctx *ctx, const std::string &method,
+                         const std::string &req, const crpc_metadata *md = nullptr) {
+  UnaryResult r;
+  crpc_message resp{};
+  crpc_status st{};
+  r.code = crpc_unary_call(ch, ctx, method.c_str(), md, req.data(), req.size(), &resp, &st);
+  if (r.code == CRPC_OK && resp.data != nullptr) {
+    r.response.assign(reinterpret_cast<const char *>(resp.data), resp.len);
+  }
+  free(resp.data);
+  r.message = st.message ? st.message : "<null>";
+  r.trailers = NewMd();
+  if (st.trailers) crpc_metadata_append(r.trailers.get(), st.trailers);
+  crpc_status_clear(&st);
+  return r;
+}
+
+// "k=v k=v" -> map.
+inline std::map<std::string, std::string> ParseReport(const std::string &text) {
+  std::map<std::string, std::string> m;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t sp = text.find(' ', i);
+    if (sp == std::string::npos) sp = text.size();
+    std::string kv = text.substr(i, sp - i);
+    size_t eq = kv.find('=');
+    if (eq != std::string::npos) m[kv.substr(0, eq)] = kv.substr(eq + 1);
+    i = sp + 1;
+  }
+  return m;
+}
+
+// ---- sync and statistics ----------------------------------------------------
+
+// A one-shot event with bounded waits.
+class Event {
+ public:
+  void Set() {
+    std::lock_guard<std::mutex> l(mu_);
+    set_ = true;
+    cv_.notify_all();
+  }
+  bool WaitMs(int64_t ms) {
+    std::unique_lock<std::mutex> l(mu_);
+    return cv_.wait_for(l, std::chrono::milliseconds(ms), [&] { return set_; });
+  }
+  bool IsSet() {
+    std::lock_guard<std::mutex> l(mu_);
+    return set_;
+  }
+  void Reset() {
+    std::lock_guard<std::mutex> l(mu_);
+    set_ = false;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool set_ = false;
+};
+
+// Polls pred every ms until true or timeout; returns pred's last value.
+inline bool Eventually(const std::function<bool()> &pred, int64_t timeout_ms) {
+  int64_t end = crpc_now_ns() + timeout_ms * kMs;
+  for (;;) {
+    if (pred()) return true;
+    if (crpc_now_ns() > end) return pred();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+struct Percentiles {
+  double p50 = 0, p99 = 0, max = 0;
+  size_t n = 0;
+};
+
+inline Percentiles Summarise(std::vector<int64_t> ns) {
+  Percentiles p;
+  p.n = ns.size();
+  if (ns.empty()) return p;
+  std::sort(ns.begin(), ns.end());
+  auto at = [&](double q) {
+    size_t i = static_cast<size_t>(q * static_cast<double>(ns.size() - 1) + 0.5);
+    return static_cast<double>(ns[i]) / 1000.0;
+  };
+  p.p50 = at(0.50);
+  p.p99 = at(0.99);
+  p.max = static_cast<double>(ns.back()) / 1000.0;
+  return p;
+}
+
+// ---- the fixture --------------------------------------------------------------
+
+// Starts a crpc server with crpc.test.Test (plus whatever the test adds) on
+// 127.0.0.1:0 and a channel to it. TearDown frees everything and checks that
+// crpc_ctx_live_count() is back where it was before the test began.
+class E2ETest : public ::testing::Test {
+ protected:
+  void SetUp() override { baseline_ = crpc_ctx_live_count(); }
+
+  void TearDown() override {
+    Stop();
+    bool settled = Eventually([&] { return crpc_ctx_live_count() == baseline_; }, 3000);
+    if (!settled) crpc_ctx_dump(stderr);
+    EXPECT_EQ(baseline_, crpc_ctx_live_count()) << "contexts leaked (dump above)";
+  }
+
+  // Starts the server (listening on `address`) and a channel to `target`
+  // (empty: the server's TCP address).
+  void Start(const crpc_server_options *opts = nullptr,
+             const std::function<void(crpc_server *)> &extra = {},
+             const crpc_channel_options *chopts = nullptr,
+             const std::string &address = "127.0.0.1:0", std::string target = "") {
+    svc_ = crpc_test_service_new();
+    ASSERT_NE(nullptr, svc_);
+    server_ = crpc_server_new(opts);
+    ASSERT_NE(nullptr, server_);
+    ASSERT_EQ(CRPC_OK, crpc_test_service_register(svc_, server_));
+    if (extra) extra(server_);
+    ASSERT_EQ(CRPC_OK, crpc_server_listen(server_, address.c_str(), &port_)) << address;
+    ASSERT_EQ(CRPC_OK, crpc_server_start(server_));
+    if (target.empty()) target = "127.0.0.1:" + std::to_string(port_);
+    target_ = target;
+    channel_ = crpc_channel_new(target.c_str(), chopts);
+    ASSERT_NE(nullptr, channel_) << target;
+  }
+
+  void Stop() {
+    if (channel_) crpc_channel_free(channel_);
+    channel_ = nullptr;
+    if (server_) {
+      crpc_server_shutdown(server_, 0);
+      crpc_server_free(server_);
+    }
+    server_ = nullptr;
+    crpc_test_service_free(svc_);
+    svc_ = nullptr;
+  }
+
+  std::map<std::string, std::string> Report(const std::string &tag) {
+    char *text = crpc_test_service_wait_report(svc_, tag.c_str(), 5 * kSec);
+    if (text == nullptr) return {{"error", "no report for " + tag}};
+    auto m = ParseReport(text);
+    m["text"] = text;
+    free(text);
+    return m;
+  }
+
+  std::string Tag(const char *what) {
+    return std::string(what) + "-" + std::to_string(tag_seq_++);
+  }
+
+  size_t baseline_ = 0;
+  crpc_test_service *svc_ = nullptr;
+  crpc_server *server_ = nullptr;
+  crpc_channel *channel_ = nullptr;
+  int port_ = 0;
+  std::string target_;
+  int tag_seq_ = 0;
+};
+
+// ---- a TCP proxy whose connections can be cut ---------------------------------
+
+// Listens on 127.0.0.1:0 and forwards every accepted connection to
+// 127.0.0.1:backend_port. Cut() closes every current connection at once
+// (both sides see the TCP connection die); new connections keep working.
+class TcpProxy {
+ public:
+  explicit TcpProxy(int backend_port) : backend_port_(backend_port) {
+    lfd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    setsockopt(lfd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    EXPECT_EQ(0, bind(lfd_, reinterpret_cast<sockaddr *>(&a), sizeof a));
+    EXPECT_EQ(0, listen(lfd_, 64));
+    socklen_t len = sizeof a;
+    getsockname(lfd_, reinterpret_cast<sockaddr *>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  ~TcpProxy() {
+    stop_ = true;
+    Kick();
+    thread_.join();
+    for (auto &p : pairs_) {
+      close(p.first);
+      close(p.second);
+    }
+    close(lfd_);
+    close(wake_);
+  }
+
+  int port() const { return port_; }
+  std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  // Cuts every live connection (RST to both ends: SO_LINGER 0).
+  void Cut() {
+    cut_requested_ = true;
+    Kick();
+    Eventually([&] { return !cut_requested_.load(); }, 5000);
+  }
+
+  int accepted() const { return accepted_.load(); }
+
+ private:
+  void Kick() {
+    uint64_t one = 1;
+    ssize_t ignored = write(wake_, &one, sizeof one);
+    (void)ignored;
+  }
+
+  void Run() {
+    std::vector<char> buf(64 * 1024);
+    while (!stop_) {
+      std::vector<pollfd> fds;
+      fds.push_back({lfd_, POLLIN, 0});
+      fds.push_back({wake_, POLLIN, 0});
+      for (auto &p : pairs_) {
+        fds.push_back({p.first, POLLIN, 0});
+        fds.push_back({p.second, POLLIN, 0});
+      }
+      if (poll(fds.data(), fds.size(), 1000) < 0) continue;
+      if (fds[1].revents) {
+        uint64_t v;
+        ssize_t ignored = read(wake_, &v, sizeof v);
+        (void)ignored;
+      }
+      if (cut_requested_) {
+        for (auto &p : pairs_) {
+          Abort(p.first);
+          Abort(p.second);
+        }
+        pairs_.clear();
+        cut_requested_ = false;
+        continue;
+      }
+      const size_t polled = pairs_.size();  // pairs accepted below were not polled
+      if (fds[0].revents & POLLIN) {
+        int c = accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c >= 0) {
+          int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+          sockaddr_in a{};
+          a.sin_family = AF_INET;
+          a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+          a.sin_port = htons(static_cast<uint16_t>(backend_port_));
+          if (connect(b, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0) {
+            pairs_.push_back({c, b});
+            accepted_++;
+          } else {
+            close(c);
+            close(b);
+          }
+        }
+      }
+      std::vector<size_t> dead;
+      for (size_t i = 0; i < polled; i++) {
+        const pollfd &x = fds[2 + 2 * i];
+        const pollfd &y = fds[3 + 2 * i];
+        bool ok = true;
+        if (x.revents) ok = Pump(x.fd, pairs_[i].second, &buf) && ok;
+        if (y.revents) ok = Pump(y.fd, pairs_[i].first, &buf) && ok;
+        if (!ok) dead.push_back(i);
+      }
+      for (size_t k = dead.size(); k-- > 0;) {
+        size_t i = dead[k];
+        Abort(pairs_[i].first);
+        Abort(pairs_[i].second);
+        pairs_.erase(pairs_.begin() + static_cast<long>(i));
+      }
+    }
+  }
+
+  static bool Pump(int from, int to, std::vector<char> *buf) {
+    ssize_t n = read(from, buf->data(), buf->size());
+    if (n <= 0) return false;
+    ssize_t off = 0;
+    while (off < n) {  // blocking write: loopback peers keep reading
+      ssize_t w = write(to, buf->data() + off, static_cast<size_t>(n - off));
+      if (w <= 0) return false;
+      off += w;
+    }
+    return true;
+  }
+
+  static void Abort(int fd) {
+    linger l{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    close(fd);
+  }
+
+  int backend_port_;
+  int lfd_ = -1, wake_ = -1, port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> cut_requested_{false};
+  std::atomic<int> accepted_{0};
+  std::vector<std::pair<int, int>> pairs_;
+};
+
+}  // namespace crpc_e2e
+
+#endif  // CRPC_E2E_E2E_UTIL_H
