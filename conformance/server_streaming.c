@@ -1,0 +1,143 @@
+/* conformance/server_streaming.c - StreamingInputCall, StreamingOutputCall,
+ * FullDuplexCall and HalfDuplexCall of crpc's interop server. */
+#include <stdlib.h>
+
+#include "conformance/server_internal.h"
+
+/* One StreamingOutputCallResponse per ResponseParameters, each after its
+ * interval_us ("a sleep before sending, relative to the last response").
+ * The sleep is ctx-aware, so a cancelled or expired call ends at once. */
+static crpc_code send_responses(
+    crpc_server_call *call, const crpc_ctx *ctx,
+    const Grpc__Testing__StreamingOutputCallRequest *req,
+    crpc_code (*send)(crpc_server_call *,
+                      const Grpc__Testing__StreamingOutputCallResponse *)) {
+  if (req->response_type != GRPC__TESTING__PAYLOAD_TYPE__COMPRESSABLE) {
+    return crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
+                                  "unsupported response_type %d",
+                                  (int)req->response_type);
+  }
+  for (size_t i = 0; i < req->n_response_parameters; i++) {
+    const Grpc__Testing__ResponseParameters *p = req->response_parameters[i];
+    if (p->compressed != NULL && p->compressed->value) {
+      return crpc_server_call_error(call, CRPC_UNIMPLEMENTED, "%s",
+                                    INTEROP_GAP_SEND_COMPRESSED);
+    }
+    if (p->size < 0) {
+      return crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
+                                    "negative size %d", (int)p->size);
+    }
+    if (p->interval_us > 0) {
+      crpc_code code =
+          crpc_ctx_sleep(ctx, (int64_t)p->interval_us * CRPC_MICROSECOND);
+      if (code != CRPC_OK) return code;
+    }
+    Grpc__Testing__Payload payload;
+    if (!interop_payload_init(&payload, (size_t)p->size)) {
+      return crpc_server_call_error(call, CRPC_RESOURCE_EXHAUSTED,
+                                    "no memory");
+    }
+    Grpc__Testing__StreamingOutputCallResponse resp =
+        GRPC__TESTING__STREAMING_OUTPUT_CALL_RESPONSE__INIT;
+    resp.payload = &payload;
+    crpc_code code = send(call, &resp);
+    interop_payload_free(&payload);
+    if (code != CRPC_OK) return code;
+  }
+  return CRPC_OK;
+}
+
+crpc_code interop_streaming_output_call(
+    crpc_server_call *call, const crpc_ctx *ctx,
+    const Grpc__Testing__StreamingOutputCallRequest *req, void *ud) {
+  (void)ud;
+  crpc_code code = interop_echo_metadata(call);
+  if (code == CRPC_OK) code = interop_echo_status(call, req->response_status);
+  if (code != CRPC_OK) return code;
+  return send_responses(
+      call, ctx, req,
+      grpc_testing_test_service_streaming_output_call_server_send);
+}
+
+crpc_code interop_streaming_input_call(crpc_server_call *call,
+                                       const crpc_ctx *ctx, void *ud) {
+  (void)ctx, (void)ud;
+  crpc_code code = interop_echo_metadata(call);
+  if (code != CRPC_OK) return code;
+  int64_t total = 0;
+  for (;;) {
+    Grpc__Testing__StreamingInputCallRequest *req = NULL;
+    code = grpc_testing_test_service_streaming_input_call_server_recv(call,
+                                                                      &req);
+    if (code != CRPC_OK) return code;
+    if (req == NULL) break;
+    bool expect = req->expect_compressed && req->expect_compressed->value;
+    if (req->payload != NULL) total += (int64_t)req->payload->body.len;
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (expect) {
+      /* See interop_unary_call: the flag is not visible through crpc. */
+      return crpc_server_call_error(call, CRPC_UNIMPLEMENTED, "%s",
+                                    INTEROP_GAP_SEE_COMPRESSED);
+    }
+  }
+  Grpc__Testing__StreamingInputCallResponse resp =
+      GRPC__TESTING__STREAMING_INPUT_CALL_RESPONSE__INIT;
+  resp.aggregated_payload_size = (int32_t)total;
+  return grpc_testing_test_service_streaming_input_call_server_send(call,
+                                                                    &resp);
+}
+
+crpc_code interop_full_duplex_call(crpc_server_call *call, const crpc_ctx *ctx,
+                                   void *ud) {
+  (void)ud;
+  crpc_code code = interop_echo_metadata(call);
+  if (code != CRPC_OK) return code;
+  for (;;) {
+    Grpc__Testing__StreamingOutputCallRequest *req = NULL;
+    code = grpc_testing_test_service_full_duplex_call_server_recv(call, &req);
+    if (code != CRPC_OK || req == NULL) return code;
+    /* Echo Status ends the stream: later requests are not processed. */
+    code = interop_echo_status(call, req->response_status);
+    if (code == CRPC_OK) {
+      code = send_responses(
+          call, ctx, req,
+          grpc_testing_test_service_full_duplex_call_server_send);
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (code != CRPC_OK) return code;
+  }
+}
+
+/* HalfDuplexCall: buffer every request until the half-close, then answer
+ * them in order. */
+crpc_code interop_half_duplex_call(crpc_server_call *call, const crpc_ctx *ctx,
+                                   void *ud) {
+  (void)ud;
+  crpc_code code = interop_echo_metadata(call);
+  Grpc__Testing__StreamingOutputCallRequest **reqs = NULL;
+  size_t n = 0;
+  while (code == CRPC_OK) {
+    Grpc__Testing__StreamingOutputCallRequest *req = NULL;
+    code = grpc_testing_test_service_half_duplex_call_server_recv(call, &req);
+    if (code != CRPC_OK || req == NULL) break;
+    void *grown = realloc(reqs, (n + 1) * sizeof(*reqs));
+    if (grown == NULL) {
+      protobuf_c_message_free_unpacked(&req->base, NULL);
+      code = crpc_server_call_error(call, CRPC_RESOURCE_EXHAUSTED, "no memory");
+      break;
+    }
+    reqs = grown;
+    reqs[n++] = req;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (code == CRPC_OK) code = interop_echo_status(call, reqs[i]->response_status);
+    if (code == CRPC_OK) {
+      code = send_responses(
+          call, ctx, reqs[i],
+          grpc_testing_test_service_half_duplex_call_server_send);
+    }
+    protobuf_c_message_free_unpacked(&reqs[i]->base, NULL);
+  }
+  free(reqs);
+  return code;
+}
