@@ -60,7 +60,7 @@ run_tests() {
   local logdir
   logdir=$(mktemp -d "${TMPDIR:-/tmp}/crpc-test.XXXXXX")
   local rc=0
-  local flags=(--keep_going --color=no --curses=no)
+  local flags=(--keep_going --build_tests_only --color=no --curses=no)
   local targets
   mapfile -t targets < <(existing_targets)
   echo "== tests (default build) =="
