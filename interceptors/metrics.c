@@ -1,0 +1,243 @@
+/*
+ * metrics.c - counters and histograms by method, code and origin (see
+ * metrics.h). Methods are few and fixed: a small array searched linearly.
+ */
+#include "interceptors/metrics.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N_CODES 17
+#define N_ORIGINS 6
+
+const double crpc_metrics_bucket_bounds[CRPC_METRICS_BUCKETS] = {
+    0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+    0.005,   0.01,    0.025,  0.05,    0.1,    1.0,   10.0};
+
+typedef struct method_stats {
+  char *method;
+  uint64_t by_code[N_CODES];
+  crpc_metrics_histogram latency;
+} method_stats;
+
+struct crpc_metrics {
+  pthread_mutex_t mu;
+  method_stats *methods;
+  size_t n, cap;
+  uint64_t cancels[N_ORIGINS];
+  crpc_metrics_histogram cancel_latency;
+};
+
+crpc_metrics *crpc_metrics_new(void) {
+  crpc_metrics *m = calloc(1, sizeof(*m));
+  if (m != NULL) pthread_mutex_init(&m->mu, NULL);
+  return m;
+}
+
+void crpc_metrics_free(crpc_metrics *m) {
+  if (m == NULL) return;
+  for (size_t i = 0; i < m->n; i++) free(m->methods[i].method);
+  free(m->methods);
+  pthread_mutex_destroy(&m->mu);
+  free(m);
+}
+
+static void hist_add(crpc_metrics_histogram *h, int64_t ns) {
+  double s = (double)ns / 1e9;
+  h->count++;
+  h->sum_seconds += s;
+  size_t b = 0;
+  while (b < CRPC_METRICS_BUCKETS && s > crpc_metrics_bucket_bounds[b]) b++;
+  h->buckets[b]++;
+}
+
+static void hist_merge(crpc_metrics_histogram *dst,
+                       const crpc_metrics_histogram *src) {
+  dst->count += src->count;
+  dst->sum_seconds += src->sum_seconds;
+  for (size_t b = 0; b <= CRPC_METRICS_BUCKETS; b++) {
+    dst->buckets[b] += src->buckets[b];
+  }
+}
+
+/* Caller holds mu. NULL if out of memory. */
+static method_stats *find(crpc_metrics *m, const char *method, bool add) {
+  for (size_t i = 0; i < m->n; i++) {
+    if (strcmp(m->methods[i].method, method) == 0) return &m->methods[i];
+  }
+  if (!add) return NULL;
+  if (m->n == m->cap) {
+    size_t cap = m->cap ? m->cap * 2 : 8;
+    method_stats *p = realloc(m->methods, cap * sizeof(*p));
+    if (p == NULL) return NULL;
+    m->methods = p;
+    m->cap = cap;
+  }
+  method_stats *ms = &m->methods[m->n];
+  memset(ms, 0, sizeof(*ms));
+  ms->method = strdup(method);
+  if (ms->method == NULL) return NULL;
+  m->n++;
+  return ms;
+}
+
+typedef struct cancel_watch {
+  _Atomic int64_t at;
+} cancel_watch;
+
+static void on_cancel(void *arg, const crpc_cause *cause) {
+  (void)cause;
+  cancel_watch *w = arg;
+  atomic_store(&w->at, crpc_now_ns());
+}
+
+static crpc_code server_call(crpc_server_call *call, const crpc_ctx *ctx,
+                             const crpc_server_call_info *info,
+                             crpc_server_next *next, void *user_data) {
+  (void)call;
+  crpc_metrics *m = user_data;
+  cancel_watch w;
+  atomic_init(&w.at, 0);
+  crpc_on_cancel reg;
+  bool registered = crpc_ctx_on_cancel(ctx, &reg, on_cancel, &w);
+  crpc_code code = crpc_server_next_call(next, ctx);
+  int64_t end = crpc_now_ns();
+  if (registered) {
+    crpc_on_cancel_state st = crpc_ctx_remove_on_cancel(&reg);
+    /* RUNNING: it is storing the time right now. REMOVED although done:
+     * the handler woke before the callbacks ran, i.e. at once. */
+    if (st == CRPC_ON_CANCEL_RUNNING) {
+      while (atomic_load(&w.at) == 0) {
+      }
+    } else if (st == CRPC_ON_CANCEL_REMOVED && crpc_ctx_is_done(ctx)) {
+      atomic_store(&w.at, end);
+    }
+  } else {
+    atomic_store(&w.at, info->start_ns); /* done before it started */
+  }
+  const crpc_cause *cause = crpc_ctx_cause(ctx);
+  crpc_code status = cause != NULL ? cause->code : code;
+  pthread_mutex_lock(&m->mu);
+  method_stats *ms = find(m, info->method, true);
+  if (ms != NULL) {
+    if ((unsigned)status < N_CODES) ms->by_code[status]++;
+    hist_add(&ms->latency, end - info->start_ns);
+  }
+  if (cause != NULL) {
+    if ((unsigned)cause->origin < N_ORIGINS) m->cancels[cause->origin]++;
+    int64_t at = atomic_load(&w.at);
+    hist_add(&m->cancel_latency, at != 0 && end > at ? end - at : 0);
+  }
+  pthread_mutex_unlock(&m->mu);
+  return code;
+}
+
+crpc_server_interceptor crpc_metrics_server(crpc_metrics *m) {
+  crpc_server_interceptor i = {.name = "metrics",
+                               .call = server_call,
+                               .user_data = m};
+  return i;
+}
+
+uint64_t crpc_metrics_calls(crpc_metrics *m, const char *method,
+                            crpc_code code) {
+  uint64_t n = 0;
+  pthread_mutex_lock(&m->mu);
+  method_stats *ms = find(m, method, false);
+  if (ms != NULL && (unsigned)code < N_CODES) n = ms->by_code[code];
+  pthread_mutex_unlock(&m->mu);
+  return n;
+}
+
+uint64_t crpc_metrics_cancellations(crpc_metrics *m, crpc_origin origin) {
+  pthread_mutex_lock(&m->mu);
+  uint64_t n = (unsigned)origin < N_ORIGINS ? m->cancels[origin] : 0;
+  pthread_mutex_unlock(&m->mu);
+  return n;
+}
+
+void crpc_metrics_latency(crpc_metrics *m, const char *method,
+                          crpc_metrics_histogram *out) {
+  memset(out, 0, sizeof(*out));
+  pthread_mutex_lock(&m->mu);
+  for (size_t i = 0; i < m->n; i++) {
+    if (method == NULL || strcmp(m->methods[i].method, method) == 0) {
+      hist_merge(out, &m->methods[i].latency);
+    }
+  }
+  pthread_mutex_unlock(&m->mu);
+}
+
+void crpc_metrics_cancel_latency(crpc_metrics *m,
+                                 crpc_metrics_histogram *out) {
+  pthread_mutex_lock(&m->mu);
+  *out = m->cancel_latency;
+  pthread_mutex_unlock(&m->mu);
+}
+
+static void write_hist(FILE *out, const char *name, const char *labels,
+                       const crpc_metrics_histogram *h) {
+  uint64_t cum = 0;
+  const char *sep = labels[0] ? "," : "";
+  for (size_t b = 0; b <= CRPC_METRICS_BUCKETS; b++) {
+    cum += h->buckets[b];
+    if (b < CRPC_METRICS_BUCKETS) {
+      fprintf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
+              crpc_metrics_bucket_bounds[b], (unsigned long long)cum);
+    } else {
+      fprintf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
+              (unsigned long long)cum);
+    }
+  }
+  /* No "{}" for an empty label set: not every parser takes it. */
+  const char *open = labels[0] ? "{" : "", *close = labels[0] ? "}" : "";
+  fprintf(out, "%s_sum%s%s%s %.9f\n", name, open, labels, close,
+          h->sum_seconds);
+  fprintf(out, "%s_count%s%s%s %llu\n", name, open, labels, close,
+          (unsigned long long)h->count);
+}
+
+void crpc_metrics_write_prometheus(crpc_metrics *m, FILE *out) {
+  pthread_mutex_lock(&m->mu);
+  fprintf(out,
+          "# HELP crpc_server_calls_total Server calls by method and status "
+          "code.\n# TYPE crpc_server_calls_total counter\n");
+  for (size_t i = 0; i < m->n; i++) {
+    for (int c = 0; c < N_CODES; c++) {
+      if (m->methods[i].by_code[c] == 0) continue;
+      fprintf(out, "crpc_server_calls_total{method=\"%s\",code=\"%s\"} %llu\n",
+              m->methods[i].method, crpc_code_name((crpc_code)c),
+              (unsigned long long)m->methods[i].by_code[c]);
+    }
+  }
+  fprintf(out,
+          "# HELP crpc_server_call_duration_seconds Server call latency.\n"
+          "# TYPE crpc_server_call_duration_seconds histogram\n");
+  for (size_t i = 0; i < m->n; i++) {
+    char labels[300];
+    snprintf(labels, sizeof(labels), "method=\"%s\"", m->methods[i].method);
+    write_hist(out, "crpc_server_call_duration_seconds", labels,
+               &m->methods[i].latency);
+  }
+  fprintf(out,
+          "# HELP crpc_server_cancellations_total Calls cancelled, by "
+          "origin.\n# TYPE crpc_server_cancellations_total counter\n");
+  for (int o = 1; o < N_ORIGINS; o++) {
+    char origin[32];
+    snprintf(origin, sizeof(origin), "%s", crpc_origin_name((crpc_origin)o));
+    for (char *p = origin; *p; p++) {
+      if (*p == ' ') *p = '_';
+    }
+    fprintf(out, "crpc_server_cancellations_total{origin=\"%s\"} %llu\n",
+            origin, (unsigned long long)m->cancels[o]);
+  }
+  fprintf(out,
+          "# HELP crpc_server_cancel_propagation_seconds From the call ctx "
+          "being cancelled to the handler returning.\n"
+          "# TYPE crpc_server_cancel_propagation_seconds histogram\n");
+  write_hist(out, "crpc_server_cancel_propagation_seconds", "",
+             &m->cancel_latency);
+  pthread_mutex_unlock(&m->mu);
+}

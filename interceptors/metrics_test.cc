@@ -1,0 +1,83 @@
+// metrics: counters by method and status, latency histogram, cancellations
+// by origin, cancel propagation histogram; in-process and Prometheus text.
+#include "interceptors/metrics.h"
+
+#include "rpc/intercept/icpt_test_util.h"
+
+namespace {
+
+using namespace icpt_test;
+
+class MetricsTest : public LeakCheckTest {};
+
+TEST_F(MetricsTest, CountsLatencyCancellationsAndPrometheusText) {
+  crpc_metrics *m = crpc_metrics_new();
+  auto icpt = crpc_metrics_server(m);
+  auto shortdl = ShortDeadlineOnRequest();
+  {
+    Server srv([&](crpc_server *s) {
+      crpc_server_add_interceptor(s, &icpt);
+      crpc_server_add_interceptor(s, &shortdl);
+    });
+    auto ch = NewChannel(srv.target());
+    auto ctx = WithTimeout(5 * kSec);
+    for (int i = 0; i < 3; i++) EXPECT_EQ(CRPC_OK, Unary(ch.get(), ctx.get(), M("Echo"), "x").code);
+    auto md = NewMd({{"x-status", "5"}});
+    EXPECT_EQ(CRPC_NOT_FOUND, Unary(ch.get(), ctx.get(), M("Echo"), "x", md.get()).code);
+    auto c2 = WithCancel();
+    std::thread t([&] { Unary(ch.get(), c2.get(), M("Hang"), "x"); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    crpc_ctx_cancel(c2.get(), CRPC_CANCELLED, "bye");
+    t.join();
+    auto shortmd = NewMd({{"x-short", "1"}});
+    EXPECT_EQ(CRPC_DEADLINE_EXCEEDED,
+              Unary(ch.get(), ctx.get(), M("Hang"), "x", shortmd.get()).code);
+    ASSERT_TRUE(Eventually(
+        [&] {
+          return crpc_metrics_calls(m, M("Hang").c_str(), CRPC_CANCELLED) == 1 &&
+                 crpc_metrics_calls(m, M("Hang").c_str(), CRPC_DEADLINE_EXCEEDED) == 1;
+        },
+        3000));
+  }
+  EXPECT_EQ(3u, crpc_metrics_calls(m, M("Echo").c_str(), CRPC_OK));
+  EXPECT_EQ(1u, crpc_metrics_calls(m, M("Echo").c_str(), CRPC_NOT_FOUND));
+  EXPECT_EQ(0u, crpc_metrics_calls(m, "/no/Such", CRPC_OK));
+  EXPECT_EQ(1u, crpc_metrics_cancellations(m, CRPC_ORIGIN_PEER_RESET));
+  EXPECT_EQ(1u, crpc_metrics_cancellations(m, CRPC_ORIGIN_DEADLINE));
+  crpc_metrics_histogram h;
+  crpc_metrics_latency(m, M("Echo").c_str(), &h);
+  EXPECT_EQ(4u, h.count);
+  crpc_metrics_latency(m, nullptr, &h);
+  EXPECT_EQ(6u, h.count);
+  EXPECT_GT(h.sum_seconds, 0.04);  // the two Hangs lasted 30 + 30 ms
+  crpc_metrics_cancel_latency(m, &h);
+  EXPECT_EQ(2u, h.count);
+  EXPECT_LT(h.sum_seconds, 2.0);
+  printf("cancel propagation (ctx cancelled -> handler returned): mean %.1f us\n",
+         h.sum_seconds / 2 * 1e6);
+
+  char *buf = nullptr;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  crpc_metrics_write_prometheus(m, f);
+  fclose(f);
+  std::string text(buf, len);
+  free(buf);
+  EXPECT_NE(std::string::npos,
+            text.find("crpc_server_calls_total{method=\"/crpc.test.Test/Echo\",code=\"OK\"} 3\n"))
+      << text;
+  EXPECT_NE(std::string::npos, text.find("# TYPE crpc_server_call_duration_seconds histogram"));
+  EXPECT_NE(std::string::npos,
+            text.find("crpc_server_call_duration_seconds_bucket{method=\"/crpc.test.Test/Echo\","
+                      "le=\"+Inf\"} 4\n"))
+      << text;
+  EXPECT_NE(std::string::npos,
+            text.find("crpc_server_cancellations_total{origin=\"peer_reset\"} 1\n"))
+      << text;
+  EXPECT_NE(std::string::npos,
+            text.find("crpc_server_cancel_propagation_seconds_count 2\n"))
+      << text;
+  crpc_metrics_free(m);
+}
+
+}  // namespace
