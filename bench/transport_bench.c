@@ -286,6 +286,36 @@ static void bench_idle_streams(const char *target, int n) {
   crpc_channel_free(ch);
 }
 
+/* Connections that carry nothing: one channel each (with its loop thread),
+ * connected by one finished call, plus the server's side of each. */
+static void bench_idle_connections(const char *target, int n) {
+  crpc_channel **chs = calloc((size_t)n, sizeof(*chs));
+  crpc_ctx *ctx = crpc_ctx_with_timeout(crpc_ctx_background(), 30 * CRPC_SECOND);
+  long rss0 = rss_kib();
+  int connected = 0;
+  for (int i = 0; i < n; i++) {
+    chs[i] = crpc_channel_new(target, NULL);
+    crpc_message resp;
+    if (chs[i] != NULL &&
+        crpc_unary_call(chs[i], ctx, "/bench.B/Echo", NULL, "c", 1, &resp,
+                        NULL) == CRPC_OK) {
+      free(resp.data);
+      connected++;
+    }
+  }
+  crpc_ctx_sleep(crpc_ctx_background(), 200 * CRPC_MILLISECOND);
+  long rss1 = rss_kib();
+  char label[64];
+  snprintf(label, sizeof(label), "memory per idle connection (%d open)",
+           connected);
+  printf("| %-42s | %6ld | %6s | %-18s |\n", label,
+         connected > 0 ? (rss1 - rss0) * 1024 / connected : 0, "",
+         "bytes, both ends");
+  for (int i = 0; i < n; i++) crpc_channel_free(chs[i]);
+  crpc_ctx_release(ctx);
+  free(chs);
+}
+
 int main(void) {
   crpc_server_options opts = {.max_concurrent_streams = 20000};
   crpc_server *s = crpc_server_new(&opts);
@@ -316,6 +346,7 @@ int main(void) {
   bench_stream(ch);
   crpc_channel_free(ch);
   bench_idle_streams(target, 10000);
+  bench_idle_connections(target, 500);
   crpc_server_free(s);
   return 0;
 }

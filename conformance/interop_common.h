@@ -20,16 +20,10 @@ extern "C" {
 #define INTEROP_ECHO_INITIAL "x-grpc-test-echo-initial"
 #define INTEROP_ECHO_TRAILING "x-grpc-test-echo-trailing-bin"
 
-/* Message compression is not in crpc's public API yet (rpc/wire/compress.h
- * has the codec; channel.h/server.h have no way to ask for a compressed send
- * or to see a received message's compressed flag). Every case that needs it
- * fails with one of these, so the matrix names the gap instead of hiding it. */
-#define INTEROP_GAP_SEND_COMPRESSED                                        \
-  "not supported by runtime: no API to send a compressed message (needs a " \
-  "per-call grpc-encoding and a per-message compress/no-compress choice)"
-#define INTEROP_GAP_SEE_COMPRESSED                                      \
-  "not supported by runtime: crpc_message does not report whether the " \
-  "received message had the compressed flag set"
+/* UnaryCall's path: the compression cases make it step by step (client)
+ * and serve it without the generated stub (server) to see and choose each
+ * message's compressed flag. */
+#define INTEROP_UNARY_CALL_PATH "/grpc.testing.TestService/UnaryCall"
 
 /* Points payload->body at a zeroed malloc'd buffer of `size` bytes (never
  * NULL, so size 0 is fine). false if out of memory. Free with

@@ -15,10 +15,22 @@ crpc_code interop_echo_metadata(crpc_server_call *call);
 crpc_code interop_echo_status(crpc_server_call *call,
                               const Grpc__Testing__EchoStatus *st);
 
+/* CompressedRequest: if `expect` is present, the request must have arrived
+ * compressed (expect true) or uncompressed (false); else INVALID_ARGUMENT. */
+crpc_code interop_check_compressed(crpc_server_call *call,
+                                   const Grpc__Testing__BoolValue *expect,
+                                   bool compressed);
+
+/* Packs m and sends it; uncompressed if no_compress (CompressedResponse). */
+crpc_code interop_server_send(crpc_server_call *call,
+                              const ProtobufCMessage *m, bool no_compress);
+
 crpc_code interop_empty_call(crpc_server_call *call, const crpc_ctx *ctx,
                              const Grpc__Testing__Empty *req, void *ud);
+/* UnaryCall, registered by hand (not through the generated stub) because
+ * it needs the request's compressed flag. */
 crpc_code interop_unary_call(crpc_server_call *call, const crpc_ctx *ctx,
-                             const Grpc__Testing__SimpleRequest *req, void *ud);
+                             void *ud);
 crpc_code interop_streaming_output_call(
     crpc_server_call *call, const crpc_ctx *ctx,
     const Grpc__Testing__StreamingOutputCallRequest *req, void *ud);

@@ -49,7 +49,6 @@ int main(int argc, char **argv) {
 
   static const grpc_testing_test_service_handlers handlers = {
       .empty_call = interop_empty_call,
-      .unary_call = interop_unary_call,
       .streaming_output_call = interop_streaming_output_call,
       .streaming_input_call = interop_streaming_input_call,
       .full_duplex_call = interop_full_duplex_call,
@@ -61,7 +60,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (grpc_testing_test_service_register_handlers(server, &handlers) !=
-      CRPC_OK) {
+          CRPC_OK ||
+      crpc_server_add_method(server, INTEROP_UNARY_CALL_PATH, CRPC_UNARY,
+                             interop_unary_call, NULL) != CRPC_OK) {
     fprintf(stderr, "interop_server: cannot register TestService\n");
     return 1;
   }

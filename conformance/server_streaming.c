@@ -6,12 +6,13 @@
 
 /* One StreamingOutputCallResponse per ResponseParameters, each after its
  * interval_us ("a sleep before sending, relative to the last response").
- * The sleep is ctx-aware, so a cancelled or expired call ends at once. */
+ * The sleep is ctx-aware, so a cancelled or expired call ends at once.
+ * CompressedResponse: if any response asks to be compressed the call
+ * compresses with gzip (possible only before the call's first response;
+ * later it stays as it is), and the others go with CRPC_SEND_NO_COMPRESS. */
 static crpc_code send_responses(
     crpc_server_call *call, const crpc_ctx *ctx,
-    const Grpc__Testing__StreamingOutputCallRequest *req,
-    crpc_code (*send)(crpc_server_call *,
-                      const Grpc__Testing__StreamingOutputCallResponse *)) {
+    const Grpc__Testing__StreamingOutputCallRequest *req) {
   if (req->response_type != GRPC__TESTING__PAYLOAD_TYPE__COMPRESSABLE) {
     return crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
                                   "unsupported response_type %d",
@@ -20,9 +21,12 @@ static crpc_code send_responses(
   for (size_t i = 0; i < req->n_response_parameters; i++) {
     const Grpc__Testing__ResponseParameters *p = req->response_parameters[i];
     if (p->compressed != NULL && p->compressed->value) {
-      return crpc_server_call_error(call, CRPC_UNIMPLEMENTED, "%s",
-                                    INTEROP_GAP_SEND_COMPRESSED);
+      (void)crpc_server_call_set_compression(call, "gzip");
     }
+  }
+  for (size_t i = 0; i < req->n_response_parameters; i++) {
+    const Grpc__Testing__ResponseParameters *p = req->response_parameters[i];
+    bool compress = p->compressed != NULL && p->compressed->value;
     if (p->size < 0) {
       return crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
                                     "negative size %d", (int)p->size);
@@ -40,7 +44,7 @@ static crpc_code send_responses(
     Grpc__Testing__StreamingOutputCallResponse resp =
         GRPC__TESTING__STREAMING_OUTPUT_CALL_RESPONSE__INIT;
     resp.payload = &payload;
-    crpc_code code = send(call, &resp);
+    crpc_code code = interop_server_send(call, &resp.base, !compress);
     interop_payload_free(&payload);
     if (code != CRPC_OK) return code;
   }
@@ -54,9 +58,7 @@ crpc_code interop_streaming_output_call(
   crpc_code code = interop_echo_metadata(call);
   if (code == CRPC_OK) code = interop_echo_status(call, req->response_status);
   if (code != CRPC_OK) return code;
-  return send_responses(
-      call, ctx, req,
-      grpc_testing_test_service_streaming_output_call_server_send);
+  return send_responses(call, ctx, req);
 }
 
 crpc_code interop_streaming_input_call(crpc_server_call *call,
@@ -66,19 +68,25 @@ crpc_code interop_streaming_input_call(crpc_server_call *call,
   if (code != CRPC_OK) return code;
   int64_t total = 0;
   for (;;) {
-    Grpc__Testing__StreamingInputCallRequest *req = NULL;
-    code = grpc_testing_test_service_streaming_input_call_server_recv(call,
-                                                                      &req);
+    /* Received by hand (not with the generated recv) for CompressedRequest:
+     * each message's compressed flag. */
+    crpc_message msg = {0};
+    code = crpc_server_call_recv(call, &msg);
     if (code != CRPC_OK) return code;
-    if (req == NULL) break;
-    bool expect = req->expect_compressed && req->expect_compressed->value;
-    if (req->payload != NULL) total += (int64_t)req->payload->body.len;
-    protobuf_c_message_free_unpacked(&req->base, NULL);
-    if (expect) {
-      /* See interop_unary_call: the flag is not visible through crpc. */
-      return crpc_server_call_error(call, CRPC_UNIMPLEMENTED, "%s",
-                                    INTEROP_GAP_SEE_COMPRESSED);
+    if (msg.end) break;
+    Grpc__Testing__StreamingInputCallRequest *req =
+        grpc__testing__streaming_input_call_request__unpack(NULL, msg.len,
+                                                             msg.data);
+    free(msg.data);
+    if (req == NULL) {
+      return crpc_server_call_error(call, CRPC_INTERNAL,
+                                    "cannot parse StreamingInputCallRequest");
     }
+    if (req->payload != NULL) total += (int64_t)req->payload->body.len;
+    code = interop_check_compressed(call, req->expect_compressed,
+                                    msg.compressed);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (code != CRPC_OK) return code;
   }
   Grpc__Testing__StreamingInputCallResponse resp =
       GRPC__TESTING__STREAMING_INPUT_CALL_RESPONSE__INIT;
@@ -99,9 +107,7 @@ crpc_code interop_full_duplex_call(crpc_server_call *call, const crpc_ctx *ctx,
     /* Echo Status ends the stream: later requests are not processed. */
     code = interop_echo_status(call, req->response_status);
     if (code == CRPC_OK) {
-      code = send_responses(
-          call, ctx, req,
-          grpc_testing_test_service_full_duplex_call_server_send);
+      code = send_responses(call, ctx, req);
     }
     protobuf_c_message_free_unpacked(&req->base, NULL);
     if (code != CRPC_OK) return code;
@@ -132,9 +138,7 @@ crpc_code interop_half_duplex_call(crpc_server_call *call, const crpc_ctx *ctx,
   for (size_t i = 0; i < n; i++) {
     if (code == CRPC_OK) code = interop_echo_status(call, reqs[i]->response_status);
     if (code == CRPC_OK) {
-      code = send_responses(
-          call, ctx, reqs[i],
-          grpc_testing_test_service_half_duplex_call_server_send);
+      code = send_responses(call, ctx, reqs[i]);
     }
     protobuf_c_message_free_unpacked(&reqs[i]->base, NULL);
   }

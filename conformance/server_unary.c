@@ -1,5 +1,6 @@
 /* conformance/server_unary.c - EmptyCall and UnaryCall, and the server
  * features every shape shares (Echo Metadata, Echo Status). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "conformance/server_internal.h"
@@ -40,43 +41,77 @@ crpc_code interop_empty_call(crpc_server_call *call, const crpc_ctx *ctx,
   return grpc_testing_test_service_empty_call_server_send(call, &resp);
 }
 
+crpc_code interop_check_compressed(crpc_server_call *call,
+                                   const Grpc__Testing__BoolValue *expect,
+                                   bool compressed) {
+  if (expect == NULL || (bool)expect->value == compressed) return CRPC_OK;
+  return crpc_server_call_error(call, CRPC_INVALID_ARGUMENT, "%s",
+                                compressed
+                                    ? "did not expect a compressed request"
+                                    : "expected a compressed request");
+}
+
+crpc_code interop_server_send(crpc_server_call *call,
+                              const ProtobufCMessage *m, bool no_compress) {
+  size_t len = protobuf_c_message_get_packed_size(m);
+  uint8_t *buf = malloc(len ? len : 1);
+  if (buf == NULL) {
+    return crpc_server_call_error(call, CRPC_RESOURCE_EXHAUSTED, "no memory");
+  }
+  protobuf_c_message_pack(m, buf);
+  crpc_code code = crpc_server_call_send_flags(
+      call, buf, len, no_compress ? CRPC_SEND_NO_COMPRESS : 0);
+  free(buf);
+  return code;
+}
+
 crpc_code interop_unary_call(crpc_server_call *call, const crpc_ctx *ctx,
-                             const Grpc__Testing__SimpleRequest *req,
                              void *ud) {
   (void)ctx, (void)ud;
   crpc_code code = interop_echo_metadata(call);
   if (code != CRPC_OK) return code;
-  /* CompressedRequest: the server must check the request's compressed flag,
-   * and crpc does not expose it. Failing loudly (not INVALID_ARGUMENT, which
-   * a client would read as "server checked and it was uncompressed") keeps
-   * the probe honest. */
-  if (req->expect_compressed != NULL && req->expect_compressed->value) {
-    return crpc_server_call_error(call, CRPC_UNIMPLEMENTED, "%s",
-                                  INTEROP_GAP_SEE_COMPRESSED);
-  }
-  if (req->response_compressed != NULL && req->response_compressed->value) {
-    return crpc_server_call_error(call, CRPC_UNIMPLEMENTED, "%s",
-                                  INTEROP_GAP_SEND_COMPRESSED);
-  }
-  code = interop_echo_status(call, req->response_status);
+  crpc_message msg = {0};
+  code = crpc_server_call_recv(call, &msg);
   if (code != CRPC_OK) return code;
-  if (req->response_type != GRPC__TESTING__PAYLOAD_TYPE__COMPRESSABLE) {
-    return crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
+  if (msg.end) {
+    return crpc_server_call_error(call, CRPC_INTERNAL, "missing request");
+  }
+  Grpc__Testing__SimpleRequest *req =
+      grpc__testing__simple_request__unpack(NULL, msg.len, msg.data);
+  free(msg.data);
+  if (req == NULL) {
+    return crpc_server_call_error(call, CRPC_INTERNAL,
+                                  "cannot parse SimpleRequest");
+  }
+  /* CompressedRequest, then CompressedResponse (gzip, which every gRPC
+   * client accepts; identity if this one does not). */
+  code = interop_check_compressed(call, req->expect_compressed, msg.compressed);
+  bool compress = req->response_compressed && req->response_compressed->value;
+  if (code == CRPC_OK && compress) {
+    code = crpc_server_call_set_compression(call, "gzip");
+  }
+  if (code == CRPC_OK) code = interop_echo_status(call, req->response_status);
+  if (code == CRPC_OK &&
+      req->response_type != GRPC__TESTING__PAYLOAD_TYPE__COMPRESSABLE) {
+    code = crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
                                   "unsupported response_type %d",
                                   (int)req->response_type);
   }
-  if (req->response_size < 0) {
-    return crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
+  if (code == CRPC_OK && req->response_size < 0) {
+    code = crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
                                   "negative response_size %d",
                                   (int)req->response_size);
   }
   Grpc__Testing__Payload payload;
-  if (!interop_payload_init(&payload, (size_t)req->response_size)) {
-    return crpc_server_call_error(call, CRPC_RESOURCE_EXHAUSTED, "no memory");
+  if (code == CRPC_OK &&
+      !interop_payload_init(&payload, (size_t)req->response_size)) {
+    code = crpc_server_call_error(call, CRPC_RESOURCE_EXHAUSTED, "no memory");
+  } else if (code == CRPC_OK) {
+    Grpc__Testing__SimpleResponse resp = GRPC__TESTING__SIMPLE_RESPONSE__INIT;
+    resp.payload = &payload;
+    code = interop_server_send(call, &resp.base, !compress);
+    interop_payload_free(&payload);
   }
-  Grpc__Testing__SimpleResponse resp = GRPC__TESTING__SIMPLE_RESPONSE__INIT;
-  resp.payload = &payload;
-  code = grpc_testing_test_service_unary_call_server_send(call, &resp);
-  interop_payload_free(&payload);
+  protobuf_c_message_free_unpacked(&req->base, NULL);
   return code;
 }

@@ -55,7 +55,7 @@ static crpc_code build_headers(ccall *call, const char *method,
   crpc_wire_headers *h = &call->req;
   const char *fixed[][2] = {
       {":method", "POST"},
-      {":scheme", "http"},
+      {":scheme", ch->tls != NULL ? "https" : "http"},
       {":path", method},
       {":authority", ch->authority},
       {"content-type", "application/grpc"},
@@ -68,6 +68,12 @@ static crpc_code build_headers(ccall *call, const char *method,
       return CRPC_RESOURCE_EXHAUSTED;
     }
   }
+  if (call->send_encoding != CRPC_WIRE_ENCODING_IDENTITY &&
+      crpc_h2_headers_add(h, "grpc-encoding",
+                          crpc_wire_encoding_name(call->send_encoding)) !=
+          CRPC_OK) {
+    return CRPC_RESOURCE_EXHAUSTED;
+  }
   crpc_wire_error err;
   crpc_code code = crpc_wire_headers_add_metadata(h, md, &err);
   if (code == CRPC_INVALID_ARGUMENT) {
@@ -79,18 +85,32 @@ static crpc_code build_headers(ccall *call, const char *method,
 crpc_code crpc_call_start(crpc_channel *ch, const crpc_ctx *ctx,
                           const char *method, const crpc_metadata *metadata,
                           crpc_call **out) {
+  return crpc_call_start_compressed(ch, ctx, method, metadata, NULL, out);
+}
+
+crpc_code ccall_start_core(crpc_channel *ch, const crpc_ctx *ctx,
+                           const char *method, const crpc_metadata *metadata,
+                           const char *encoding, int64_t deadline,
+                           crpc_call **out) {
   *out = NULL;
   if (ctx == NULL) {
     fprintf(stderr, "crpc_call_start: ctx is required (NULL given)\n");
     abort();
   }
   if (method == NULL || method[0] != '/') return CRPC_INVALID_ARGUMENT;
+  crpc_wire_encoding enc = CRPC_WIRE_ENCODING_IDENTITY;
+  if (encoding != NULL) enc = crpc_wire_encoding_parse(encoding, strlen(encoding));
+  if (enc == CRPC_WIRE_ENCODING_UNKNOWN) return CRPC_INVALID_ARGUMENT;
+  if (atomic_load(&ch->refused_encodings) & CRPC_WIRE_ENCODING_BIT(enc)) {
+    enc = CRPC_WIRE_ENCODING_IDENTITY; /* the server said it cannot */
+  }
   crpc_code code = crpc_ctx_err(ctx);
   if (code != CRPC_OK) return code;
   ccall *call = calloc(1, sizeof(*call));
   if (call == NULL) return CRPC_RESOURCE_EXHAUSTED;
   atomic_init(&call->refs, 1); /* the user's */
   call->ch = ch;
+  call->send_encoding = enc;
   pthread_mutex_init(&call->mu, NULL);
   pthread_cond_init(&call->cond, NULL);
   crpc_wire_headers_init(&call->req);
@@ -100,7 +120,9 @@ crpc_code crpc_call_start(crpc_channel *ch, const crpc_ctx *ctx,
   ch->live_calls++;
   pthread_mutex_unlock(&ch->mu);
   call->path = strdup(method);
-  call->ctx = crpc_ctx_with_cancel(ctx);
+  call->ctx = deadline == CRPC_NO_DEADLINE
+                  ? crpc_ctx_with_cancel(ctx)
+                  : crpc_ctx_with_deadline(ctx, deadline);
   if (call->path == NULL || call->ctx == NULL) {
     ccall_unref(call);
     return CRPC_RESOURCE_EXHAUSTED;
@@ -131,11 +153,20 @@ static crpc_code send_blocked_locked(ccall *call) {
 }
 
 crpc_code crpc_call_send(crpc_call *call, const void *data, size_t len) {
+  return crpc_call_send_flags(call, data, len, 0);
+}
+
+crpc_code ccall_send_core(ccall *call, const void *data, size_t len,
+                          unsigned flags) {
   if (call->ch->max_send != 0 && len > call->ch->max_send) {
     return CRPC_RESOURCE_EXHAUSTED;
   }
-  crpc_h2_chunk *chunk = crpc_h2_chunk_frame(data, len);
-  if (chunk == NULL) return CRPC_RESOURCE_EXHAUSTED;
+  crpc_code zcode;
+  crpc_h2_chunk *chunk = crpc_h2_chunk_frame_encoded(
+      flags & CRPC_SEND_NO_COMPRESS ? CRPC_WIRE_ENCODING_IDENTITY
+                                    : call->send_encoding,
+      data, len, &zcode);
+  if (chunk == NULL) return zcode;
   crpc_code code;
   pthread_mutex_lock(&call->mu);
   for (;;) {
@@ -169,10 +200,11 @@ crpc_code crpc_call_close_send(crpc_call *call) {
   return code == CRPC_OK || was ? CRPC_OK : code;
 }
 
-crpc_code crpc_call_recv(crpc_call *call, crpc_message *msg) {
+crpc_code ccall_recv_core(ccall *call, crpc_message *msg) {
   msg->data = NULL;
   msg->len = 0;
   msg->end = false;
+  msg->compressed = false;
   crpc_code code = CRPC_OK;
   bool kick = false;
   pthread_mutex_lock(&call->mu);
@@ -212,7 +244,7 @@ const crpc_metadata *crpc_call_response_headers(crpc_call *call) {
   return md;
 }
 
-crpc_code crpc_call_finish(crpc_call *call, crpc_status *status) {
+crpc_code ccall_finish_core(ccall *call, crpc_status *status) {
   crpc_code code;
   const char *msg = "";
   const crpc_metadata *trailers = NULL;

@@ -168,7 +168,10 @@ static void kick_fn(crpc_loop *loop, void *arg) {
       settle_abnormal(call, NGHTTP2_CANCEL, NULL);
     } else if (conn->h2.closed || atomic_load(&conn->dead)) {
       call->submitted = true;
-      settle_abnormal(call, NGHTTP2_REFUSED_STREAM, "connection closed");
+      /* The reason it closed (a TLS alert, say), if it has one. */
+      settle_abnormal(call, NGHTTP2_REFUSED_STREAM,
+                      conn->h2.close_why[0] ? conn->h2.close_why
+                                            : "connection closed");
     } else {
       submit(call);
     }
@@ -235,6 +238,9 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *f,
     call->grpc_message = strndup(v, valuelen);
   } else if (namelen == 13 && memcmp(n, "grpc-encoding", 13) == 0) {
     call->in.encoding = crpc_wire_encoding_parse(v, valuelen);
+  } else if (namelen == 20 && memcmp(n, "grpc-accept-encoding", 20) == 0) {
+    crpc_wire_encoding_set ok = crpc_wire_accept_encoding_parse(v, valuelen);
+    atomic_store(&call->ch->refused_encodings, CRPC_WIRE_ENCODINGS_ALL & ~ok);
   } else {
     if (call->hdr_md == NULL) call->hdr_md = crpc_metadata_new();
     if (call->hdr_md != NULL) {

@@ -28,6 +28,7 @@
 #include "rpc/h2/addr.h"
 #include "rpc/h2/conn.h"
 #include "rpc/h2/stream.h"
+#include "rpc/tls/tls.h"
 #include "rpc/loop/loop.h"
 
 #define CRPC_VERSION_STRING "crpc/0.1"
@@ -44,6 +45,7 @@ struct cconn {
   atomic_bool dead;         /* closed or GOAWAY: no new calls */
   bool attached;            /* L: socket handed to the loop */
   int fd;                   /* until attached */
+  crpc_tls *tls;            /* until attached; NULL: plaintext */
   nghttp2_session *session; /* created by the connecting thread */
   ccall *calls;             /* L: calls with an open stream */
 };
@@ -52,6 +54,7 @@ struct crpc_channel {
   crpc_h2_addr addr;
   size_t max_recv, max_send;
   char *user_agent, *authority;
+  crpc_channel_credentials *tls; /* NULL: plaintext */
   crpc_loop *loop;
 
   pthread_mutex_t mu;
@@ -60,6 +63,11 @@ struct crpc_channel {
   cconn *conn;                      /* current connection, maybe dead */
   size_t live_calls;                /* ccall structs not yet freed */
   char last_error[CRPC_H2_ERR_MAX]; /* why the last connect failed */
+  /* Interceptor chain (rpc/intercept); NULL: none. Built before use. */
+  struct icpt_client_chain *icpt;
+  /* Encodings the server's last grpc-accept-encoding left out (none
+   * until it has sent one): calls asking for them send uncompressed. */
+  atomic_uint refused_encodings;
 };
 
 struct crpc_call {
@@ -71,6 +79,7 @@ struct crpc_call {
   crpc_on_cancel on_cancel;
   char *path;
   crpc_wire_headers req; /* built by start, submitted by the loop */
+  crpc_wire_encoding send_encoding; /* requests' grpc-encoding; fixed */
 
   /* L */
   int32_t stream_id;
@@ -126,6 +135,17 @@ void ccall_kick(ccall *call);
 void ccall_init_kick(ccall *call);
 
 void cconn_link_call(cconn *conn, ccall *call);
+
+/* ---- call_icpt.c: the public call functions run the interceptor chain
+ * (if any) around these cores (call.c). ---- */
+crpc_code ccall_start_core(crpc_channel *ch, const crpc_ctx *ctx,
+                           const char *method, const crpc_metadata *metadata,
+                           const char *encoding, int64_t deadline,
+                           crpc_call **out);
+crpc_code ccall_send_core(ccall *call, const void *data, size_t len,
+                          unsigned flags);
+crpc_code ccall_recv_core(ccall *call, crpc_message *msg);
+crpc_code ccall_finish_core(ccall *call, crpc_status *status);
 void cconn_unlink_call(cconn *conn, ccall *call);
 
 #endif /* CRPC_CHANNEL_CHANNEL_INTERNAL_H */

@@ -2,6 +2,7 @@
  * conn.c - moving bytes between an nghttp2 session and a socket.
  */
 #include "rpc/h2/conn.h"
+#include "rpc/tls/tls.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +20,9 @@ static void finish_close(crpc_h2_conn *conn) {
   if (conn->closed) return;
   conn->closed = true;
   crpc_loop_io_stop(&conn->io);
+  crpc_loop_timer_stop(&conn->handshake_timer);
+  crpc_tls_free(conn->tls); /* close_notify first, if healthy */
+  conn->tls = NULL;
   if (conn->fd >= 0) {
     close(conn->fd);
     conn->fd = -1;
@@ -54,6 +58,28 @@ static bool flush_inner(crpc_h2_conn *conn) {
     while (conn->out_off < conn->out_len) {
       /* send(MSG_NOSIGNAL), not write: a peer that closed must be an
        * error return, never a SIGPIPE that kills the process. */
+      if (conn->tls != NULL) {
+        size_t done = 0;
+        char err[CRPC_TLS_ERR_MAX];
+        crpc_tls_status st =
+            crpc_tls_write(conn->tls, conn->out + conn->out_off,
+                           conn->out_len - conn->out_off, &done, err);
+        if (st == CRPC_TLS_WANT_READ || st == CRPC_TLS_WANT_WRITE) {
+          /* Retried with the same bytes on the next readiness. */
+          crpc_loop_io_set(&conn->io, st == CRPC_TLS_WANT_WRITE
+                                          ? CRPC_LOOP_READABLE |
+                                                CRPC_LOOP_WRITABLE
+                                          : CRPC_LOOP_READABLE);
+          return true;
+        }
+        if (st != CRPC_TLS_OK) {
+          snprintf(conn->close_why, sizeof(conn->close_why), "%.*s",
+                   (int)sizeof(conn->close_why) - 1, err);
+          return false;
+        }
+        conn->out_off += done;
+        continue;
+      }
       ssize_t n = send(conn->fd, conn->out + conn->out_off,
                        conn->out_len - conn->out_off, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
@@ -85,7 +111,9 @@ static bool flush_inner(crpc_h2_conn *conn) {
     }
     if (conn->out_len == 0) break;
   }
-  crpc_loop_io_set(&conn->io, CRPC_LOOP_READABLE);
+  crpc_loop_io_set(&conn->io, conn->tls_read_wants_write
+                                  ? CRPC_LOOP_READABLE | CRPC_LOOP_WRITABLE
+                                  : CRPC_LOOP_READABLE);
   if (!nghttp2_session_want_read(conn->session) &&
       !nghttp2_session_want_write(conn->session)) {
     snprintf(conn->close_why, sizeof(conn->close_why),
@@ -97,6 +125,7 @@ static bool flush_inner(crpc_h2_conn *conn) {
 
 void crpc_h2_conn_flush(crpc_h2_conn *conn) {
   if (conn->closed || conn->close_pending || conn->in_io) return;
+  if (conn->tls_handshaking) return; /* nothing goes out before it is done */
   conn->in_io = true;
   bool ok = flush_inner(conn);
   conn->in_io = false;
@@ -114,15 +143,76 @@ void crpc_h2_conn_want_flush(crpc_h2_conn *conn) {
   crpc_loop_post_closure(conn->loop, &conn->flush_closure);
 }
 
+/* One read from the socket (through TLS if any): > 0 bytes, 0 nothing for
+ * now, -1 the connection is over (why set). */
+static ssize_t conn_read(crpc_h2_conn *conn, uint8_t *buf, size_t cap,
+                         char *why, size_t why_len) {
+  if (conn->tls != NULL) {
+    size_t n = 0;
+    char err[CRPC_TLS_ERR_MAX];
+    crpc_tls_status st = crpc_tls_read(conn->tls, buf, cap, &n, err);
+    conn->tls_read_wants_write = st == CRPC_TLS_WANT_WRITE;
+    if (st == CRPC_TLS_OK) return (ssize_t)n;
+    if (st == CRPC_TLS_WANT_READ || st == CRPC_TLS_WANT_WRITE) return 0;
+    snprintf(why, why_len, "%.*s", (int)why_len - 1, err);
+    return -1;
+  }
+  ssize_t n = read(conn->fd, buf, cap);
+  if (n > 0) return n;
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+  snprintf(why, why_len, "%s",
+           n == 0 ? "connection closed by peer" : strerror(errno));
+  return -1;
+}
+
+/* Server side: one step of the TLS handshake. True once it has completed
+ * (HTTP/2 may start); false while it waits or after it failed. */
+static bool tls_handshake_step(crpc_h2_conn *conn) {
+  char err[CRPC_TLS_ERR_MAX];
+  crpc_tls_status st = crpc_tls_handshake(conn->tls, err);
+  if (st == CRPC_TLS_WANT_READ || st == CRPC_TLS_WANT_WRITE) {
+    crpc_loop_io_set(&conn->io, st == CRPC_TLS_WANT_WRITE
+                                    ? CRPC_LOOP_READABLE | CRPC_LOOP_WRITABLE
+                                    : CRPC_LOOP_READABLE);
+    return false;
+  }
+  if (st != CRPC_TLS_OK) {
+    crpc_h2_conn_close(conn, err);
+    return false;
+  }
+  conn->tls_handshaking = false;
+  crpc_loop_timer_stop(&conn->handshake_timer);
+  crpc_loop_io_set(&conn->io, CRPC_LOOP_READABLE);
+  return true;
+}
+
+static void handshake_timeout_fn(crpc_loop *loop, crpc_loop_timer *timer,
+                                 void *arg) {
+  (void)loop;
+  (void)timer;
+  crpc_h2_conn *conn = arg;
+  if (conn->tls_handshaking) {
+    crpc_h2_conn_close(conn, "TLS handshake timed out");
+  }
+}
+
 static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
   (void)loop;
+  (void)fd;
   crpc_h2_conn *conn = arg;
   if (conn->closed) return;
-  if (events & (CRPC_LOOP_READABLE | CRPC_LOOP_HANGUP)) {
+  if (conn->tls_handshaking && !tls_handshake_step(conn)) return;
+  /* TLS reads on any readiness: a read may have waited for writability,
+   * and decrypted bytes may be buffered in the session. */
+  if (conn->tls != NULL ||
+      (events & (CRPC_LOOP_READABLE | CRPC_LOOP_HANGUP))) {
     uint8_t buf[READ_CHUNK];
+    char why[96];
     conn->in_io = true;
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n > 0) {
+    ssize_t n;
+    do {
+      n = conn_read(conn, buf, sizeof(buf), why, sizeof(why));
+      if (n <= 0) break;
       ssize_t used = nghttp2_session_mem_recv(conn->session, buf, (size_t)n);
       if (used < 0) {
         /* A protocol error: nghttp2 has queued GOAWAY; try to send it. */
@@ -133,15 +223,13 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
         crpc_h2_conn_close(conn, conn->close_why);
         return;
       }
-    } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-      char why[96];
-      snprintf(why, sizeof(why), "%s",
-               n == 0 ? "connection closed by peer" : strerror(errno));
-      conn->in_io = false;
+    } while (conn->tls != NULL && crpc_tls_pending(conn->tls) &&
+             !conn->close_pending);
+    conn->in_io = false;
+    if (n < 0) {
       crpc_h2_conn_close(conn, why);
       return;
     }
-    conn->in_io = false;
     if (conn->close_pending) {
       finish_close(conn);
       return;
@@ -152,14 +240,22 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
   crpc_h2_conn_flush(conn);
 }
 
-void crpc_h2_conn_start(crpc_h2_conn *conn, crpc_loop *loop, int fd,
-                        nghttp2_session *session,
-                        crpc_h2_conn_close_fn on_close) {
+static void start(crpc_h2_conn *conn, crpc_loop *loop, int fd,
+                  nghttp2_session *session, struct crpc_tls *tls,
+                  int64_t handshake_deadline_ns,
+                  crpc_h2_conn_close_fn on_close) {
   memset(conn, 0, sizeof(*conn));
   conn->loop = loop;
   conn->fd = fd;
   conn->session = session;
   conn->on_close = on_close;
+  conn->tls = tls;
+  conn->tls_handshaking = tls != NULL && handshake_deadline_ns != 0;
+  crpc_loop_timer_init(&conn->handshake_timer, loop, handshake_timeout_fn,
+                       conn);
+  if (conn->tls_handshaking) {
+    crpc_loop_timer_start(&conn->handshake_timer, handshake_deadline_ns);
+  }
   crpc_loop_closure_init(&conn->flush_closure, flush_closure_fn, conn);
   crpc_loop_io_init(&conn->io, loop, fd, on_io, conn);
   if (crpc_loop_io_set(&conn->io, CRPC_LOOP_READABLE) != 0) {
@@ -167,6 +263,19 @@ void crpc_h2_conn_start(crpc_h2_conn *conn, crpc_loop *loop, int fd,
     return;
   }
   crpc_h2_conn_flush(conn);
+}
+
+void crpc_h2_conn_start(crpc_h2_conn *conn, crpc_loop *loop, int fd,
+                        nghttp2_session *session,
+                        crpc_h2_conn_close_fn on_close) {
+  start(conn, loop, fd, session, NULL, 0, on_close);
+}
+
+void crpc_h2_conn_start_tls(crpc_h2_conn *conn, crpc_loop *loop, int fd,
+                            nghttp2_session *session, struct crpc_tls *tls,
+                            int64_t handshake_deadline_ns,
+                            crpc_h2_conn_close_fn on_close) {
+  start(conn, loop, fd, session, tls, handshake_deadline_ns, on_close);
 }
 
 void crpc_h2_conn_destroy(crpc_h2_conn *conn) {

@@ -30,6 +30,7 @@ extern "C" {
 #endif
 
 typedef struct crpc_h2_conn crpc_h2_conn;
+struct crpc_tls; /* rpc/tls/tls.h */
 
 /* Called once when the connection ends; `why` is a short sentence. */
 typedef void (*crpc_h2_conn_close_fn)(crpc_h2_conn *conn, const char *why);
@@ -46,6 +47,10 @@ struct crpc_h2_conn {
   bool in_io;         /* inside recv/flush: defer flushes and closes */
   bool closed;        /* on_close has been called */
   bool close_pending; /* close requested while in_io */
+  struct crpc_tls *tls; /* NULL: plaintext; owned, freed at close */
+  bool tls_handshaking; /* server: handshake runs before any HTTP/2 byte */
+  bool tls_read_wants_write; /* the last TLS read needs a writable socket */
+  crpc_loop_timer handshake_timer; /* server: ends a handshake that stalls */
   char close_why[96];
 };
 
@@ -54,6 +59,18 @@ struct crpc_h2_conn {
 void crpc_h2_conn_start(crpc_h2_conn *conn, crpc_loop *loop, int fd,
                         nghttp2_session *session,
                         crpc_h2_conn_close_fn on_close);
+
+/* As crpc_h2_conn_start, but every byte goes through TLS session tls,
+ * which conn owns from now on (freed when the connection ends).
+ * handshake_deadline_ns 0: the handshake is done (the client side). Else
+ * (the server side) the handshake is driven on the loop first and the
+ * HTTP/2 session starts once it has completed; a failed handshake, or one
+ * not done by that CLOCK_MONOTONIC time (CRPC_NO_DEADLINE: never), ends the
+ * connection with the reason. */
+void crpc_h2_conn_start_tls(crpc_h2_conn *conn, crpc_loop *loop, int fd,
+                            nghttp2_session *session, struct crpc_tls *tls,
+                            int64_t handshake_deadline_ns,
+                            crpc_h2_conn_close_fn on_close);
 
 /* Writes what the session has to send, as far as the socket takes it.
  * Loop thread, outside nghttp2 callbacks. May end the connection (on_close

@@ -20,6 +20,25 @@ crpc_h2_chunk *crpc_h2_chunk_frame(const void *msg, size_t len) {
   return c;
 }
 
+crpc_h2_chunk *crpc_h2_chunk_frame_encoded(crpc_wire_encoding e,
+                                           const void *msg, size_t len,
+                                           crpc_code *code) {
+  *code = CRPC_RESOURCE_EXHAUSTED;
+  if (e == CRPC_WIRE_ENCODING_IDENTITY) return crpc_h2_chunk_frame(msg, len);
+  uint8_t *z;
+  size_t zlen;
+  *code = crpc_wire_compress(e, msg, len, &z, &zlen, NULL);
+  if (*code != CRPC_OK) return NULL;
+  crpc_h2_chunk *c = crpc_h2_chunk_frame(z, zlen);
+  free(z);
+  if (c == NULL) {
+    *code = CRPC_RESOURCE_EXHAUSTED;
+    return NULL;
+  }
+  crpc_wire_frame_encode_prefix(c->data, true, zlen);
+  return c;
+}
+
 void crpc_h2_outq_push(crpc_h2_outq *q, crpc_h2_chunk *chunk) {
   chunk->next = NULL;
   if (q->tail != NULL) {
@@ -87,6 +106,7 @@ bool crpc_h2_msgq_pop(crpc_h2_msgq *q, crpc_message *out) {
   out->data = m->data;
   out->len = m->len;
   out->end = false;
+  out->compressed = m->compressed;
   free(m);
   return true;
 }
@@ -134,6 +154,7 @@ static crpc_code enqueue(crpc_h2_inbound *in, crpc_wire_message *wm,
   m->next = NULL;
   m->data = data;
   m->len = len;
+  m->compressed = wm->compressed;
   if (in->q.tail != NULL) {
     in->q.tail->next = m;
   } else {

@@ -51,6 +51,13 @@ typedef struct crpc_h2_outq {
  * memory or len does not fit the 32-bit length. */
 crpc_h2_chunk *crpc_h2_chunk_frame(const void *msg, size_t len);
 
+/* Like crpc_h2_chunk_frame, but compresses msg with e and sets the
+ * compressed flag unless e is IDENTITY. NULL with *code set (
+ * RESOURCE_EXHAUSTED, INTERNAL) on failure. */
+crpc_h2_chunk *crpc_h2_chunk_frame_encoded(crpc_wire_encoding e,
+                                           const void *msg, size_t len,
+                                           crpc_code *code);
+
 /* Appends chunk (ownership passes to q). */
 void crpc_h2_outq_push(crpc_h2_outq *q, crpc_h2_chunk *chunk);
 
@@ -71,6 +78,7 @@ typedef struct crpc_h2_msg {
   struct crpc_h2_msg *next;
   uint8_t *data; /* malloc'd, never NULL */
   size_t len;
+  bool compressed; /* arrived with the compressed flag set */
 } crpc_h2_msg;
 
 typedef struct crpc_h2_msgq {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "rpc/intercept/chain.h"
 #include "rpc/server/server_internal.h"
 #include "rpc/wire/frame.h"
 
@@ -286,6 +287,8 @@ void crpc_server_free(crpc_server *s) {
   crpc_ctx_release(s->root);
   for (size_t i = 0; i < s->n_methods; i++) free(s->methods[i].path);
   free(s->methods);
+  icpt_server_chain_free(s->icpt);
+  server_tls_free(s);
   free(s->listeners);
   free(s->threads);
   pthread_mutex_destroy(&s->mu);

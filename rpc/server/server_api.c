@@ -27,10 +27,11 @@ static crpc_code dead_code_locked(scall *call) {
   return CRPC_OK;
 }
 
-crpc_code crpc_server_call_recv(crpc_server_call *call, crpc_message *msg) {
+crpc_code scall_recv_core(scall *call, crpc_message *msg) {
   msg->data = NULL;
   msg->len = 0;
   msg->end = false;
+  msg->compressed = false;
   crpc_code code;
   bool kick = false;
   pthread_mutex_lock(&call->mu);
@@ -63,6 +64,25 @@ crpc_code crpc_server_call_recv(crpc_server_call *call, crpc_message *msg) {
 
 crpc_code crpc_server_call_send(crpc_server_call *call, const void *data,
                                 size_t len) {
+  return crpc_server_call_send_flags(call, data, len, 0);
+}
+
+crpc_code crpc_server_call_set_compression(crpc_server_call *call,
+                                           const char *encoding) {
+  crpc_wire_encoding e = CRPC_WIRE_ENCODING_IDENTITY;
+  if (encoding != NULL) e = crpc_wire_encoding_parse(encoding, strlen(encoding));
+  if (e == CRPC_WIRE_ENCODING_UNKNOWN) return CRPC_INVALID_ARGUMENT;
+  if (call->resp_checked) return CRPC_FAILED_PRECONDITION; /* sent already */
+  const char *acc = call->accept_encoding; /* immutable once dispatched */
+  crpc_wire_encoding_set ok =
+      crpc_wire_accept_encoding_parse(acc ? acc : "", acc ? strlen(acc) : 0);
+  call->send_encoding =
+      ok & CRPC_WIRE_ENCODING_BIT(e) ? e : CRPC_WIRE_ENCODING_IDENTITY;
+  return CRPC_OK;
+}
+
+crpc_code scall_send_core(scall *call, const void *data, size_t len,
+                          unsigned flags) {
   size_t max = call->server->opts.max_send_message_size;
   if (max != 0 && len > max) return CRPC_RESOURCE_EXHAUSTED;
   if (!call->resp_checked) {
@@ -77,8 +97,12 @@ crpc_code crpc_server_call_send(crpc_server_call *call, const void *data,
     }
   }
   if (call->md_error) return CRPC_INTERNAL; /* only this thread writes it */
-  crpc_h2_chunk *chunk = crpc_h2_chunk_frame(data, len);
-  if (chunk == NULL) return CRPC_RESOURCE_EXHAUSTED;
+  crpc_code zcode;
+  crpc_h2_chunk *chunk = crpc_h2_chunk_frame_encoded(
+      flags & CRPC_SEND_NO_COMPRESS ? CRPC_WIRE_ENCODING_IDENTITY
+                                    : call->send_encoding,
+      data, len, &zcode);
+  if (chunk == NULL) return zcode;
   size_t limit = call->server->opts.stream_send_buffer;
   crpc_code code;
   pthread_mutex_lock(&call->mu);

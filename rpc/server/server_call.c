@@ -31,6 +31,8 @@ scall *scall_new(sconn *conn, int32_t stream_id) {
   crpc_h2_inbound_init(&call->in, call->server->opts.max_recv_message_size,
                        true);
   memcpy(call->peer, conn->peer, sizeof(call->peer));
+  memcpy(call->peer_identity, conn->peer_identity,
+         sizeof(call->peer_identity));
   pthread_mutex_lock(&call->server->mu);
   call->server->live_structs++;
   pthread_mutex_unlock(&call->server->mu);
@@ -52,6 +54,7 @@ void scall_unref(scall *call) {
   free(call->http_method);
   free(call->timeout);
   free(call->encoding);
+  free(call->accept_encoding);
   free(call->final_msg);
   free(call->handler_msg);
   pthread_mutex_destroy(&call->mu);
@@ -160,6 +163,10 @@ static void submit_headers(scall *call) {
   crpc_wire_headers h;
   crpc_wire_headers_init(&h);
   crpc_code rc = add_response_head(&h, 200);
+  if (rc == CRPC_OK && call->send_encoding != CRPC_WIRE_ENCODING_IDENTITY) {
+    rc = crpc_h2_headers_add(&h, "grpc-encoding",
+                             crpc_wire_encoding_name(call->send_encoding));
+  }
   crpc_wire_error err;
   if (rc == CRPC_OK && call->resp_md != NULL) {
     rc = crpc_wire_headers_add_metadata(&h, call->resp_md, &err);
@@ -169,6 +176,11 @@ static void submit_headers(scall *call) {
       crpc_wire_headers_destroy(&h);
       crpc_wire_headers_init(&h);
       rc = add_response_head(&h, 200);
+      if (rc == CRPC_OK &&
+          call->send_encoding != CRPC_WIRE_ENCODING_IDENTITY) {
+        rc = crpc_h2_headers_add(&h, "grpc-encoding",
+                                 crpc_wire_encoding_name(call->send_encoding));
+      }
     }
   }
   nghttp2_nv *nv = rc == CRPC_OK ? crpc_h2_nv_from(&h) : NULL;
@@ -460,7 +472,9 @@ void scall_run_handler(scall *call) {
   if (crpc_ctx_is_done(call->ctx)) {
     code = crpc_ctx_err(call->ctx); /* gone before a thread was free */
   } else {
-    code = call->method->fn(call, call->ctx, call->method->user_data);
+    code = call->server->icpt != NULL
+               ? scall_run_chain(call)
+               : call->method->fn(call, call->ctx, call->method->user_data);
   }
   bool md_error = scall_md_has_reserved(call->trailers_md) ||
                   (!call->resp_checked && scall_md_has_reserved(call->resp_md));

@@ -44,6 +44,10 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *f,
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) {
     return 0;
   }
+  if (conn->h2.tls != NULL && !conn->identity_read) {
+    crpc_tls_peer_identity(conn->h2.tls, conn->peer_identity);
+    conn->identity_read = true;
+  }
   scall *call = scall_new(conn, f->hd.stream_id);
   if (call == NULL) {
     nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, f->hd.stream_id,
@@ -81,6 +85,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *f,
     slot = &call->timeout;
   } else if (namelen == 13 && memcmp(n, "grpc-encoding", 13) == 0) {
     slot = &call->encoding;
+  } else if (namelen == 20 && memcmp(n, "grpc-accept-encoding", 20) == 0) {
+    slot = &call->accept_encoding;
   }
   if (slot != NULL) {
     free(*slot);
@@ -231,6 +237,21 @@ static void start_conn(crpc_server *s, int fd, const struct sockaddr *sa,
   conn->next = s->conns;
   if (s->conns != NULL) s->conns->prev = conn;
   s->conns = conn;
+  if (l->creds != NULL) {
+    crpc_tls *tls = crpc_tls_server_new(l->creds, fd);
+    if (tls == NULL) {
+      /* Not started: undo what start would own, then fail. */
+      s->conns = conn->next;
+      if (conn->next != NULL) conn->next->prev = NULL;
+      nghttp2_session_del(session);
+      goto fail;
+    }
+    crpc_h2_conn_start_tls(
+        &conn->h2, s->loop, fd, session, tls,
+        crpc_now_ns() + crpc_tls_server_creds_handshake_timeout(l->creds),
+        on_conn_close);
+    return;
+  }
   crpc_h2_conn_start(&conn->h2, s->loop, fd, session, on_conn_close);
   return;
 fail:

@@ -31,6 +31,7 @@
 #include "rpc/h2/addr.h"
 #include "rpc/h2/conn.h"
 #include "rpc/h2/stream.h"
+#include "rpc/tls/tls.h"
 #include "rpc/loop/loop.h"
 
 /* Rapid-reset policy (CVE-2023-44487). nghttp2 counts RST_STREAMs a client
@@ -56,6 +57,7 @@ typedef struct server_listener {
   crpc_loop_io io;
   crpc_loop_timer backoff; /* re-arms accept after EMFILE and friends */
   char unix_path[108];     /* non-empty for a unix socket (unlinked at close) */
+  const crpc_server_credentials *creds; /* TLS; NULL: plaintext (h2c) */
   struct crpc_server *server;
 } server_listener;
 
@@ -70,6 +72,8 @@ struct crpc_server {
   crpc_loop *loop;
   crpc_ctx *root; /* parent of every call ctx; cancelled past the grace */
   bool started, shut_down;
+  crpc_server_credentials **tls_creds; /* references held for listeners */
+  size_t n_tls_creds;
 
   pthread_mutex_t mu; /* pool, live_calls */
   pthread_cond_t work_cond, idle_cond;
@@ -83,6 +87,9 @@ struct crpc_server {
   /* L */
   sconn *conns;
   bool draining;
+
+  /* Interceptor chain (rpc/intercept); NULL: none. Built before start. */
+  struct icpt_server_chain *icpt;
 };
 
 struct sconn {
@@ -91,6 +98,8 @@ struct sconn {
   sconn *next, *prev;
   struct crpc_server_call *calls; /* open streams */
   char peer[CRPC_H2_PEER_MAX];
+  char peer_identity[CRPC_TLS_IDENTITY_MAX]; /* TLS client cert; "" none */
+  bool identity_read; /* peer_identity filled (after the handshake) */
 };
 
 struct crpc_server_call {
@@ -105,6 +114,7 @@ struct crpc_server_call {
   bool dispatched, rejected;
   bool headers_submitted, end_stream_sent, deferred;
   char *path, *content_type, *http_method, *timeout, *encoding;
+  char *accept_encoding; /* the client's grpc-accept-encoding */
   bool bad_header;
 
   /* M */
@@ -127,14 +137,20 @@ struct crpc_server_call {
 
   /* Immutable once dispatched */
   const server_method *method;
+  const crpc_ctx *hctx;  /* the ctx the handler got (interceptors) */
+  unsigned icpt_send_flags; /* handler thread: flags of the send in flight */
   crpc_ctx *ctx;
   crpc_on_cancel on_cancel;
   crpc_metadata *req_md;
   crpc_metadata *resp_md, *trailers_md; /* handler writes, loop reads after */
   char peer[CRPC_H2_PEER_MAX];
+  char peer_identity[CRPC_TLS_IDENTITY_MAX]; /* "" if none */
 
   struct crpc_server_call *work_next; /* server mu */
   bool resp_checked; /* handler thread: response headers validated */
+  /* Responses' grpc-encoding: set by the handler thread before its first
+   * send, read by the loop when it submits the response headers. */
+  crpc_wire_encoding send_encoding;
 };
 
 typedef struct crpc_server_call scall;
@@ -162,6 +178,11 @@ void server_conns_drain(crpc_server *s);
 
 /* Flushes and closes every connection now. Loop thread. */
 void server_conns_close_all(crpc_server *s);
+
+/* ---- server_tls.c ---- */
+
+/* Drops the references to the listeners' credentials. */
+void server_tls_free(crpc_server *s);
 
 /* ---- server_call.c ---- */
 
@@ -197,5 +218,15 @@ bool scall_md_has_reserved(const crpc_metadata *md);
 
 /* Runs the handler (on a handler thread) and ends the call. */
 void scall_run_handler(scall *call);
+
+/* ---- server_icpt.c (interceptor hooks) ---- */
+
+/* The handler-facing recv/send without interceptors (server_api.c). */
+crpc_code scall_recv_core(scall *call, crpc_message *msg);
+crpc_code scall_send_core(scall *call, const void *data, size_t len,
+                          unsigned flags);
+
+/* Runs the server's interceptor chain around the handler. */
+crpc_code scall_run_chain(scall *call);
 
 #endif /* CRPC_SERVER_SERVER_INTERNAL_H */

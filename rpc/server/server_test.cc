@@ -189,6 +189,64 @@ TEST_F(ServerTest, GzipRequestIsDecompressed) {
   EXPECT_EQ(c.stream(id).headers["grpc-status"], "13");
 }
 
+// crpc_server_call_set_compression is honoured only if the client's
+// grpc-accept-encoding lists the encoding; absent means identity only.
+TEST_F(ServerTest, ResponseCompressionFollowsClientAcceptEncoding) {
+  server_.Add("/test.Svc/Gzip", CRPC_UNARY,
+              [](crpc_server_call *call, const crpc_ctx *) {
+                crpc_message m;
+                crpc_code c = crpc_server_call_recv(call, &m);
+                if (c != CRPC_OK || m.end) return c;
+                free(m.data);
+                c = crpc_server_call_set_compression(call, "gzip");
+                if (c != CRPC_OK) return c;
+                std::string big(4000, 'g');
+                c = crpc_server_call_send(call, big.data(), big.size());
+                if (c != CRPC_OK) return c;
+                return crpc_server_call_send_flags(call, "raw", 3,
+                                                   CRPC_SEND_NO_COMPRESS);
+              });
+  server_.Start();
+  RawClient c(server_.port());
+  std::string body = Frame("x");
+  std::string big(4000, 'g');
+  struct {
+    const char *accept;  // NULL: no header
+    bool compressed;
+  } cases[] = {{"identity,gzip", true},
+               {"deflate , gzip", true},
+               {"identity,deflate", false},
+               {nullptr, false}};
+  for (const auto &tc : cases) {
+    std::vector<std::pair<std::string, std::string>> h;
+    if (tc.accept != nullptr) h.push_back({"grpc-accept-encoding", tc.accept});
+    int32_t id = c.Request("/test.Svc/Gzip", h, &body);
+    ASSERT_TRUE(c.PumpUntil([&] { return c.stream(id).closed; }));
+    RawClient::Stream &s = c.stream(id);
+    const char *what = tc.accept ? tc.accept : "(none)";
+    EXPECT_EQ(s.headers["grpc-status"], "0") << what;
+    if (!tc.compressed) {
+      EXPECT_EQ(s.headers.count("grpc-encoding"), 0u) << what;
+      EXPECT_EQ(s.data, Frame(big) + Frame("raw")) << what;
+      continue;
+    }
+    EXPECT_EQ(s.headers["grpc-encoding"], "gzip") << what;
+    ASSERT_GT(s.data.size(), 5u);
+    EXPECT_EQ(s.data[0], 1) << "compressed flag";
+    uint32_t n = (uint8_t)s.data[1] << 24 | (uint8_t)s.data[2] << 16 |
+                 (uint8_t)s.data[3] << 8 | (uint8_t)s.data[4];
+    ASSERT_EQ(s.data.size(), 5 + n + Frame("raw").size()) << what;
+    uint8_t *out;
+    size_t out_len;
+    ASSERT_EQ(crpc_wire_decompress(CRPC_WIRE_ENCODING_GZIP, s.data.data() + 5,
+                                   n, 1 << 20, &out, &out_len, nullptr),
+              CRPC_OK);
+    EXPECT_EQ(std::string((char *)out, out_len), big);
+    free(out);
+    EXPECT_EQ(s.data.substr(5 + n), Frame("raw")) << "CRPC_SEND_NO_COMPRESS";
+  }
+}
+
 TEST_F(ServerTest, ClientResetCancelsHandlerCtxWithErrorCode) {
   std::atomic<int> origin{-1};
   std::string message;

@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -158,7 +159,12 @@ static crpc_code end(call_state *cs, crpc_code code) {
            cs->method, end_name, o, cs->sent, cs->recv, cs->timeout_ms,
            cs->late);
   record(cs->svc, cs->tag, text);
-  if (cs->registered) crpc_ctx_remove_on_cancel(&cs->reg);
+  /* RUNNING: the callback is storing cancel_seen right now, into cs on
+   * our stack; wait for that store (its last access) before returning. */
+  if (cs->registered &&
+      crpc_ctx_remove_on_cancel(&cs->reg) == CRPC_ON_CANCEL_RUNNING) {
+    while (!atomic_load(&cs->cancel_seen)) sched_yield();
+  }
   atomic_fetch_sub(&cs->svc->running, 1);
   return code;
 }

@@ -31,12 +31,25 @@ typedef enum crpc_method_kind {
  * After a receive returned CRPC_OK: if `end` is false, `data` holds `len`
  * bytes (never NULL, even when len is 0) owned by the caller, who frees it
  * with free(); if `end` is true the peer has finished sending, `data` is
- * NULL and len 0. */
+ * NULL and len 0. `compressed` says the message arrived compressed (its
+ * gRPC compressed flag was set); `data` is always the decompressed bytes,
+ * and the receive limit applies to them. */
 typedef struct crpc_message {
   uint8_t *data;
   size_t len;
   bool end;
+  bool compressed;
 } crpc_message;
+
+/* Message compression (gRPC's grpc-encoding): a sender picks an encoding
+ * per call, "gzip" or "deflate" ("identity" or NULL: none); crpc uses it
+ * only if the peer's grpc-accept-encoding lists it, else sends
+ * uncompressed. Every message of such a call is compressed unless sent with
+ * CRPC_SEND_NO_COMPRESS. Both sides accept identity, gzip and deflate and
+ * say so in grpc-accept-encoding. */
+
+/* Flags for crpc_call_send_flags and crpc_server_call_send_flags. */
+#define CRPC_SEND_NO_COMPRESS 0x1u /* send this message uncompressed */
 
 /* The final status of a call as the client sees it. Filled by crpc (the
  * caller provides the struct); release what it holds with

@@ -48,6 +48,9 @@ typedef struct crpc_channel_options {
   size_t max_send_message_size; /* 0: unlimited */
   const char *user_agent;       /* prefix before "crpc/<version>"; NULL: none */
   const char *authority;        /* :authority; NULL: the target's host:port */
+  /* TLS (crpc/credentials.h; the channel keeps its own reference); NULL:
+   * plaintext h2c. */
+  const struct crpc_channel_credentials *credentials;
 } crpc_channel_options;
 
 /* A channel to "host:port" (name, IPv4 or [IPv6] literal) or "unix:/path",
@@ -84,12 +87,28 @@ crpc_code crpc_call_start(crpc_channel *channel, const crpc_ctx *ctx,
                           const char *method, const crpc_metadata *metadata,
                           crpc_call **call);
 
+/* crpc_call_start whose requests are compressed with `encoding` ("gzip",
+ * "deflate"; "identity" or NULL: none; see call.h). Sent uncompressed if
+ * this channel's server has said (grpc-accept-encoding) it does not accept
+ * it. Same returns, plus INVALID_ARGUMENT for a name crpc does not
+ * implement. */
+crpc_code crpc_call_start_compressed(crpc_channel *channel,
+                                     const crpc_ctx *ctx, const char *method,
+                                     const crpc_metadata *metadata,
+                                     const char *encoding, crpc_call **call);
+
 /* Sends one request message (copied). Blocks while the call's send buffer
  * is full, ctx-aware. CRPC_OK, or the call's final code if it has ended
  * (the server may have finished early: check crpc_call_finish), or the
  * ctx's cause code; FAILED_PRECONDITION after crpc_call_close_send;
  * RESOURCE_EXHAUSTED if len exceeds max_send_message_size. */
 crpc_code crpc_call_send(crpc_call *call, const void *data, size_t len);
+
+/* crpc_call_send with flags (0 or CRPC_SEND_NO_COMPRESS: this message goes
+ * uncompressed even if the call compresses). Same returns, plus INTERNAL if
+ * compressing fails. */
+crpc_code crpc_call_send_flags(crpc_call *call, const void *data, size_t len,
+                               unsigned flags);
 
 /* Half-closes: no more requests. Idempotent. CRPC_OK or as send. */
 crpc_code crpc_call_close_send(crpc_call *call);

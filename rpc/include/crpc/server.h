@@ -1,5 +1,5 @@
 /*
- * crpc/server.h - serving gRPC over HTTP/2 (h2c today; TLS to come).
+ * crpc/server.h - serving gRPC over HTTP/2 (h2c; TLS: crpc/credentials.h).
  *
  * A server owns its listeners, one I/O loop thread and a pool of handler
  * threads. Handlers run on handler threads, never on the loop, so a handler
@@ -76,7 +76,8 @@ crpc_code crpc_server_add_method(crpc_server *server, const char *path,
  * [IPv6] literal or a name) or "unix:/path". Before start; may be called
  * several times. Stores the bound TCP port in *port if port is not NULL (0
  * for unix sockets). CRPC_OK, CRPC_INVALID_ARGUMENT (unparsable address) or
- * CRPC_UNAVAILABLE (bind/listen failed; the reason goes to stderr). */
+ * CRPC_UNAVAILABLE (bind/listen failed; the reason goes to stderr).
+ * Plaintext (h2c); for TLS see crpc_server_listen_tls (credentials.h). */
 crpc_code crpc_server_listen(crpc_server *server, const char *address,
                              int *port);
 
@@ -107,6 +108,20 @@ crpc_code crpc_server_call_recv(crpc_server_call *call, crpc_message *msg);
  * written. RESOURCE_EXHAUSTED if len exceeds max_send_message_size. */
 crpc_code crpc_server_call_send(crpc_server_call *call, const void *data,
                                 size_t len);
+
+/* crpc_server_call_send with flags (0 or CRPC_SEND_NO_COMPRESS: this
+ * message goes uncompressed even if the call compresses). Same returns,
+ * plus INTERNAL if compressing fails. */
+crpc_code crpc_server_call_send_flags(crpc_server_call *call, const void *data,
+                                      size_t len, unsigned flags);
+
+/* Compresses the call's responses with `encoding` ("gzip", "deflate";
+ * "identity" or NULL: none; see call.h). Before the first send. CRPC_OK
+ * (also when the client's grpc-accept-encoding lacks it: responses then go
+ * uncompressed), INVALID_ARGUMENT for a name crpc does not implement,
+ * FAILED_PRECONDITION after the first send. */
+crpc_code crpc_server_call_set_compression(crpc_server_call *call,
+                                           const char *encoding);
 
 /* Sets the status message the trailers will carry and returns `code`, so a
  * handler can `return crpc_server_call_error(call, CRPC_NOT_FOUND, "...")`.
