@@ -72,7 +72,7 @@ class Proxy {
     socklen_t len = sizeof(a);
     getsockname(lfd_, reinterpret_cast<sockaddr *>(&a), &len);
     port_ = ntohs(a.sin_port);
-    pipe(wake_);
+    if (pipe(wake_) != 0) abort();  // the proxy cannot be stopped without it
     thread_ = std::thread([this] { Run(); });
   }
   ~Proxy() {
@@ -83,7 +83,8 @@ class Proxy {
     close(wake_[1]);
   }
   void Kill() {
-    if (!killed_.exchange(true)) write(wake_[1], "x", 1);
+    // The byte is the only way to wake Run(); without it the join hangs.
+    if (!killed_.exchange(true) && write(wake_[1], "x", 1) != 1) abort();
   }
   std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
 

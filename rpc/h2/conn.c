@@ -33,7 +33,11 @@ static void finish_close(crpc_h2_conn *conn) {
 void crpc_h2_conn_close(crpc_h2_conn *conn, const char *why) {
   if (conn->closed || conn->close_pending) return;
   conn->close_pending = true;
-  snprintf(conn->close_why, sizeof(conn->close_why), "%s", why);
+  /* Truncating copy that tolerates why == conn->close_why (a protocol error
+   * writes its reason there first). */
+  size_t n = strnlen(why, sizeof(conn->close_why) - 1);
+  memmove(conn->close_why, why, n);
+  conn->close_why[n] = '\0';
   if (!conn->in_io) finish_close(conn);
 }
 
