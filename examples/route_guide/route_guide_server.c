@@ -16,6 +16,9 @@
 #include "crpc/ctx.h"
 #include "crpc/server.h"
 #include "examples/common/stop.h"
+#include "interceptors/deadline.h"
+#include "interceptors/logging.h"
+#include "interceptors/metrics.h"
 #include "examples/route_guide/feature_db.h"
 #include "examples/route_guide/route_guide.crpc.h"
 
@@ -216,11 +219,27 @@ int main(int argc, char **argv) {
   crpc_code code = server ? CRPC_OK : CRPC_RESOURCE_EXHAUSTED;
   if (code == CRPC_OK)
     code = routeguide_route_guide_register_handlers(server, &handlers);
+  /* An interceptor chain, outermost first: one log line per call (stderr),
+   * metrics by method and status (printed at exit), and a 30 s cap on every
+   * call's deadline, which the handlers see in their ctx. */
+  crpc_metrics *metrics = crpc_metrics_new();
+  const crpc_deadline_options cap = {.max_timeout_ns = 30 * CRPC_SECOND};
+  const crpc_server_interceptor chain[] = {
+      crpc_logging_server(NULL),
+      crpc_metrics_server(metrics),
+      crpc_deadline_server(&cap),
+  };
+  for (size_t i = 0; code == CRPC_OK && i < sizeof chain / sizeof chain[0];
+       i++) {
+    code = metrics ? crpc_server_add_interceptor(server, &chain[i])
+                   : CRPC_RESOURCE_EXHAUSTED;
+  }
   if (code == CRPC_OK) code = crpc_server_listen(server, address, &port);
   if (code == CRPC_OK) code = crpc_server_start(server);
   if (code != CRPC_OK) {
     fprintf(stderr, "cannot serve on %s: %s\n", address, crpc_code_name(code));
     crpc_server_free(server);
+    crpc_metrics_free(metrics);
     feature_db_free(&state.db);
     return 1;
   }
@@ -231,6 +250,8 @@ int main(int argc, char **argv) {
   printf("%s: shutting down\n", why ? why : "wait failed");
   crpc_server_shutdown(server, 1 * CRPC_SECOND);
   crpc_server_free(server); /* no handler runs after this: state is ours */
+  crpc_metrics_write_prometheus(metrics, stdout);
+  crpc_metrics_free(metrics);
   for (size_t i = 0; i < state.note_count; i++) free(state.notes[i].message);
   free(state.notes);
   feature_db_free(&state.db);
