@@ -3,17 +3,25 @@
  *
  *   interop_client --server_host=HOST --server_port=PORT --test_case=CASE
  *                  [--use_tls=false] [--server_host_override=NAME]
- *                  [--use_test_ca=false]
+ *                  [--use_test_ca=false] [--tls_ca_file=PEM]
  *
  * Runs one test case from gRPC's interop test descriptions, or every one with
  * --test_case=all, printing one "PASS <case>" / "FAIL <case>: <check>" line
  * per case. Exits 0 only if every case run passed.
+ *
+ * --use_tls=true verifies the server against the system's CA store, or with
+ * --use_test_ca=true against a test CA: --tls_ca_file, else gRPC's own test
+ * ca.pem where gRPC's interop runners keep it (interop_common.h). As in
+ * gRPC's clients, --use_test_ca=true makes the name the server's certificate
+ * must carry default to foo.test.google.fr (what gRPC's test server1.pem is
+ * issued for); --server_host_override sets it (and :authority) explicitly.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conformance/client_internal.h"
+#include "crpc/credentials.h"
 
 typedef struct test_case {
   const char *name;
@@ -47,7 +55,40 @@ static const char kUsage[] =
     "usage: interop_client --server_host=HOST --server_port=PORT "
     "--test_case=CASE|all\n"
     "                      [--use_tls=false] [--server_host_override=NAME] "
-    "[--use_test_ca=false]\n";
+    "[--use_test_ca=false]\n"
+    "                      [--tls_ca_file=PEM]\n";
+
+/* The name gRPC's test server certificate (server1.pem) is issued for
+ * (*.test.google.fr); gRPC's interop clients default their override to it
+ * whenever they trust the test CA. */
+#define INTEROP_TEST_CA_HOST "foo.test.google.fr"
+
+/* Channel credentials for --use_tls=true: the CA file given, gRPC's test CA
+ * (use_test_ca), or the system store. NULL after saying why on stderr. */
+static crpc_channel_credentials *channel_credentials(const char *ca_file,
+                                                     bool use_test_ca,
+                                                     const char *override) {
+  char ca_buf[512];
+  if (ca_file == NULL && use_test_ca) {
+    ca_file = interop_find_test_cred("ca.pem", ca_buf, sizeof(ca_buf));
+    if (ca_file == NULL) {
+      fprintf(stderr,
+              "interop_client: --use_test_ca=true needs --tls_ca_file "
+              "(gRPC's test ca.pem is not in " INTEROP_TEST_CREDS_DIRS ")\n");
+      return NULL;
+    }
+  }
+  crpc_channel_tls_options o = {.ca_file = ca_file,
+                                .server_name_override = override};
+  crpc_channel_credentials *creds = NULL;
+  char err[CRPC_CREDENTIALS_ERROR_MAX];
+  if (crpc_channel_credentials_new(&o, &creds, err) != CRPC_OK) {
+    fprintf(stderr, "interop_client: TLS CA %s: %s\n",
+            ca_file ? ca_file : "(system store)", err);
+    return NULL;
+  }
+  return creds;
+}
 
 /* Each case gets its own deadline so that a hung peer fails the case
  * instead of the whole run; 30 s is far above any case's real need. */
@@ -73,11 +114,13 @@ static bool run_case(crpc_channel *ch, const test_case *tc) {
 int main(int argc, char **argv) {
   const char *host = "localhost", *port = NULL, *case_name = NULL;
   const char *use_tls = NULL, *host_override = NULL, *use_test_ca = NULL;
+  const char *ca_file = NULL;
   const interop_flag flags[] = {
       {"server_host", &host},     {"server_port", &port},
       {"test_case", &case_name},  {"use_tls", &use_tls},
       {"server_host_override", &host_override},
       {"use_test_ca", &use_test_ca},
+      {"tls_ca_file", &ca_file},
   };
   if (!interop_parse_flags(argc, argv, flags, sizeof(flags) / sizeof(flags[0]),
                            kUsage)) {
@@ -88,10 +131,12 @@ int main(int argc, char **argv) {
                     "required\n%s", kUsage);
     return 2;
   }
-  if (interop_flag_true(use_tls) || interop_flag_true(use_test_ca)) {
-    fprintf(stderr,
-            "interop_client: --use_tls/--use_test_ca=true are not supported "
-            "yet (crpc has no TLS transport); run with --use_tls=false\n");
+  /* A test CA without TLS is a forgotten --use_tls=true: running
+   * plaintext instead would fail confusingly against a TLS server. */
+  if (!interop_flag_true(use_tls) &&
+      (interop_flag_true(use_test_ca) || ca_file != NULL)) {
+    fprintf(stderr, "interop_client: --use_test_ca/--tls_ca_file need "
+                    "--use_tls=true\n");
     return 2;
   }
   const test_case *only = NULL;
@@ -112,10 +157,25 @@ int main(int argc, char **argv) {
   /* An IPv6 literal needs brackets in "host:port". */
   snprintf(target, sizeof(target), strchr(host, ':') ? "[%s]:%s" : "%s:%s",
            host, port);
-  /* --server_host_override names the server in :authority (and, once TLS
-   * exists, in SNI and certificate checks). */
-  crpc_channel_options opts = {.authority = host_override};
+  /* --server_host_override names the server in :authority and, with TLS,
+   * in SNI and the certificate check. An empty override means none, as in
+   * gRPC's clients (so a runner can turn the test-CA default off). */
+  bool override_given = host_override != NULL;
+  if (override_given && host_override[0] == '\0') host_override = NULL;
+  crpc_channel_credentials *creds = NULL;
+  if (interop_flag_true(use_tls)) {
+    if (!override_given && interop_flag_true(use_test_ca)) {
+      host_override = INTEROP_TEST_CA_HOST;
+    }
+    creds = channel_credentials(ca_file, interop_flag_true(use_test_ca),
+                                host_override);
+    if (creds == NULL) return 2;
+  }
+  crpc_channel_options opts = {.authority = host_override,
+                               .credentials = creds};
   crpc_channel *ch = crpc_channel_new(target, &opts);
+  /* The channel holds its own reference. */
+  crpc_channel_credentials_free(creds);
   if (ch == NULL) {
     fprintf(stderr, "interop_client: bad target \"%s\"\n", target);
     return 2;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 bool interop_payload_init(Grpc__Testing__Payload *payload, size_t size) {
   grpc__testing__payload__init(payload);
@@ -32,6 +33,18 @@ bool interop_flag_true(const char *value) {
   return value != NULL &&
          (strcasecmp(value, "true") == 0 || strcmp(value, "1") == 0 ||
           strcasecmp(value, "yes") == 0);
+}
+
+const char *interop_find_test_cred(const char *name, char *path, size_t cap) {
+  static const char *const kDirs[] = {
+      "src/core/tsi/test_creds",
+      "/var/local/git/grpc/src/core/tsi/test_creds",
+  };
+  for (size_t i = 0; i < sizeof(kDirs) / sizeof(kDirs[0]); i++) {
+    int n = snprintf(path, cap, "%s/%s", kDirs[i], name);
+    if (n > 0 && (size_t)n < cap && access(path, R_OK) == 0) return path;
+  }
+  return NULL;
 }
 
 bool interop_parse_flags(int argc, char **argv, const interop_flag *flags,

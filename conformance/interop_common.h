@@ -49,6 +49,20 @@ bool interop_parse_flags(int argc, char **argv, const interop_flag *flags,
 /* "true"/"1"/"yes" (any case) -> true; NULL, "", "false", ... -> false. */
 bool interop_flag_true(const char *value);
 
+/* gRPC's interop runners hand TLS binaries no certificate flags: each gRPC
+ * implementation loads its bundled test credentials (ca.pem, server1.pem,
+ * server1.key from gRPC's src/core/tsi/test_creds). So that crpc drops into
+ * those runners unchanged, the binaries look for that directory where the
+ * runners have it: relative to the working directory (a gRPC checkout's
+ * root) and in gRPC's interop Docker images (/var/local/git/grpc). Writes
+ * the first readable path to `name` in those directories into path (cap
+ * bytes) and returns it, or returns NULL if there is none. */
+const char *interop_find_test_cred(const char *name, char *path, size_t cap);
+
+/* The directories interop_find_test_cred searches, for error messages. */
+#define INTEROP_TEST_CREDS_DIRS \
+  "src/core/tsi/test_creds, /var/local/git/grpc/src/core/tsi/test_creds"
+
 #ifdef __cplusplus
 }
 #endif

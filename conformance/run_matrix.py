@@ -4,19 +4,31 @@ client and server implementations, and prints a table.
 
     conformance/run_matrix.py                  (after bazel build //conformance:all)
     conformance/run_matrix.py --bin_dir DIR    (where interop_server/_client are)
+    conformance/run_matrix.py --tls            (the same over TLS)
+    conformance/run_matrix.py --transport=both (plaintext, then TLS)
 
 Columns are pairings "client->server" of crpc, python (grpcio) and, when its
 binaries exist, c++ (gRPC C++ from Debian's libgrpc++). Each cell is PASS,
 FAIL or n/a; n/a only where the *peer library's* API cannot express the case
 (listed in PEER_LIMITS, printed under the table), never for a crpc gap.
 Exits 1 if any cell failed. With --junit (default: $XML_OUTPUT_FILE, as Bazel
-sets for tests) it writes one <testcase> per cell.
+sets for tests) it writes one <testcase> per cell; TLS cells are named
+"tls/<case> <client>-><server>".
+
+Over TLS every server serves a certificate from a throwaway CA made with the
+openssl CLI in a temporary directory (SANs foo.test.google.fr,
+*.test.google.fr, localhost, 127.0.0.1), and every client trusts that CA
+(--use_test_ca=true --tls_ca_file) and checks the name foo.test.google.fr
+(--server_host_override), as gRPC's interop runners do with gRPC's own test
+certificates.
 """
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 
@@ -64,11 +76,57 @@ def implementations(args):
     return impls
 
 
-def start_server(argv, env):
-    proc = subprocess.Popen(argv + ["--port=0", "--use_tls=false"],
+# The name gRPC's interop clients check by default with --use_test_ca=true;
+# the generated certificate carries it (and its wildcard) like gRPC's
+# server1.pem, plus the loopback names for hand-run clients.
+TLS_HOST = "foo.test.google.fr"
+TLS_SANS = ("DNS:foo.test.google.fr,DNS:*.test.google.fr,DNS:localhost,"
+            "IP:127.0.0.1")
+
+
+def make_pki(d):
+    """A CA and a server certificate signed by it in directory d, with the
+    openssl CLI: d/ca.pem, d/server.pem, d/server.key. P-256 keys, valid for
+    two days (nothing outlives the run). Raises on an openssl failure."""
+    def openssl(*argv):
+        r = subprocess.run(("openssl",) + argv, cwd=d, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("openssl %s: %s" % (argv[0], r.stdout.strip()))
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=crpc interop test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl("req", "-new", *ec, "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=" + TLS_HOST)
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+                "subjectAltName=%s\n" % TLS_SANS)
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem",
+            "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem",
+            "-days", "2", "-extfile", "server.ext")
+
+
+def transport_flags(pki_dir):
+    """(server flags, client flags): plaintext if pki_dir is None, else TLS
+    with make_pki's files."""
+    if pki_dir is None:
+        return ["--use_tls=false"], ["--use_tls=false"]
+    path = lambda name: os.path.join(pki_dir, name)
+    return (["--use_tls=true", "--tls_cert_file=" + path("server.pem"),
+             "--tls_key_file=" + path("server.key")],
+            ["--use_tls=true", "--use_test_ca=true",
+             "--tls_ca_file=" + path("ca.pem"),
+             "--server_host_override=" + TLS_HOST])
+
+
+def start_server(argv, env, flags):
+    proc = subprocess.Popen(argv + ["--port=0"] + flags,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env)
     deadline = time.monotonic() + 60
+    seen = []
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
@@ -76,8 +134,11 @@ def start_server(argv, env):
         m = re.search(r"listening on port (\d+)", line)
         if m:
             return proc, int(m.group(1))
+        seen.append(line.strip())
     proc.kill()
-    raise RuntimeError("server %s did not start: %s" % (argv, proc.stdout.read()))
+    proc.wait()
+    raise RuntimeError("server %s did not start: %s" % (
+        os.path.basename(argv[-1]), " | ".join(seen[-3:]) or "no output"))
 
 
 def stop_servers(servers):
@@ -99,12 +160,12 @@ def stop_servers(servers):
     return errors
 
 
-def run_client(argv, port, env):
+def run_client(argv, port, env, flags):
     """case -> (outcome, detail) from one --test_case=all run."""
     try:
         out = subprocess.run(
             argv + ["--server_host=127.0.0.1", "--server_port=%d" % port,
-                    "--test_case=all", "--use_tls=false"],
+                    "--test_case=all"] + flags,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             timeout=180, env=env).stdout
     except subprocess.TimeoutExpired as e:
@@ -128,6 +189,66 @@ def run_client(argv, port, env):
     return results
 
 
+def run_matrix(impls, pairings, env_of, pki_dir):
+    """(case, client, server) -> (outcome, detail) for every pairing, over
+    TLS if pki_dir (make_pki's directory) else plaintext."""
+    server_flags, client_flags = transport_flags(pki_dir)
+    servers = {}
+    start_errors = {}
+    cells = {}
+    try:
+        for name in sorted({s for _, s in pairings}):
+            try:
+                servers[name] = start_server(impls[name][0], env_of(name),
+                                             server_flags)
+            except RuntimeError as e:  # its cells fail; the others still run
+                start_errors[name] = str(e)
+        for client, server in pairings:
+            if server in start_errors:
+                res = {case: ("FAIL", start_errors[server]) for case in CASES}
+            else:
+                res = run_client(impls[client][1], servers[server][1],
+                                 env_of(client), client_flags)
+            for case in CASES:
+                why = (PEER_LIMITS.get(("client", client, case)) or
+                       PEER_LIMITS.get(("server", server, case)))
+                cells[(case, client, server)] = (
+                    ("n/a", why) if why else res[case])
+    finally:
+        server_errors = stop_servers(servers)
+
+    # A server that crashed, hung on SIGTERM or had a sanitizer report fails
+    # every cell it served: those cells' calls may have caused it.
+    for (case, client, server), (outcome, _) in list(cells.items()):
+        if server in server_errors and outcome == "PASS":
+            cells[(case, client, server)] = ("FAIL", server_errors[server])
+    return cells
+
+
+def print_table(title, cells, pairings):
+    """The table and the reason for every cell that is not PASS; returns
+    the counts {"PASS": n, "FAIL": n, "n/a": n}."""
+    cols = ["%s->%s" % p for p in pairings]
+    width = max(len(c) for c in CASES)
+    print("%-*s  %s" % (width, title, "  ".join("%-12s" % c for c in cols)))
+    for case in CASES:
+        row = [cells[(case, c, s)][0] for c, s in pairings]
+        print("%-*s  %s" % (width, case, "  ".join("%-12s" % r for r in row)))
+    counts = {"PASS": 0, "FAIL": 0, "n/a": 0}
+    notes = []
+    for case in CASES:
+        for c, s in pairings:
+            outcome, detail = cells[(case, c, s)]
+            counts[outcome if outcome != "N/A" else "n/a"] += 1
+            if outcome != "PASS":
+                notes.append("  %s %s->%s: %s: %s" % (outcome, c, s, case, detail))
+    if notes:
+        print("\n".join([""] + notes))
+    print("\n%d passed, %d failed, %d n/a\n" %
+          (counts["PASS"], counts["FAIL"], counts["n/a"]))
+    return counts
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin_dir", default=os.path.join(
@@ -137,6 +258,12 @@ def main():
     ap.add_argument("--controls", action="store_true",
                     help="also run the peers against each other (checks the "
                          "peers themselves, not crpc)")
+    ap.add_argument("--transport", choices=("plaintext", "tls", "both"),
+                    default="plaintext",
+                    help="plaintext (h2c), TLS with a throwaway CA, or both "
+                         "one after the other")
+    ap.add_argument("--tls", action="store_const", const="tls",
+                    dest="transport", help="same as --transport=tls")
     args = ap.parse_args()
 
     env = dict(os.environ)
@@ -154,67 +281,49 @@ def main():
         peers = [n for n in impls if n != "crpc"]
         pairings += [(c, s) for c in peers for s in peers]
 
-    servers = {}
-    try:
-        for name in sorted({s for _, s in pairings}):
-            servers[name] = start_server(impls[name][0], env_of(name))
-        cells = {}
-        for client, server in pairings:
-            res = run_client(impls[client][1], servers[server][1],
-                             env_of(client))
-            for case in CASES:
-                why = (PEER_LIMITS.get(("client", client, case)) or
-                       PEER_LIMITS.get(("server", server, case)))
-                cells[(case, client, server)] = (
-                    ("n/a", why) if why else res[case])
-    finally:
-        server_errors = stop_servers(servers)
-
-    # A server that crashed, hung on SIGTERM or had a sanitizer report fails
-    # every cell it served: those cells' calls may have caused it.
-    for (case, client, server), (outcome, _) in list(cells.items()):
-        if server in server_errors and outcome == "PASS":
-            cells[(case, client, server)] = ("FAIL", server_errors[server])
-
-    cols = ["%s->%s" % p for p in pairings]
-    width = max(len(c) for c in CASES)
-    print("%-*s  %s" % (width, "test case", "  ".join("%-12s" % c for c in cols)))
-    for case in CASES:
-        row = [cells[(case, c, s)][0] for c, s in pairings]
-        print("%-*s  %s" % (width, case, "  ".join("%-12s" % r for r in row)))
-    counts = {"PASS": 0, "FAIL": 0, "n/a": 0}
-    notes = []
-    for case in CASES:
-        for c, s in pairings:
-            outcome, detail = cells[(case, c, s)]
-            counts[outcome if outcome != "N/A" else "n/a"] += 1
-            if outcome != "PASS":
-                notes.append("  %s %s->%s: %s: %s" % (outcome, c, s, case, detail))
-    if notes:
-        print("\n".join([""] + notes))
-    print("\n%d passed, %d failed, %d n/a" %
-          (counts["PASS"], counts["FAIL"], counts["n/a"]))
+    # (prefix, cells) per matrix run; the prefix names TLS cells in JUnit.
+    runs = []
+    failed = 0
+    if args.transport in ("plaintext", "both"):
+        cells = run_matrix(impls, pairings, env_of, None)
+        failed += print_table("test case", cells, pairings)["FAIL"]
+        runs.append(("", cells))
+    if args.transport in ("tls", "both"):
+        # TEST_TMPDIR under Bazel: cleaned with the test's sandbox anyway.
+        pki_dir = tempfile.mkdtemp(prefix="crpc-interop-pki-",
+                                   dir=os.environ.get("TEST_TMPDIR"))
+        try:
+            make_pki(pki_dir)
+            cells = run_matrix(impls, pairings, env_of, pki_dir)
+        finally:
+            shutil.rmtree(pki_dir, ignore_errors=True)
+        failed += print_table("TLS test case", cells, pairings)["FAIL"]
+        runs.append(("tls/", cells))
 
     if args.junit:
-        write_junit(args.junit, cells, pairings)
-    return 1 if counts["FAIL"] else 0
+        write_junit(args.junit, runs, pairings)
+    return 1 if failed else 0
 
 
-def write_junit(path, cells, pairings):
+def write_junit(path, runs, pairings):
     suite = ET.Element("testsuite", name="interop")
-    fails = skips = 0
-    for case in CASES:
-        for c, s in pairings:
-            outcome, detail = cells[(case, c, s)]
-            tc = ET.SubElement(suite, "testcase", classname="interop.%s->%s" % (c, s),
-                               name="%s %s->%s" % (case, c, s))
-            if outcome == "FAIL":
-                fails += 1
-                ET.SubElement(tc, "failure", message=detail).text = detail
-            elif outcome in ("n/a", "N/A"):
-                skips += 1
-                ET.SubElement(tc, "skipped", message=detail)
-    suite.set("tests", str(len(CASES) * len(pairings)))
+    tests = fails = skips = 0
+    for prefix, cells in runs:
+        for case in CASES:
+            for c, s in pairings:
+                outcome, detail = cells[(case, c, s)]
+                tc = ET.SubElement(
+                    suite, "testcase",
+                    classname="interop.%s%s->%s" % (prefix.replace("/", "."), c, s),
+                    name="%s%s %s->%s" % (prefix, case, c, s))
+                tests += 1
+                if outcome == "FAIL":
+                    fails += 1
+                    ET.SubElement(tc, "failure", message=detail).text = detail
+                elif outcome in ("n/a", "N/A"):
+                    skips += 1
+                    ET.SubElement(tc, "skipped", message=detail)
+    suite.set("tests", str(tests))
     suite.set("failures", str(fails))
     suite.set("skipped", str(skips))
     root = ET.Element("testsuites")

@@ -2,40 +2,98 @@
  * conformance/server_main.c - crpc's gRPC interop server.
  *
  *   interop_server --port=PORT [--use_tls=false]
+ *                  [--tls_cert_file=PEM --tls_key_file=PEM]
  *
  * Serves grpc.testing.TestService (every method but CacheableUnaryCall and
  * UnimplementedCall, which stay UNIMPLEMENTED as the interop descriptions
  * expect) until SIGINT or SIGTERM. --port=0 picks a free port; the port
  * actually bound is printed on stdout ("listening on port N") so that test
  * runners need not guess a free one.
+ *
+ * --use_tls=true serves TLS with the certificate chain and key given, or, if
+ * both flags are absent, gRPC's own test server certificate (server1.pem,
+ * server1.key) where gRPC's interop runners keep it (interop_common.h).
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "conformance/server_internal.h"
+#include "crpc/credentials.h"
 
 static const char kUsage[] =
-    "usage: interop_server --port=PORT [--use_tls=false]\n";
+    "usage: interop_server --port=PORT [--use_tls=false]\n"
+    "                      [--tls_cert_file=PEM --tls_key_file=PEM]\n";
+
+/* TLS credentials from the flags or gRPC's test certificate; NULL (after
+ * saying why on stderr) if there are none or they do not load. */
+static crpc_server_credentials *server_credentials(const char *cert,
+                                                   const char *key) {
+  char cert_buf[512], key_buf[512];
+  if (cert == NULL && key == NULL) {
+    cert = interop_find_test_cred("server1.pem", cert_buf, sizeof(cert_buf));
+    key = interop_find_test_cred("server1.key", key_buf, sizeof(key_buf));
+    if (cert == NULL || key == NULL) {
+      fprintf(stderr,
+              "interop_server: --use_tls=true needs --tls_cert_file and "
+              "--tls_key_file (gRPC's test server1.pem/server1.key are not "
+              "in " INTEROP_TEST_CREDS_DIRS ")\n");
+      return NULL;
+    }
+  } else if (cert == NULL || key == NULL) {
+    fprintf(stderr, "interop_server: give both --tls_cert_file and "
+                    "--tls_key_file\n");
+    return NULL;
+  }
+  crpc_server_tls_options o = {.cert_chain_file = cert,
+                               .private_key_file = key};
+  crpc_server_credentials *creds = NULL;
+  char err[CRPC_CREDENTIALS_ERROR_MAX];
+  if (crpc_server_credentials_new(&o, &creds, err) != CRPC_OK) {
+    fprintf(stderr, "interop_server: TLS certificate %s / key %s: %s\n",
+            cert, key, err);
+    return NULL;
+  }
+  return creds;
+}
+
+/* Listens on port, with TLS if creds; the port bound in *bound. */
+static bool listen_on(crpc_server *server, const char *addr,
+                      const crpc_server_credentials *creds, int *bound) {
+  crpc_code rc = creds ? crpc_server_listen_tls(server, addr, creds, bound)
+                       : crpc_server_listen(server, addr, bound);
+  return rc == CRPC_OK;
+}
 
 int main(int argc, char **argv) {
-  const char *port_s = NULL, *use_tls = NULL;
-  const interop_flag flags[] = {{"port", &port_s}, {"use_tls", &use_tls}};
-  if (!interop_parse_flags(argc, argv, flags, 2, kUsage)) return 2;
-  if (port_s == NULL) {
-    fprintf(stderr, "interop_server: --port is required\n%s", kUsage);
+  const char *port_s = NULL, *use_tls = NULL, *cert = NULL, *key = NULL;
+  const interop_flag flags[] = {{"port", &port_s},
+                                {"use_tls", &use_tls},
+                                {"tls_cert_file", &cert},
+                                {"tls_key_file", &key}};
+  if (!interop_parse_flags(argc, argv, flags, sizeof(flags) / sizeof(flags[0]),
+                           kUsage)) {
     return 2;
   }
-  if (interop_flag_true(use_tls)) {
-    fprintf(stderr,
-            "interop_server: --use_tls=true is not supported yet (crpc has "
-            "no TLS transport); run with --use_tls=false\n");
+  if (port_s == NULL) {
+    fprintf(stderr, "interop_server: --port is required\n%s", kUsage);
     return 2;
   }
   char *end;
   long port = strtol(port_s, &end, 10);
   if (*end != '\0' || port < 0 || port > 65535) {
     fprintf(stderr, "interop_server: bad --port \"%s\"\n", port_s);
+    return 2;
+  }
+  crpc_server_credentials *creds = NULL;
+  if (interop_flag_true(use_tls)) {
+    creds = server_credentials(cert, key);
+    if (creds == NULL) return 2;
+  } else if (cert != NULL || key != NULL) {
+    /* Certificates without --use_tls=true are almost surely a forgotten
+     * flag; serving plaintext would fail confusingly at the client. */
+    fprintf(stderr, "interop_server: --tls_cert_file/--tls_key_file need "
+                    "--use_tls=true\n");
     return 2;
   }
 
@@ -71,18 +129,21 @@ int main(int argc, char **argv) {
   char addr[64];
   int bound = 0;
   snprintf(addr, sizeof(addr), "[::]:%ld", port);
-  if (crpc_server_listen(server, addr, &bound) != CRPC_OK) {
+  if (!listen_on(server, addr, creds, &bound)) {
     snprintf(addr, sizeof(addr), "0.0.0.0:%ld", port);
-    if (crpc_server_listen(server, addr, &bound) != CRPC_OK) {
+    if (!listen_on(server, addr, creds, &bound)) {
       fprintf(stderr, "interop_server: cannot listen on port %ld\n", port);
       return 1;
     }
   }
+  /* The server holds its own reference from listen on. */
+  crpc_server_credentials_free(creds);
   if (crpc_server_start(server) != CRPC_OK) {
     fprintf(stderr, "interop_server: cannot start\n");
     return 1;
   }
-  printf("interop_server: listening on port %d\n", bound);
+  printf("interop_server: listening on port %d%s\n", bound,
+         interop_flag_true(use_tls) ? " (TLS)" : "");
   fflush(stdout);
 
   int sig = 0;

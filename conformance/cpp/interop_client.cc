@@ -3,6 +3,7 @@
 //
 //   interop_client_cpp --server_host=HOST --server_port=PORT --test_case=CASE|all
 //                      [--use_tls=false] [--server_host_override=NAME]
+//                      [--use_test_ca=false] [--tls_ca_file=PEM]
 //
 // Prints "PASS <case>" / "FAIL <case>: <check>" per case; exits 1 on failure.
 #include <grpcpp/grpcpp.h>
@@ -397,14 +398,40 @@ const std::vector<std::pair<std::string, std::function<Result(Stub*)>>> kCases =
     {"server_compressed_streaming", ServerCompressedStreaming},
 };
 
+// Channel credentials for the flags (and the name override into args);
+// nullptr after saying why on stderr.
+std::shared_ptr<grpc::ChannelCredentials> Credentials(
+    const std::map<std::string, std::string>& flags, grpc::ChannelArguments* args) {
+  bool use_test_ca = FlagTrue(flags, "use_test_ca");
+  if (!FlagTrue(flags, "use_tls")) {
+    if (use_test_ca || flags.count("tls_ca_file")) {
+      std::cerr << "interop_client_cpp: --use_test_ca/--tls_ca_file need "
+                   "--use_tls=true\n";
+      return nullptr;
+    }
+    if (flags.count("server_host_override")) {
+      args->SetString(GRPC_ARG_DEFAULT_AUTHORITY, flags.at("server_host_override"));
+    }
+    return grpc::InsecureChannelCredentials();
+  }
+  grpc::SslCredentialsOptions opts;  // empty roots: gRPC's default store
+  std::string ca = FlagOr(flags, "tls_ca_file", use_test_ca ? FindTestCred("ca.pem") : "");
+  if ((use_test_ca || flags.count("tls_ca_file")) && !ReadFile(ca, &opts.pem_root_certs)) {
+    std::cerr << "interop_client_cpp: --use_test_ca=true needs a readable "
+                 "--tls_ca_file (or gRPC's test ca.pem in src/core/tsi/test_creds)\n";
+    return nullptr;
+  }
+  // The override names the server for the certificate check, SNI and
+  // :authority; it defaults to the test certificate's name with the test CA.
+  std::string override = FlagOr(flags, "server_host_override", use_test_ca ? kTestCaHost : "");
+  if (!override.empty()) args->SetSslTargetNameOverride(override);
+  return grpc::SslCredentials(opts);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   auto flags = ParseFlags(argc, argv);
-  if (FlagTrue(flags, "use_tls")) {
-    std::cerr << "interop_client_cpp: --use_tls=true is not supported here\n";
-    return 2;
-  }
   if (!flags.count("server_port") || !flags.count("test_case")) {
     std::cerr << "usage: interop_client_cpp --server_host=HOST --server_port=PORT "
                  "--test_case=CASE|all\n";
@@ -413,11 +440,9 @@ int main(int argc, char** argv) {
   std::string host = flags.count("server_host") ? flags["server_host"] : "localhost";
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
   grpc::ChannelArguments args;
-  if (flags.count("server_host_override")) {
-    args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, flags["server_host_override"]);
-  }
-  g_channel = grpc::CreateCustomChannel(host + ":" + flags["server_port"],
-                                        grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> creds = Credentials(flags, &args);
+  if (!creds) return 2;
+  g_channel = grpc::CreateCustomChannel(host + ":" + flags["server_port"], creds, args);
   auto stub = gt::TestService::NewStub(g_channel);
   const std::string want = flags["test_case"];
   int failed = 0, ran = 0;

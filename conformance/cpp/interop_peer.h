@@ -4,9 +4,13 @@
 
 #include <grpc/grpc.h>
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 
 // gRPC C++ has no public way to read a received message's compressed flag.
@@ -47,5 +51,39 @@ inline bool FlagTrue(const std::map<std::string, std::string>& f,
   auto it = f.find(name);
   return it != f.end() && (it->second == "true" || it->second == "1");
 }
+
+inline std::string FlagOr(const std::map<std::string, std::string>& f,
+                          const std::string& name, const std::string& dflt) {
+  auto it = f.find(name);
+  return it == f.end() ? dflt : it->second;
+}
+
+// TLS: gRPC's interop runners give no certificate flags; each gRPC
+// implementation loads gRPC's test credentials (src/core/tsi/test_creds).
+// Like crpc's binaries, the peers take --tls_cert_file/--tls_key_file
+// (server) and --tls_ca_file (client) and otherwise look for that directory
+// where the runners have it. "" if absent.
+inline std::string FindTestCred(const std::string& name) {
+  for (const char* dir : {"src/core/tsi/test_creds",
+                          "/var/local/git/grpc/src/core/tsi/test_creds"}) {
+    std::string path = std::string(dir) + "/" + name;
+    if (access(path.c_str(), R_OK) == 0) return path;
+  }
+  return "";
+}
+
+// The file's contents; false if it cannot be read.
+inline bool ReadFile(const std::string& path, std::string* out) {
+  std::ifstream f(path);
+  if (!f) return false;
+  std::stringstream ss;
+  ss << f.rdbuf();
+  *out = ss.str();
+  return true;
+}
+
+// The name gRPC's test server1.pem is issued for: gRPC's clients' default
+// override whenever they trust the test CA.
+constexpr char kTestCaHost[] = "foo.test.google.fr";
 
 #endif  // CRPC_CONFORMANCE_CPP_INTEROP_PEER_H

@@ -2,6 +2,7 @@
 // (Debian's libgrpc++), a peer for crpc's interop client.
 //
 //   interop_server_cpp --port=PORT [--use_tls=false]
+//                      [--tls_cert_file=PEM --tls_key_file=PEM]
 //
 // --port=0 picks a free port; "listening on port N" goes to stdout.
 #include <grpcpp/grpcpp.h>
@@ -141,18 +142,46 @@ class TestService final : public gt::TestService::Service {
   }
 };
 
+// Server credentials for the flags; nullptr after saying why on stderr.
+std::shared_ptr<grpc::ServerCredentials> Credentials(
+    const std::map<std::string, std::string>& flags) {
+  if (!FlagTrue(flags, "use_tls")) {
+    if (flags.count("tls_cert_file") || flags.count("tls_key_file")) {
+      std::cerr << "interop_server_cpp: --tls_cert_file/--tls_key_file need "
+                   "--use_tls=true\n";
+      return nullptr;
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  std::string cert = FlagOr(flags, "tls_cert_file", "");
+  std::string key = FlagOr(flags, "tls_key_file", "");
+  if (cert.empty() && key.empty()) {
+    cert = FindTestCred("server1.pem");
+    key = FindTestCred("server1.key");
+  }
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  if (!ReadFile(cert, &pair.cert_chain) || !ReadFile(key, &pair.private_key)) {
+    std::cerr << "interop_server_cpp: --use_tls=true needs readable "
+                 "--tls_cert_file and --tls_key_file (or gRPC's test "
+                 "server1.pem/server1.key in src/core/tsi/test_creds)\n";
+    return nullptr;
+  }
+  grpc::SslServerCredentialsOptions opts;
+  opts.pem_key_cert_pairs.push_back(pair);
+  return grpc::SslServerCredentials(opts);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   auto flags = ParseFlags(argc, argv);
-  if (FlagTrue(flags, "use_tls")) {
-    std::cerr << "interop_server_cpp: --use_tls=true is not supported here\n";
-    return 2;
-  }
   if (!flags.count("port")) {
-    std::cerr << "usage: interop_server_cpp --port=PORT [--use_tls=false]\n";
+    std::cerr << "usage: interop_server_cpp --port=PORT [--use_tls=false] "
+                 "[--tls_cert_file=PEM --tls_key_file=PEM]\n";
     return 2;
   }
+  std::shared_ptr<grpc::ServerCredentials> creds = Credentials(flags);
+  if (!creds) return 2;
   sigset_t stop;
   sigemptyset(&stop);
   sigaddset(&stop, SIGINT);
@@ -162,14 +191,15 @@ int main(int argc, char** argv) {
   TestService service;
   int port = 0;
   grpc::ServerBuilder b;
-  b.AddListeningPort("[::]:" + flags["port"], grpc::InsecureServerCredentials(), &port);
+  b.AddListeningPort("[::]:" + flags["port"], creds, &port);
   b.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = b.BuildAndStart();
   if (!server || port == 0) {
     std::cerr << "interop_server_cpp: cannot listen on port " << flags["port"] << "\n";
     return 1;
   }
-  std::cout << "interop_server_cpp: listening on port " << port << std::endl;
+  std::cout << "interop_server_cpp: listening on port " << port
+            << (FlagTrue(flags, "use_tls") ? " (TLS)" : "") << std::endl;
   int sig = 0;
   sigwait(&stop, &sig);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));

@@ -4,6 +4,7 @@ test descriptions, as a peer for crpc's interop server.
 
     /usr/bin/python3 interop_client.py --server_host=HOST --server_port=PORT \
         --test_case=CASE|all [--use_tls=false] [--server_host_override=NAME]
+        [--use_test_ca=false] [--tls_ca_file=PEM]
 
 Prints "PASS <case>" / "FAIL <case>: <check>" / "N/A <case>: <why>" per
 case; exits 1 if a case failed, 3 if a case cannot be expressed with
@@ -17,6 +18,7 @@ import grpc
 
 sys.dont_write_bytecode = True  # no __pycache__ beside the sources
 import interop_stubs  # noqa: E402
+import interop_tls  # noqa: E402
 
 empty_pb2, messages_pb2, test_pb2_grpc = interop_stubs.load()
 Msg = messages_pb2
@@ -322,24 +324,20 @@ def main():
     ap.add_argument("--server_host", default="localhost")
     ap.add_argument("--server_port", type=int, required=True)
     ap.add_argument("--test_case", required=True)
-    ap.add_argument("--use_tls", default="false")
-    ap.add_argument("--use_test_ca", default="false")
-    ap.add_argument("--server_host_override", default=None)
+    interop_tls.add_client_flags(ap)
     args = ap.parse_args()
-    if args.use_tls.lower() in ("true", "1", "yes"):
-        sys.exit("interop_client.py: --use_tls=true is not supported here")
+    creds, opts = interop_tls.channel_credentials("interop_client.py", args)
     names = CASES if args.test_case == "all" else (args.test_case,)
     for n in names:
         if n not in CASES:
             sys.exit("interop_client.py: unknown --test_case %s" % n)
-    opts = []
-    if args.server_host_override:
-        opts.append(("grpc.default_authority", args.server_host_override))
     host = args.server_host
     if ":" in host:
         host = "[%s]" % host
-    with grpc.insecure_channel("%s:%d" % (host, args.server_port),
-                               options=opts) as channel:
+    target = "%s:%d" % (host, args.server_port)
+    channel = (grpc.secure_channel(target, creds, options=opts) if creds
+               else grpc.insecure_channel(target, options=opts))
+    with channel:
         stub = test_pb2_grpc.TestServiceStub(channel)
         results = [run(n, stub, channel) for n in names]
     if "fail" in results:

@@ -3,6 +3,7 @@
 gRPC's interop test descriptions, as a peer for crpc's interop client.
 
     /usr/bin/python3 interop_server.py --port=PORT [--use_tls=false]
+        [--tls_cert_file=PEM --tls_key_file=PEM]
 
 --port=0 picks a free port; "listening on port N" is printed on stdout.
 (/usr/bin/python3 because Debian's python3-grpcio is only importable there.)
@@ -18,6 +19,7 @@ import grpc
 
 sys.dont_write_bytecode = True  # no __pycache__ beside the sources
 import interop_stubs  # noqa: E402
+import interop_tls  # noqa: E402
 
 empty_pb2, messages_pb2, test_pb2_grpc = interop_stubs.load()
 
@@ -119,15 +121,17 @@ class TestService(test_pb2_grpc.TestServiceServicer):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--use_tls", default="false")
+    interop_tls.add_server_flags(ap)
     args = ap.parse_args()
-    if args.use_tls.lower() in ("true", "1", "yes"):
-        sys.exit("interop_server.py: --use_tls=true is not supported here")
+    creds = interop_tls.server_credentials("interop_server.py", args)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
     test_pb2_grpc.add_TestServiceServicer_to_server(TestService(), server)
-    port = server.add_insecure_port("[::]:%d" % args.port)
+    addr = "[::]:%d" % args.port
+    port = (server.add_secure_port(addr, creds) if creds
+            else server.add_insecure_port(addr))
     server.start()
-    print("interop_server.py: listening on port %d" % port, flush=True)
+    print("interop_server.py: listening on port %d%s" %
+          (port, " (TLS)" if creds else ""), flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
