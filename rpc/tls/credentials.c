@@ -13,9 +13,20 @@
 
 #include "rpc/tls/tls_internal.h"
 
+/* The end of a long path: the file name is what a reader needs, and the
+ * whole error must fit in CRPC_CREDENTIALS_ERROR_MAX with OpenSSL's reason. */
+#define PATH_TAIL_MAX 96
+static const char *path_tail(const char *path) {
+  size_t n = strlen(path);
+  return n > PATH_TAIL_MAX ? path + n - PATH_TAIL_MAX : path;
+}
+static const char *path_cut(const char *path) {
+  return strlen(path) > PATH_TAIL_MAX ? "..." : "";
+}
+
 /* Fills error (if any) with the sentence and OpenSSL's last reason. */
 static crpc_code fail(char *error, crpc_code code, const char *fmt, ...) {
-  char what[160];
+  char what[CRPC_CREDENTIALS_ERROR_MAX - 64]; /* the rest is for the reason */
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(what, sizeof(what), fmt, ap);
@@ -67,7 +78,8 @@ static crpc_code use_cert_and_key(SSL_CTX *ctx, const char *chain_file,
   if (chain_file != NULL) {
     if (SSL_CTX_use_certificate_chain_file(ctx, chain_file) != 1) {
       return fail(error, CRPC_INVALID_ARGUMENT,
-                  "cannot load certificate chain %s", chain_file);
+                  "cannot load certificate chain %s%s", path_cut(chain_file),
+                  path_tail(chain_file));
     }
   } else {
     BIO *bio = BIO_new_mem_buf(chain_pem, -1);
@@ -90,8 +102,8 @@ static crpc_code use_cert_and_key(SSL_CTX *ctx, const char *chain_file,
   }
   if (key_file != NULL) {
     if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-      return fail(error, CRPC_INVALID_ARGUMENT, "cannot load private key %s",
-                  key_file);
+      return fail(error, CRPC_INVALID_ARGUMENT, "cannot load private key %s%s",
+                  path_cut(key_file), path_tail(key_file));
     }
   } else {
     BIO *bio = BIO_new_mem_buf(key_pem, -1);
@@ -117,8 +129,8 @@ static crpc_code load_cas(SSL_CTX *ctx, const char *file, const char *pem,
                           bool client_list, char *error) {
   if (file != NULL) {
     if (SSL_CTX_load_verify_locations(ctx, file, NULL) != 1) {
-      return fail(error, CRPC_INVALID_ARGUMENT, "cannot load CA file %s",
-                  file);
+      return fail(error, CRPC_INVALID_ARGUMENT, "cannot load CA file %s%s",
+                  path_cut(file), path_tail(file));
     }
     if (client_list) {
       STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(file);
