@@ -3,6 +3,7 @@
  * the data provider, RST_STREAM on cancel, and turning response frames
  * into messages and a status. Loop thread only.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,6 +258,24 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f,
     /* No new calls here; streams above last_stream_id are refused by
      * nghttp2 (UNAVAILABLE) and the rest finish normally. */
     atomic_store(&conn->dead, true);
+    if (f->goaway.error_code != NGHTTP2_NO_ERROR) {
+      const char *name = f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM
+                             ? "ENHANCE_YOUR_CALM"
+                             : "error";
+      int dn = (int)(f->goaway.opaque_data_len < 40 ? f->goaway.opaque_data_len
+                                                    : 40);
+      snprintf(conn->goaway_why, sizeof(conn->goaway_why), "%s %u%s%.*s%s",
+               name, f->goaway.error_code, dn ? " (" : "", dn,
+               dn ? (const char *)f->goaway.opaque_data : "", dn ? ")" : "");
+    }
+    if (f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM &&
+        f->goaway.opaque_data_len == 14 &&
+        memcmp(f->goaway.opaque_data, "too_many_pings", 14) == 0) {
+      /* As gRPC clients: ping half as often on the next connections. */
+      crpc_channel *ch = conn->ch;
+      int64_t t = atomic_load(&ch->ka_time);
+      if (t > 0 && t < INT64_MAX / 2) atomic_store(&ch->ka_time, t * 2);
+    }
     return 0;
   }
   ccall *call = stream_call(session, f->hd.stream_id);

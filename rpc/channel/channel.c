@@ -29,6 +29,11 @@ crpc_channel *crpc_channel_new(const char *target,
   ch->max_recv = o.max_recv_message_size ? o.max_recv_message_size
                                          : CRPC_WIRE_DEFAULT_MAX_RECV_MESSAGE;
   ch->max_send = o.max_send_message_size;
+  atomic_init(&ch->ka_time,
+              o.keepalive_time_ns > 0 ? o.keepalive_time_ns : 0);
+  ch->ka_timeout = o.keepalive_timeout_ns > 0 ? o.keepalive_timeout_ns
+                                              : 20 * CRPC_SECOND;
+  ch->ka_without_calls = o.keepalive_without_calls != 0;
   if (o.user_agent != NULL && *o.user_agent != '\0') {
     if (asprintf(&ch->user_agent, "%s %s", o.user_agent, CRPC_VERSION_STRING) <
         0) {
@@ -94,6 +99,11 @@ static void drop_loop_ref(crpc_loop *loop, void *arg) {
 static void on_conn_close(crpc_h2_conn *h2, const char *why) {
   cconn *conn = (cconn *)h2;
   atomic_store(&conn->dead, true);
+  char both[CRPC_H2_ERR_MAX];
+  if (conn->goaway_why[0] != '\0') {
+    snprintf(both, sizeof(both), "%s after GOAWAY %s", why, conn->goaway_why);
+    why = both;
+  }
   while (conn->calls != NULL) {
     ccall *call = conn->calls;
     cconn_unlink_call(conn, call);
@@ -109,6 +119,17 @@ static void on_conn_close(crpc_h2_conn *h2, const char *why) {
   }
 }
 
+/* Keepalive pings only while a call is open, unless asked otherwise. */
+static bool cconn_has_calls(crpc_h2_conn *h2) {
+  return ((cconn *)h2)->calls != NULL;
+}
+
+static void start_keepalive(cconn *conn) {
+  crpc_channel *ch = conn->ch;
+  crpc_h2_conn_keepalive(&conn->h2, atomic_load(&ch->ka_time), ch->ka_timeout,
+                         ch->ka_without_calls ? NULL : cconn_has_calls);
+}
+
 void cconn_attach(cconn *conn) {
   if (conn->attached) return;
   conn->attached = true;
@@ -120,10 +141,11 @@ void cconn_attach(cconn *conn) {
   if (tls != NULL) {
     crpc_h2_conn_start_tls(&conn->h2, conn->ch->loop, fd, conn->session, tls,
                            0, on_conn_close);
-    return;
+  } else {
+    crpc_h2_conn_start(&conn->h2, conn->ch->loop, fd, conn->session,
+                       on_conn_close);
   }
-  crpc_h2_conn_start(&conn->h2, conn->ch->loop, fd, conn->session,
-                     on_conn_close);
+  start_keepalive(conn); /* no-op if off or already closed */
 }
 
 /* A session over a freshly connected socket; not attached yet. */

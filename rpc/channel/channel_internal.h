@@ -48,6 +48,9 @@ struct cconn {
   crpc_tls *tls;            /* until attached; NULL: plaintext */
   nghttp2_session *session; /* created by the connecting thread */
   ccall *calls;             /* L: calls with an open stream */
+  /* L: a GOAWAY with an error ("ENHANCE_YOUR_CALM (too_many_pings)"),
+   * reported to the calls when the connection then closes; "" none. */
+  char goaway_why[80];
 };
 
 struct crpc_channel {
@@ -68,6 +71,10 @@ struct crpc_channel {
   /* Encodings the server's last grpc-accept-encoding left out (none
    * until it has sent one): calls asking for them send uncompressed. */
   atomic_uint refused_encodings;
+  /* Keepalive (options); ka_time doubles on GOAWAY too_many_pings. */
+  _Atomic int64_t ka_time;
+  int64_t ka_timeout;
+  bool ka_without_calls;
 };
 
 struct crpc_call {

@@ -2,6 +2,7 @@
  * conn.c - moving bytes between an nghttp2 session and a socket.
  */
 #include "rpc/h2/conn.h"
+#include "crpc/ctx.h"
 #include "rpc/tls/tls.h"
 
 #include <errno.h>
@@ -21,6 +22,7 @@ static void finish_close(crpc_h2_conn *conn) {
   conn->closed = true;
   crpc_loop_io_stop(&conn->io);
   crpc_loop_timer_stop(&conn->handshake_timer);
+  crpc_loop_timer_stop(&conn->ka_timer);
   crpc_tls_free(conn->tls); /* close_notify first, if healthy */
   conn->tls = NULL;
   if (conn->fd >= 0) {
@@ -99,6 +101,9 @@ static bool flush_inner(crpc_h2_conn *conn) {
       conn->out_off += (size_t)n;
     }
     conn->out_off = conn->out_len = 0;
+    /* A close requested from a callback (e.g. after a GOAWAY went out):
+     * what was pulled has been written; pull nothing more. */
+    if (conn->close_pending) return false;
     while (conn->out_len < OUT_HIGH_WATER) {
       const uint8_t *p;
       ssize_t n = nghttp2_session_mem_send(conn->session, &p);
@@ -217,6 +222,7 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
     do {
       n = conn_read(conn, buf, sizeof(buf), why, sizeof(why));
       if (n <= 0) break;
+      conn->last_read_ns = crpc_now_ns(); /* keepalive: the peer is alive */
       ssize_t used = nghttp2_session_mem_recv(conn->session, buf, (size_t)n);
       if (used < 0) {
         /* A protocol error: nghttp2 has queued GOAWAY; try to send it. */
@@ -230,6 +236,13 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
     } while (conn->tls != NULL && crpc_tls_pending(conn->tls) &&
              !conn->close_pending);
     conn->in_io = false;
+    if (conn->ka_ping_sent != 0 && conn->last_read_ns >= conn->ka_ping_sent) {
+      /* The PING is answered: the next one is due keepalive_time from now
+       * (one timer restart per PING, none per read otherwise). */
+      conn->ka_ping_sent = 0;
+      crpc_loop_timer_start(&conn->ka_timer,
+                            conn->last_read_ns + conn->ka_time);
+    }
     if (n < 0) {
       crpc_h2_conn_close(conn, why);
       return;
@@ -260,6 +273,8 @@ static void start(crpc_h2_conn *conn, crpc_loop *loop, int fd,
   if (conn->tls_handshaking) {
     crpc_loop_timer_start(&conn->handshake_timer, handshake_deadline_ns);
   }
+  crpc_loop_timer_init(&conn->ka_timer, loop, NULL, conn);
+  conn->last_read_ns = crpc_now_ns();
   crpc_loop_closure_init(&conn->flush_closure, flush_closure_fn, conn);
   crpc_loop_io_init(&conn->io, loop, fd, on_io, conn);
   if (crpc_loop_io_set(&conn->io, CRPC_LOOP_READABLE) != 0) {
@@ -280,6 +295,53 @@ void crpc_h2_conn_start_tls(crpc_h2_conn *conn, crpc_loop *loop, int fd,
                             int64_t handshake_deadline_ns,
                             crpc_h2_conn_close_fn on_close) {
   start(conn, loop, fd, session, tls, handshake_deadline_ns, on_close);
+}
+
+/* The keepalive timer: due at last_read + time (send a PING) or at
+ * ping_sent + timeout (no answer: the peer is dead). */
+static void keepalive_fn(crpc_loop *loop, crpc_loop_timer *timer, void *arg) {
+  (void)loop;
+  (void)timer;
+  crpc_h2_conn *conn = arg;
+  if (conn->closed || conn->close_pending) return;
+  int64_t now = crpc_now_ns();
+  if (conn->ka_ping_sent != 0) {
+    if (conn->last_read_ns < conn->ka_ping_sent) {
+      char why[96];
+      snprintf(why, sizeof(why),
+               "keepalive timed out (no PING ACK within %lld ms)",
+               (long long)(conn->ka_timeout / CRPC_MILLISECOND));
+      crpc_h2_conn_close(conn, why);
+      return;
+    }
+    conn->ka_ping_sent = 0; /* answered */
+  }
+  int64_t due = conn->last_read_ns + conn->ka_time;
+  if (now < due || conn->tls_handshaking ||
+      (conn->ka_active != NULL && !conn->ka_active(conn))) {
+    crpc_loop_timer_start(&conn->ka_timer,
+                          now < due ? due : now + conn->ka_time);
+    return;
+  }
+  if (nghttp2_submit_ping(conn->session, NGHTTP2_FLAG_NONE, NULL) != 0) {
+    crpc_loop_timer_start(&conn->ka_timer, now + conn->ka_time);
+    return;
+  }
+  conn->ka_ping_sent = now;
+  crpc_loop_timer_start(&conn->ka_timer, now + conn->ka_timeout);
+  crpc_h2_conn_flush(conn); /* may close: the timer is stopped then */
+}
+
+void crpc_h2_conn_keepalive(crpc_h2_conn *conn, int64_t time_ns,
+                            int64_t timeout_ns,
+                            bool (*active)(crpc_h2_conn *conn)) {
+  if (time_ns <= 0 || conn->closed || conn->close_pending) return;
+  conn->ka_time = time_ns;
+  conn->ka_timeout = timeout_ns > 0 ? timeout_ns : 20 * CRPC_SECOND;
+  conn->ka_active = active;
+  conn->ka_ping_sent = 0;
+  crpc_loop_timer_init(&conn->ka_timer, conn->loop, keepalive_fn, conn);
+  crpc_loop_timer_start(&conn->ka_timer, conn->last_read_ns + time_ns);
 }
 
 void crpc_h2_conn_destroy(crpc_h2_conn *conn) {

@@ -52,7 +52,25 @@ struct crpc_h2_conn {
   bool tls_read_wants_write; /* the last TLS read needs a writable socket */
   crpc_loop_timer handshake_timer; /* server: ends a handshake that stalls */
   char close_why[96];
+  /* Keepalive (crpc_h2_conn_keepalive); ka_time 0: off. */
+  int64_t ka_time, ka_timeout;
+  int64_t last_read_ns;  /* CLOCK_MONOTONIC of the last bytes received */
+  int64_t ka_ping_sent;  /* when the outstanding PING went out; 0: none */
+  bool (*ka_active)(crpc_h2_conn *conn);
+  crpc_loop_timer ka_timer;
 };
+
+/* Turns keepalive on for a started connection (no-op if time_ns <= 0 or it
+ * has already closed). Loop thread. Once time_ns has passed without a byte
+ * received, a PING goes out; any bytes received within timeout_ns (its ACK
+ * or anything else: read activity proves the peer alive, as grpc-java
+ * counts it) rearm the idle clock, else the connection closes with
+ * "keepalive timed out". active (may be NULL: always) says whether pings
+ * are wanted now (the client: only while calls are open). One loop timer
+ * per connection; no per-read timer work (the read time is stamped). */
+void crpc_h2_conn_keepalive(crpc_h2_conn *conn, int64_t time_ns,
+                            int64_t timeout_ns,
+                            bool (*active)(crpc_h2_conn *conn));
 
 /* Binds conn to (loop, fd, session) and starts reading. Loop thread. The
  * session's user_data is the owner's; conn never touches it. */

@@ -24,6 +24,13 @@ crpc_server *crpc_server_new(const crpc_server_options *options) {
     s->opts.max_concurrent_streams = 1000;
   }
   if (s->opts.stream_send_buffer == 0) s->opts.stream_send_buffer = 64 * 1024;
+  if (s->opts.keepalive_time_ns < 0) s->opts.keepalive_time_ns = 0;
+  if (s->opts.keepalive_timeout_ns <= 0) {
+    s->opts.keepalive_timeout_ns = 20 * CRPC_SECOND;
+  }
+  if (s->opts.min_ping_interval_ns == 0) {
+    s->opts.min_ping_interval_ns = 5 * 60 * CRPC_SECOND;
+  }
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->work_cond, NULL);
   pthread_cond_init(&s->idle_cond, NULL);

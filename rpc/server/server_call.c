@@ -435,7 +435,7 @@ void scall_on_end_stream(scall *call) {
   }
 }
 
-void scall_on_close(scall *call, uint32_t error_code, bool conn_lost) {
+void scall_on_close(scall *call, uint32_t error_code, const char *conn_lost) {
   call->conn = NULL; /* kicks from now on find nothing to do */
   if (call->dispatched && !call->end_stream_sent) {
     /* The stream ended before our status went out: the client reset it
@@ -446,10 +446,11 @@ void scall_on_close(scall *call, uint32_t error_code, bool conn_lost) {
     crpc_h2_outq_clear(&call->out);
     pthread_cond_broadcast(&call->cond);
     pthread_mutex_unlock(&call->mu);
-    if (conn_lost) {
+    if (conn_lost != NULL) {
       crpc_ctx_cancel_cause(call->ctx, CRPC_UNAVAILABLE,
                             CRPC_ORIGIN_CONNECTION_LOST,
-                            "connection to %s lost", call->peer);
+                            "connection to %s lost: %s", call->peer,
+                            conn_lost);
     } else {
       crpc_ctx_cancel_cause(call->ctx, CRPC_CANCELLED, CRPC_ORIGIN_PEER_RESET,
                             "peer reset the stream (HTTP/2 error %u)",

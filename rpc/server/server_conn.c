@@ -101,9 +101,34 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *f,
   return 0;
 }
 
+/* A client PING (not an ACK): counts a strike if it came sooner than
+ * min_ping_interval after the previous one with no HEADERS/DATA sent in
+ * between; past the strikes allowed, GOAWAY(ENHANCE_YOUR_CALM,
+ * "too_many_pings") and the connection closes once it is written. */
+static void on_client_ping(nghttp2_session *session, sconn *conn) {
+  int64_t min = conn->server->opts.min_ping_interval_ns;
+  if (min < 0 || conn->calm_goaway) return;
+  int64_t now = crpc_now_ns();
+  if (conn->last_ping_recv != 0 && now - conn->last_ping_recv < min) {
+    conn->ping_strikes++;
+  }
+  conn->last_ping_recv = now;
+  if (conn->ping_strikes <= CRPC_SERVER_MAX_PING_STRIKES) return;
+  static const char debug[] = "too_many_pings";
+  conn->calm_goaway = true;
+  nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(session),
+                        NGHTTP2_ENHANCE_YOUR_CALM, (const uint8_t *)debug,
+                        sizeof(debug) - 1);
+  crpc_h2_conn_want_flush(&conn->h2);
+}
+
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f,
                          void *user_data) {
-  (void)user_data;
+  if (f->hd.type == NGHTTP2_PING && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
+    on_client_ping(session, user_data);
+    return 0;
+  }
   scall *call = stream_call(session, f->hd.stream_id);
   if (call == NULL) return 0;
   if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
@@ -132,7 +157,18 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
 
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *f,
                          void *user_data) {
-  (void)user_data;
+  sconn *conn = user_data;
+  if (f->hd.type == NGHTTP2_GOAWAY &&
+      f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM && conn->calm_goaway) {
+    /* Closed once the GOAWAY is written (the flush stops pulling). */
+    crpc_h2_conn_close(&conn->h2, "too many pings (GOAWAY ENHANCE_YOUR_CALM)");
+    return 0;
+  }
+  if (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) {
+    /* Pings are judged "without data": sending restarts the clock. */
+    conn->last_ping_recv = 0;
+    conn->ping_strikes = 0;
+  }
   if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
       !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
     return 0;
@@ -155,7 +191,7 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id,
   if (call == NULL) return 0;
   nghttp2_session_set_stream_user_data(session, stream_id, NULL);
   unlink_call(conn, call);
-  scall_on_close(call, error_code, false);
+  scall_on_close(call, error_code, NULL);
   return 0;
 }
 
@@ -179,13 +215,12 @@ static void free_conn_fn(crpc_loop *loop, void *arg) {
  * does not call on_stream_close when a session is deleted, hence our own
  * list. */
 static void on_conn_close(crpc_h2_conn *h2, const char *why) {
-  (void)why;
   sconn *conn = (sconn *)h2;
   while (conn->calls != NULL) {
     scall *call = conn->calls;
     unlink_call(conn, call);
     nghttp2_session_set_stream_user_data(h2->session, call->stream_id, NULL);
-    scall_on_close(call, NGHTTP2_INTERNAL_ERROR, true);
+    scall_on_close(call, NGHTTP2_INTERNAL_ERROR, why);
   }
   unlink_conn(conn->server, conn);
   /* Freed by a closure posted now, so a flush closure queued earlier still
@@ -250,9 +285,12 @@ static void start_conn(crpc_server *s, int fd, const struct sockaddr *sa,
         &conn->h2, s->loop, fd, session, tls,
         crpc_now_ns() + crpc_tls_server_creds_handshake_timeout(l->creds),
         on_conn_close);
-    return;
+  } else {
+    crpc_h2_conn_start(&conn->h2, s->loop, fd, session, on_conn_close);
   }
-  crpc_h2_conn_start(&conn->h2, s->loop, fd, session, on_conn_close);
+  /* A no-op if start has already closed it (freed by a posted closure). */
+  crpc_h2_conn_keepalive(&conn->h2, s->opts.keepalive_time_ns,
+                         s->opts.keepalive_timeout_ns, NULL);
   return;
 fail:
   if (opt != NULL) nghttp2_option_del(opt);

@@ -45,6 +45,11 @@
 #define CRPC_SERVER_RESET_BURST 10000
 #define CRPC_SERVER_RESET_RATE 1000
 
+/* Ping enforcement (crpc_server_options.min_ping_interval_ns): strikes
+ * allowed before GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"), as gRPC's
+ * GRPC_ARG_HTTP2_MAX_PING_STRIKES default. */
+#define CRPC_SERVER_MAX_PING_STRIKES 2
+
 typedef struct server_method {
   char *path;
   crpc_method_kind kind;
@@ -100,6 +105,11 @@ struct sconn {
   char peer[CRPC_H2_PEER_MAX];
   char peer_identity[CRPC_TLS_IDENTITY_MAX]; /* TLS client cert; "" none */
   bool identity_read; /* peer_identity filled (after the handshake) */
+  /* Ping enforcement: when the last client PING came (0: none since the
+   * server last sent HEADERS/DATA), strikes so far, GOAWAY queued. */
+  int64_t last_ping_recv;
+  int ping_strikes;
+  bool calm_goaway;
 };
 
 struct crpc_server_call {
@@ -208,9 +218,9 @@ void scall_on_data(scall *call, const uint8_t *data, size_t len);
 void scall_on_end_stream(scall *call);
 
 /* The stream closed (error_code from RST_STREAM or NO_ERROR) or, with
- * conn_lost, the connection died. Drops the stream's reference. Loop
- * thread. */
-void scall_on_close(scall *call, uint32_t error_code, bool conn_lost);
+ * conn_lost (non-NULL: why, e.g. "keepalive timed out ..."), the
+ * connection died. Drops the stream's reference. Loop thread. */
+void scall_on_close(scall *call, uint32_t error_code, const char *conn_lost);
 
 /* True if md holds a key the transport owns (the call then fails
  * INTERNAL instead of sending it). */

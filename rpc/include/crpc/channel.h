@@ -51,6 +51,19 @@ typedef struct crpc_channel_options {
   /* TLS (crpc/credentials.h; the channel keeps its own reference); NULL:
    * plaintext h2c. */
   const struct crpc_channel_credentials *credentials;
+  /* Keepalive (gRPC's GRPC_ARG_KEEPALIVE_*): after keepalive_time_ns with
+   * nothing received on the connection the channel sends a PING; if nothing
+   * (its ACK or any other byte) arrives within keepalive_timeout_ns the
+   * connection is dead: it closes, every call on it ends UNAVAILABLE with a
+   * message saying keepalive timed out, and the next call reconnects.
+   * Servers limit how often they accept PINGs (gRPC: 5 min by default): a
+   * GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings") doubles this channel's
+   * keepalive_time_ns for its next connections, as gRPC clients do. */
+  int64_t keepalive_time_ns;    /* 0: off (no PINGs) */
+  int64_t keepalive_timeout_ns; /* 0: 20 s */
+  /* Nonzero: PINGs also while no call is open (GRPC_ARG_KEEPALIVE_PERMIT_
+   * WITHOUT_CALLS); 0: only while calls are in flight (gRPC's default). */
+  int keepalive_without_calls;
 } crpc_channel_options;
 
 /* A channel to "host:port" (name, IPv4 or [IPv6] literal) or "unix:/path",

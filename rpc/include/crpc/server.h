@@ -58,6 +58,21 @@ typedef struct crpc_server_options {
   uint32_t max_concurrent_streams; /* 0: 1000 (HTTP/2 SETTINGS) */
   size_t stream_send_buffer;    /* 0: 64 KiB queued per call before send
                                    blocks (HTTP/2 flow control does the rest) */
+  /* Keepalive (gRPC's GRPC_ARG_KEEPALIVE_*): after keepalive_time_ns with
+   * nothing received on a connection the server sends a PING (with or
+   * without calls open); if nothing (its ACK or any other byte) arrives
+   * within keepalive_timeout_ns the connection is dead: it closes and every
+   * call ctx on it is cancelled (UNAVAILABLE, origin connection lost,
+   * message naming the keepalive timeout). */
+  int64_t keepalive_time_ns;    /* 0: off (no server PINGs) */
+  int64_t keepalive_timeout_ns; /* 0: 20 s */
+  /* Ping enforcement: a client PING arriving sooner than this after the
+   * previous one (the clock restarts whenever the server sends HEADERS or
+   * DATA, as gRPC's "without data") is a strike; past 2 strikes the server
+   * sends GOAWAY(ENHANCE_YOUR_CALM, debug "too_many_pings") and closes the
+   * connection at once, as gRPC does: its calls' ctxs are cancelled with
+   * origin connection lost. Applies with or without calls open. */
+  int64_t min_ping_interval_ns; /* 0: 5 min; < 0: any rate allowed */
 } crpc_server_options;
 
 /* A server with the given options (NULL: defaults), owned by the caller;
