@@ -223,7 +223,9 @@ typedef struct crpc_on_cancel {
 } crpc_on_cancel;
 
 typedef enum crpc_on_cancel_state {
-  CRPC_ON_CANCEL_REMOVED = 0, /* had not run, and now never will */
+  CRPC_ON_CANCEL_REMOVED = 0, /* had not run, and now never will (also
+                                 possible on a done ctx whose cancel, on
+                                 another thread, had not reached it yet) */
   CRPC_ON_CANCEL_RAN = 1,     /* already ran to completion */
   CRPC_ON_CANCEL_RUNNING = 2  /* running now on another thread (or is the
                                  caller); `reg` may be reused, but whatever
