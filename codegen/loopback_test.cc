@@ -62,7 +62,8 @@ static void run(crpc_call *call) {
 
 static void fill(crpc_message *msg, std::deque<std::string> *q) {
   if (q->empty()) {
-    *msg = crpc_message{nullptr, 0, true};
+    *msg = crpc_message{};
+    msg->end = true;
     return;
   }
   std::string s = q->front();

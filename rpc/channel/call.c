@@ -21,7 +21,8 @@ void ccall_unref(ccall *call) {
   if (atomic_fetch_sub(&call->refs, 1) != 1) return;
   crpc_channel *ch = call->ch;
   crpc_ctx_release(call->ctx);
-  cconn_unref(call->conn);
+  if (call->conn != NULL) cconn_release(call->conn); /* in use until now */
+  if (call->next_conn != NULL) cconn_release(call->next_conn);
   crpc_h2_inbound_destroy(&call->in);
   crpc_h2_outq_clear(&call->out);
   crpc_wire_headers_destroy(&call->req);
@@ -145,6 +146,32 @@ crpc_code ccall_start_core(crpc_channel *ch, const crpc_ctx *ctx,
   return CRPC_OK;
 }
 
+/* The loop found the request never reached the server (its connection
+ * went away first): get another connection, bounded by the call's ctx,
+ * and have the loop send it there (gRPC's transparent retry). Called with
+ * mu held and returns with it held; the caller then re-checks the call. */
+static void resend_locked(ccall *call) {
+  call->unsent = false;
+  call->resends++;
+  pthread_mutex_unlock(&call->mu);
+  crpc_code code;
+  cconn *conn = channel_get_conn(call->ch, call->ctx, &code);
+  if (conn == NULL) {
+    char why[CRPC_H2_ERR_MAX];
+    crpc_channel *ch = call->ch;
+    pthread_mutex_lock(&ch->mu);
+    memcpy(why, ch->last_error, sizeof(why));
+    pthread_mutex_unlock(&ch->mu);
+    ccall_settle(call, code, why); /* a done ctx wins over this anyway */
+  } else {
+    pthread_mutex_lock(&call->mu);
+    call->next_conn = conn;
+    pthread_mutex_unlock(&call->mu);
+    ccall_kick(call);
+  }
+  pthread_mutex_lock(&call->mu);
+}
+
 /* Code a call that can no longer send reports, or CRPC_OK. Caller holds
  * mu. */
 static crpc_code send_blocked_locked(ccall *call) {
@@ -181,6 +208,10 @@ crpc_code ccall_send_core(ccall *call, const void *data, size_t len,
       crpc_h2_outq_push(&call->out, chunk);
       chunk = NULL;
       break;
+    }
+    if (call->unsent) {
+      resend_locked(call);
+      continue;
     }
     crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu);
   }
@@ -224,6 +255,10 @@ crpc_code ccall_recv_core(ccall *call, crpc_message *msg) {
       msg->end = code == CRPC_OK;
       break;
     }
+    if (call->unsent) {
+      resend_locked(call);
+      continue;
+    }
     crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu);
   }
   pthread_mutex_unlock(&call->mu);
@@ -235,6 +270,10 @@ const crpc_metadata *crpc_call_response_headers(crpc_call *call) {
   const crpc_metadata *md = NULL;
   pthread_mutex_lock(&call->mu);
   while (!call->got_headers && !call->ended) {
+    if (call->unsent && crpc_ctx_err(call->ctx) == CRPC_OK) {
+      resend_locked(call);
+      continue;
+    }
     if (crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu) != CRPC_OK) {
       break;
     }
@@ -261,6 +300,10 @@ crpc_code ccall_finish_core(ccall *call, crpc_status *status) {
       const crpc_cause *cause = crpc_ctx_cause(call->ctx);
       msg = cause->message;
       break;
+    }
+    if (call->unsent) {
+      resend_locked(call);
+      continue;
     }
     crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu);
   }
@@ -311,6 +354,22 @@ crpc_code crpc_unary_call(crpc_channel *ch, const crpc_ctx *ctx,
   crpc_message reply = {0};
   code = crpc_call_send(call, request, request_len);
   if (code == CRPC_OK) code = crpc_call_close_send(call);
+  if (code != CRPC_OK) {
+    /* Refused locally (over max_send_message_size, compression failed):
+     * end the call with that code rather than wait, until the deadline,
+     * for a reply to a request the server never got. A no-op if the call
+     * or its ctx had already ended (then that is the status). */
+    if (code == CRPC_RESOURCE_EXHAUSTED && ch->max_send != 0 &&
+        request_len > ch->max_send) {
+      crpc_ctx_cancel_cause(call->ctx, code, CRPC_ORIGIN_LOCAL,
+                            "request is %zu bytes, over this channel's "
+                            "max_send_message_size of %zu",
+                            request_len, ch->max_send);
+    } else {
+      crpc_ctx_cancel_cause(call->ctx, code, CRPC_ORIGIN_LOCAL,
+                            "request not sent (%s)", crpc_code_name(code));
+    }
+  }
   if (code == CRPC_OK) code = crpc_call_recv(call, &reply);
   const char *protocol_error = NULL;
   if (code == CRPC_OK && reply.end) {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "rpc/channel/channel_internal.h"
+#include "rpc/h2/limits.h"
 #include "rpc/wire/percent.h"
 #include "rpc/wire/status_map.h"
 #include "rpc/wire/timeout.h"
@@ -103,9 +104,31 @@ static void settle_from_trailers(ccall *call) {
   free(text);
 }
 
+/* Marks a call whose request never reached the server for a resend by the
+ * user's thread (see ccall.unsent). False if it may not be resent (ended,
+ * ctx done, resent too often): then it ends like any failed call. */
+static bool mark_unsent(ccall *call) {
+  pthread_mutex_lock(&call->mu);
+  bool ok = !call->ended && call->resends < CCALL_MAX_RESENDS &&
+            !crpc_ctx_is_done(call->ctx);
+  if (ok) {
+    call->unsent = true;
+    pthread_cond_broadcast(&call->cond);
+  }
+  pthread_mutex_unlock(&call->mu);
+  return ok;
+}
+
 void ccall_on_close(ccall *call, uint32_t error_code, const char *conn_lost) {
   call->stream_open = false;
-  settle_abnormal(call, error_code, conn_lost); /* no-op if settled */
+  /* Never left: its HEADERS were still queued when the stream or the
+   * connection ended, or the server refused the stream (REFUSED_STREAM:
+   * not processed) before any request bytes were handed to nghttp2. */
+  bool never_left = !call->headers_sent ||
+                    (error_code == NGHTTP2_REFUSED_STREAM && !call->body_taken);
+  if (!never_left || !mark_unsent(call)) {
+    settle_abnormal(call, error_code, conn_lost); /* no-op if settled */
+  }
   ccall_unref(call);
 }
 
@@ -121,6 +144,7 @@ static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
   pthread_mutex_lock(&call->mu);
   size_t n = crpc_h2_outq_read(&call->out, buf, length);
   bool eof = call->send_closed && call->out.bytes == 0;
+  if (n > 0) call->body_taken = true;
   if (n > 0) pthread_cond_broadcast(&call->cond);
   if (n == 0 && !eof) call->deferred = true;
   pthread_mutex_unlock(&call->mu);
@@ -129,14 +153,40 @@ static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
   return (ssize_t)n;
 }
 
+/* False (and the call settled RESOURCE_EXHAUSTED) if the request headers
+ * are more than the server accepts: nghttp2 would send them anyway and
+ * leave the server to refuse them, or fail a block over 64 KiB with a
+ * misleading REFUSED_STREAM. Until the server's SETTINGS arrive its limit
+ * is unknown and the server's own check answers instead. */
+static bool request_fits(ccall *call) {
+  size_t size = crpc_wire_headers_list_size(&call->req);
+  size_t limit = crpc_h2_peer_header_limit(call->conn->h2.session);
+  if (size <= limit) return true;
+  char msg[200];
+  snprintf(msg, sizeof(msg),
+           "request headers (with metadata) are %zu bytes, over the %zu the "
+           "server accepts (%s); not sent",
+           size, limit,
+           limit == CRPC_H2_MAX_SEND_HEADER_LIST
+               ? "crpc's send cap"
+               : "its SETTINGS_MAX_HEADER_LIST_SIZE");
+  ccall_settle(call, CRPC_RESOURCE_EXHAUSTED, msg);
+  return false;
+}
+
 /* Submits the request HEADERS (data follows from the send queue). */
 static void submit(ccall *call) {
   call->submitted = true;
+  size_t base = call->req.count; /* grpc-timeout is per attempt */
   int64_t remaining = crpc_ctx_remaining(call->ctx);
   if (remaining != CRPC_NO_DEADLINE) {
     char t[CRPC_WIRE_TIMEOUT_BUF];
     crpc_wire_timeout_encode(remaining, t);
     crpc_h2_headers_add(&call->req, "grpc-timeout", t);
+  }
+  if (!request_fits(call)) {
+    crpc_wire_headers_destroy(&call->req);
+    return;
   }
   nghttp2_nv *nv = crpc_h2_nv_from(&call->req);
   nghttp2_data_provider prd = {.source.ptr = call, .read_callback = read_data};
@@ -144,8 +194,11 @@ static void submit(ccall *call) {
                    ? -1
                    : nghttp2_submit_request(call->conn->h2.session, NULL, nv,
                                             call->req.count, &prd, call);
-  free(nv);
-  crpc_wire_headers_destroy(&call->req);
+  free(nv); /* nghttp2 copied the fields */
+  crpc_wire_headers_truncate(&call->req, base);
+  if (id == NGHTTP2_ERR_START_STREAM_NOT_ALLOWED && mark_unsent(call)) {
+    return; /* a GOAWAY arrived first: resent elsewhere */
+  }
   if (id < 0) {
     ccall_settle(call, CRPC_UNAVAILABLE, "cannot start a stream");
     return;
@@ -156,9 +209,25 @@ static void submit(ccall *call) {
   cconn_link_call(call->conn, call);
 }
 
+/* Moves a call marked unsent to the connection its user's thread got for
+ * it, as a fresh attempt. */
+static void adopt_next_conn(ccall *call) {
+  pthread_mutex_lock(&call->mu);
+  cconn *next = call->next_conn;
+  call->next_conn = NULL;
+  pthread_mutex_unlock(&call->mu);
+  if (next == NULL) return;
+  cconn_release(call->conn);
+  call->conn = next;
+  call->stream_id = 0;
+  call->submitted = call->rst_sent = call->deferred = false;
+  call->headers_sent = call->body_taken = false;
+}
+
 static void kick_fn(crpc_loop *loop, void *arg) {
   (void)loop;
   ccall *call = arg;
+  adopt_next_conn(call);
   cconn *conn = call->conn;
   if (!call->submitted) {
     if (!crpc_ctx_is_done(call->ctx) && !atomic_load(&conn->dead)) {
@@ -169,10 +238,14 @@ static void kick_fn(crpc_loop *loop, void *arg) {
       settle_abnormal(call, NGHTTP2_CANCEL, NULL);
     } else if (conn->h2.closed || atomic_load(&conn->dead)) {
       call->submitted = true;
-      /* The reason it closed (a TLS alert, say), if it has one. */
-      settle_abnormal(call, NGHTTP2_REFUSED_STREAM,
-                      conn->h2.close_why[0] ? conn->h2.close_why
-                                            : "connection closed");
+      /* Handed a connection that went away (GOAWAY, idle, lost) before the
+       * request could go: send it on another, else say why it closed (a
+       * TLS alert, say). */
+      if (!mark_unsent(call)) {
+        settle_abnormal(call, NGHTTP2_REFUSED_STREAM,
+                        conn->h2.close_why[0] ? conn->h2.close_why
+                                              : "connection closed");
+      }
     } else {
       submit(call);
     }
@@ -219,6 +292,15 @@ void ccall_init_kick(ccall *call) {
 
 /* ---- receiving -----------------------------------------------------------*/
 
+/* Each header block (response headers, trailers) is measured on its own. */
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *f,
+                            void *user_data) {
+  (void)user_data;
+  ccall *call = stream_call(session, f->hd.stream_id);
+  if (call != NULL) call->hdr_bytes = 0;
+  return 0;
+}
+
 static int on_header(nghttp2_session *session, const nghttp2_frame *f,
                      const uint8_t *name, size_t namelen, const uint8_t *value,
                      size_t valuelen, uint8_t flags, void *user_data) {
@@ -227,6 +309,11 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *f,
   if (f->hd.type != NGHTTP2_HEADERS) return 0;
   ccall *call = stream_call(session, f->hd.stream_id);
   if (call == NULL) return 0;
+  /* max_metadata_size, counted as HTTP/2 does (nghttp2 does not enforce
+   * what we advertise). Once over, nothing more is kept: on_frame_recv
+   * fails the call. */
+  call->hdr_bytes += namelen + valuelen + CRPC_H2_HEADER_FIELD_OVERHEAD;
+  if (call->hdr_bytes > call->ch->max_metadata) return 0;
   const char *n = (const char *)name;
   const char *v = (const char *)value;
   if (namelen == 7 && memcmp(n, ":status", 7) == 0) {
@@ -281,6 +368,26 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f,
   ccall *call = stream_call(session, f->hd.stream_id);
   if (call == NULL) return 0;
   bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+  if (f->hd.type == NGHTTP2_HEADERS &&
+      call->hdr_bytes > call->ch->max_metadata) {
+    /* Over our limit: the call fails (the half-kept block is dropped) and,
+     * if the stream is still open, it is cancelled so the server stops. */
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "response %s are %zu bytes, over this channel's "
+             "max_metadata_size of %zu",
+             f->headers.cat == NGHTTP2_HCAT_HEADERS ? "trailers" : "headers",
+             call->hdr_bytes, call->ch->max_metadata);
+    crpc_metadata_free(call->hdr_md);
+    call->hdr_md = NULL;
+    ccall_settle(call, CRPC_RESOURCE_EXHAUSTED, msg);
+    if (!end && !call->rst_sent) {
+      call->rst_sent = true;
+      nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, f->hd.stream_id,
+                                NGHTTP2_CANCEL);
+    }
+    return 0;
+  }
   if (f->hd.type == NGHTTP2_HEADERS) {
     if (f->headers.cat == NGHTTP2_HCAT_RESPONSE && !end) {
       pthread_mutex_lock(&call->mu);
@@ -342,13 +449,53 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id,
   return 0;
 }
 
+/* A request HEADERS nghttp2 refused to send because the block is too
+ * large (over its 64 KiB max_send_header_block_length; request_fits keeps
+ * us under it, so this is a safety net). nghttp2 then closes the stream
+ * with REFUSED_STREAM, which would read as "reset by server" (UNAVAILABLE),
+ * so the real reason is settled first. Other refusals (after GOAWAY, a
+ * HEADERS we cancelled while it was queued) keep their usual path through
+ * on_stream_close. */
+static int on_frame_not_send(nghttp2_session *session, const nghttp2_frame *f,
+                             int lib_error, void *user_data) {
+  (void)user_data;
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST ||
+      lib_error != NGHTTP2_ERR_FRAME_SIZE_ERROR) {
+    return 0;
+  }
+  ccall *call = stream_call(session, f->hd.stream_id);
+  if (call == NULL || crpc_ctx_is_done(call->ctx)) return 0;
+  char msg[160];
+  snprintf(msg, sizeof(msg), "request headers not sent: %s",
+           nghttp2_strerror(lib_error));
+  ccall_settle(call, CRPC_INTERNAL, msg);
+  return 0;
+}
+
+/* The request HEADERS left: from now on the server may have seen it. */
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *f,
+                         void *user_data) {
+  (void)user_data;
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    return 0;
+  }
+  ccall *call = stream_call(session, f->hd.stream_id);
+  if (call != NULL) call->headers_sent = true;
+  return 0;
+}
+
 static nghttp2_session_callbacks *g_cbs;
 
 static void init_callbacks(void) {
   nghttp2_session_callbacks *cbs;
   if (nghttp2_session_callbacks_new(&cbs) != 0) abort();
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs,
+                                                          on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+  nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs,
+                                                           on_frame_not_send);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
   g_cbs = cbs;

@@ -1,6 +1,7 @@
 /*
- * channel.c - the channel and its connection: lazy connect (bounded by the
- * caller's ctx), reconnect after a drop, teardown.
+ * channel.c - the channel's lifetime and its connections' (session set-up,
+ * attach to the loop, close, teardown). Which connection a call gets, and
+ * making it, is channel_lb.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "rpc/channel/channel_internal.h"
+#include "rpc/h2/limits.h"
 #include "rpc/intercept/chain.h"
 
 /* Connection receive window: big, so one stalled stream (whose own window
@@ -16,19 +18,48 @@
 
 crpc_channel *crpc_channel_new(const char *target,
                                const crpc_channel_options *options) {
+  const char *bad = options == NULL ? NULL
+                                    : crpc_h2_windows_check(
+                                          options->initial_stream_window_size,
+                                          options->initial_connection_window_size);
+  if (bad != NULL) {
+    fprintf(stderr, "crpc channel: %s\n", bad);
+    return NULL;
+  }
   crpc_channel *ch = calloc(1, sizeof(*ch));
   if (ch == NULL) return NULL;
-  char err[CRPC_H2_ERR_MAX];
-  if (crpc_h2_addr_parse(target, &ch->addr, err) != CRPC_OK) {
+  char err[CRPC_RESOLVE_ERR_MAX];
+  if (crpc_target_parse(target, &ch->target, err) != CRPC_OK) {
     fprintf(stderr, "crpc channel: %s\n", err);
     free(ch);
     return NULL;
   }
   crpc_channel_options o = {0};
   if (options != NULL) o = *options;
+  ch->lb = o.lb_policy == CRPC_LB_ROUND_ROBIN ? CRPC_LB_ROUND_ROBIN
+                                              : CRPC_LB_PICK_FIRST;
+  ch->backoff_initial =
+      o.backoff_initial_ns > 0 ? o.backoff_initial_ns : CRPC_SECOND;
+  ch->backoff_max =
+      o.backoff_max_ns > 0 ? o.backoff_max_ns : 120 * CRPC_SECOND;
+  ch->connect_timeout = o.min_connect_timeout_ns > 0 ? o.min_connect_timeout_ns
+                                                     : 20 * CRPC_SECOND;
+  ch->idle_timeout = o.idle_timeout_ns > 0   ? o.idle_timeout_ns
+                     : o.idle_timeout_ns < 0 ? 0
+                                             : 30 * 60 * CRPC_SECOND;
+  ch->wait_for_ready = o.wait_for_ready != 0;
+  /* Jitter must differ between processes (and channels) started together. */
+  ch->rng = (uint64_t)crpc_now_ns() ^ ((uint64_t)getpid() << 32) ^
+            (uint64_t)(uintptr_t)ch;
   ch->max_recv = o.max_recv_message_size ? o.max_recv_message_size
                                          : CRPC_WIRE_DEFAULT_MAX_RECV_MESSAGE;
   ch->max_send = o.max_send_message_size;
+  ch->max_metadata = o.max_metadata_size ? o.max_metadata_size
+                                         : CRPC_H2_DEFAULT_MAX_METADATA;
+  ch->stream_window = o.initial_stream_window_size;
+  ch->conn_window = o.initial_connection_window_size
+                        ? o.initial_connection_window_size
+                        : CONN_WINDOW;
   atomic_init(&ch->ka_time,
               o.keepalive_time_ns > 0 ? o.keepalive_time_ns : 0);
   ch->ka_timeout = o.keepalive_timeout_ns > 0 ? o.keepalive_timeout_ns
@@ -46,9 +77,10 @@ crpc_channel *crpc_channel_new(const char *target,
       o.credentials ? crpc_tls_channel_creds_override(o.credentials) : NULL;
   ch->authority = strdup(o.authority  ? o.authority
                          : override ? override
-                                    : ch->addr.authority);
+                                    : ch->target.authority);
   if (ch->user_agent == NULL || ch->authority == NULL ||
       crpc_loop_new(&ch->loop, 0) != 0) {
+    crpc_target_destroy(&ch->target);
     free(ch->user_agent);
     free(ch->authority);
     free(ch);
@@ -104,6 +136,7 @@ static void on_conn_close(crpc_h2_conn *h2, const char *why) {
     snprintf(both, sizeof(both), "%s after GOAWAY %s", why, conn->goaway_why);
     why = both;
   }
+  crpc_loop_timer_stop(&conn->idle_timer);
   while (conn->calls != NULL) {
     ccall *call = conn->calls;
     cconn_unlink_call(conn, call);
@@ -146,10 +179,10 @@ void cconn_attach(cconn *conn) {
                        on_conn_close);
   }
   start_keepalive(conn); /* no-op if off or already closed */
+  cconn_start_idle_timer(conn);
 }
 
-/* A session over a freshly connected socket; not attached yet. */
-static cconn *cconn_new(crpc_channel *ch, int fd) {
+cconn *cconn_new(crpc_channel *ch, int fd) {
   cconn *conn = calloc(1, sizeof(*conn));
   nghttp2_option *opt = NULL;
   if (conn == NULL || nghttp2_option_new(&opt) != 0) {
@@ -157,6 +190,11 @@ static cconn *cconn_new(crpc_channel *ch, int fd) {
     return NULL;
   }
   nghttp2_option_set_no_auto_window_update(opt, 1);
+  /* One stream until the server's SETTINGS arrive (nghttp2 assumes 100): a
+   * burst sent before we know its MAX_CONCURRENT_STREAMS would otherwise be
+   * partly refused (REFUSED_STREAM, UNAVAILABLE without retry). Costs the
+   * rest of a fresh connection's first burst one round trip. */
+  nghttp2_option_set_peer_max_concurrent_streams(opt, 1);
   int rc =
       nghttp2_session_client_new2(&conn->session, ccall_callbacks(), conn, opt);
   nghttp2_option_del(opt);
@@ -164,12 +202,23 @@ static cconn *cconn_new(crpc_channel *ch, int fd) {
     free(conn);
     return NULL;
   }
-  nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}};
-  nghttp2_submit_settings(conn->session, NGHTTP2_FLAG_NONE, settings, 1);
+  /* Our limits as the server must see them: the header list size we
+   * enforce on responses (call_wire.c) and, if set, the stream window. */
+  uint32_t max_hdr = ch->max_metadata > UINT32_MAX ? UINT32_MAX
+                                                   : (uint32_t)ch->max_metadata;
+  nghttp2_settings_entry settings[3] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, max_hdr},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, ch->stream_window},
+  };
+  nghttp2_submit_settings(conn->session, NGHTTP2_FLAG_NONE, settings,
+                          ch->stream_window != 0 ? 3 : 2);
   nghttp2_session_set_local_window_size(conn->session, NGHTTP2_FLAG_NONE, 0,
-                                        CONN_WINDOW);
+                                        (int32_t)ch->conn_window);
   atomic_init(&conn->refs, 1);
   atomic_init(&conn->dead, false);
+  atomic_init(&conn->in_use, 0);
+  atomic_init(&conn->last_used_ns, crpc_now_ns());
   conn->ch = ch;
   conn->fd = fd;
   return conn;
@@ -182,68 +231,9 @@ static void attach_fn(crpc_loop *loop, void *arg) {
   cconn_unref(conn); /* the closure's */
 }
 
-cconn *channel_get_conn(crpc_channel *ch, const crpc_ctx *ctx,
-                        crpc_code *code) {
-  pthread_mutex_lock(&ch->mu);
-  if (!ch->loop_started) {
-    if (crpc_loop_start_thread(ch->loop) != 0) {
-      pthread_mutex_unlock(&ch->mu);
-      *code = CRPC_UNAVAILABLE;
-      return NULL;
-    }
-    ch->loop_started = true;
-  }
-  for (;;) {
-    cconn *conn = ch->conn;
-    if (conn != NULL && !atomic_load(&conn->dead)) {
-      atomic_fetch_add(&conn->refs, 1);
-      pthread_mutex_unlock(&ch->mu);
-      return conn;
-    }
-    if (conn != NULL) {
-      ch->conn = NULL;
-      cconn_unref(conn);
-    }
-    if (!ch->connecting) break;
-    *code = crpc_ctx_wait_cond(ctx, &ch->cond, &ch->mu);
-    if (*code != CRPC_OK) {
-      pthread_mutex_unlock(&ch->mu);
-      return NULL;
-    }
-  }
-  ch->connecting = true;
-  pthread_mutex_unlock(&ch->mu);
-
-  char err[CRPC_H2_ERR_MAX] = "out of memory";
-  int fd = -1;
-  *code = crpc_h2_connect(&ch->addr, ctx, &fd, err);
-  crpc_tls *tls = NULL;
-  if (*code == CRPC_OK && ch->tls != NULL) {
-    /* The handshake, like the connect, is bounded by the caller's ctx
-     * (catalog line 13). The name checked is the host, or the override. */
-    const char *host = ch->addr.is_unix ? "localhost" : ch->addr.host;
-    *code = crpc_tls_client_connect(ch->tls, fd, host, ch->addr.authority,
-                                    ctx, &tls, err);
-    if (*code != CRPC_OK) close(fd);
-  }
-  cconn *conn = *code == CRPC_OK ? cconn_new(ch, fd) : NULL;
-  if (*code == CRPC_OK && conn == NULL) {
-    crpc_tls_free(tls);
-    close(fd);
-    *code = CRPC_RESOURCE_EXHAUSTED;
-  }
-  if (conn != NULL) conn->tls = tls;
-  pthread_mutex_lock(&ch->mu);
-  ch->connecting = false;
-  if (*code != CRPC_OK) memcpy(ch->last_error, err, sizeof(err));
-  pthread_cond_broadcast(&ch->cond);
-  if (conn != NULL) {
-    ch->conn = conn;
-    atomic_fetch_add(&conn->refs, 2); /* the caller's, attach closure's */
-    if (crpc_loop_post(ch->loop, attach_fn, conn) != 0) cconn_unref(conn);
-  }
-  pthread_mutex_unlock(&ch->mu);
-  return conn;
+void cconn_post_attach(cconn *conn) {
+  atomic_fetch_add(&conn->refs, 1); /* the closure's */
+  if (crpc_loop_post(conn->ch->loop, attach_fn, conn) != 0) cconn_unref(conn);
 }
 
 static void close_conn_fn(crpc_loop *loop, void *arg) {
@@ -257,19 +247,29 @@ static void close_conn_fn(crpc_loop *loop, void *arg) {
 void crpc_channel_free(crpc_channel *ch) {
   if (ch == NULL) return;
   pthread_mutex_lock(&ch->mu);
-  cconn *conn = ch->conn;
-  ch->conn = NULL;
+  cslot *slots = ch->slots;
+  size_t n_slots = ch->n_slots;
+  ch->slots = NULL;
+  ch->n_slots = 0;
   pthread_mutex_unlock(&ch->mu);
+  for (size_t i = 0; i < n_slots; i++) {
+    cconn *conn = slots[i].conn;
+    free(slots[i].addrs);
+    if (conn == NULL) continue;
+    /* The channel's reference goes to the closure (or straight away). */
+    if (!ch->loop_started ||
+        crpc_loop_post(ch->loop, close_conn_fn, conn) != 0) {
+      cconn_unref(conn);
+    }
+  }
+  free(slots);
   if (ch->loop_started) {
-    if (conn != NULL) crpc_loop_post(ch->loop, close_conn_fn, conn);
     /* Call structs die on the loop (their kicks, their streams closing);
      * wait for them so no late ctx callback posts to a freed loop. */
     pthread_mutex_lock(&ch->mu);
     while (ch->live_calls > 0) pthread_cond_wait(&ch->cond, &ch->mu);
     pthread_mutex_unlock(&ch->mu);
     crpc_loop_stop_and_join(ch->loop);
-  } else {
-    cconn_unref(conn);
   }
   crpc_loop_free(ch->loop);
   pthread_mutex_destroy(&ch->mu);
@@ -278,5 +278,6 @@ void crpc_channel_free(crpc_channel *ch) {
   crpc_channel_credentials_free(ch->tls);
   free(ch->user_agent);
   free(ch->authority);
+  crpc_target_destroy(&ch->target);
   free(ch);
 }

@@ -25,11 +25,13 @@
 #include <stdbool.h>
 
 #include "crpc/channel.h"
+#include "rpc/channel/backoff.h"
 #include "rpc/h2/addr.h"
 #include "rpc/h2/conn.h"
 #include "rpc/h2/stream.h"
 #include "rpc/tls/tls.h"
 #include "rpc/loop/loop.h"
+#include "rpc/resolve/resolve.h"
 
 #define CRPC_VERSION_STRING "crpc/0.1"
 /* Bytes a call may queue for sending before crpc_call_send blocks. */
@@ -51,19 +53,48 @@ struct cconn {
   /* L: a GOAWAY with an error ("ENHANCE_YOUR_CALM (too_many_pings)"),
    * reported to the calls when the connection then closes; "" none. */
   char goaway_why[80];
+  /* Calls holding this connection (from channel_get_conn to their free);
+   * changed from 0 only under the channel mutex, so the idle check (which
+   * holds it) cannot race a call being handed the connection. */
+  atomic_int in_use;
+  _Atomic int64_t last_used_ns; /* when in_use last dropped to 0 */
+  crpc_loop_timer idle_timer;   /* L */
 };
 
+/* Where calls may go: one per address with round robin, one for all
+ * addresses (tried in order) with pick first. Channel mutex. */
+typedef struct cslot {
+  crpc_resolved_addr *addrs; /* owned; NULL (pick first): resolve per try */
+  size_t n_addrs;
+  cconn *conn;               /* the channel's reference; maybe dead */
+  bool connecting;           /* a thread is connecting it */
+  bool failed;               /* the last attempt failed (TRANSIENT_FAILURE) */
+  crpc_backoff backoff;
+  int64_t next_attempt_ns;   /* not tried again before */
+} cslot;
+
 struct crpc_channel {
-  crpc_h2_addr addr;
+  crpc_target target;
   size_t max_recv, max_send;
+  /* Limits (options, defaults filled in): the response header list size we
+   * accept and advertise (SETTINGS_MAX_HEADER_LIST_SIZE); the receive
+   * windows, 0: nghttp2's 65535 for streams. */
+  size_t max_metadata;
+  uint32_t stream_window, conn_window;
   char *user_agent, *authority;
   crpc_channel_credentials *tls; /* NULL: plaintext */
   crpc_loop *loop;
 
   pthread_mutex_t mu;
   pthread_cond_t cond; /* connecting done; live_calls changed */
-  bool loop_started, connecting;
-  cconn *conn;                      /* current connection, maybe dead */
+  bool loop_started;
+  crpc_lb_policy lb;
+  cslot *slots;  /* pick first: 1; round robin: one per address, or NULL */
+  size_t n_slots, rr_next;
+  bool resolving; /* round robin: a thread is building the slots */
+  int64_t backoff_initial, backoff_max, connect_timeout, idle_timeout;
+  bool wait_for_ready;
+  uint64_t rng;                     /* backoff jitter */
   size_t live_calls;                /* ccall structs not yet freed */
   char last_error[CRPC_H2_ERR_MAX]; /* why the last connect failed */
   /* Interceptor chain (rpc/intercept); NULL: none. Built before use. */
@@ -85,16 +116,21 @@ struct crpc_call {
   crpc_ctx *ctx; /* child of the user's ctx, owned by the call */
   crpc_on_cancel on_cancel;
   char *path;
-  crpc_wire_headers req; /* built by start, submitted by the loop */
+  /* Built by start, submitted by the loop; kept until the call is freed
+   * so a request that never left can be sent again elsewhere. */
+  crpc_wire_headers req;
   crpc_wire_encoding send_encoding; /* requests' grpc-encoding; fixed */
 
   /* L */
   int32_t stream_id;
   bool submitted, stream_open, rst_sent, deferred;
+  bool headers_sent; /* the request HEADERS went out on this stream */
+  bool body_taken;   /* request bytes left the send queue for nghttp2 */
   ccall *cnext, *cprev;
   int http_status;
   char *grpc_status, *grpc_message; /* raw, until the status is settled */
   crpc_metadata *hdr_md;            /* being received */
+  size_t hdr_bytes; /* the header block being received, as HTTP/2 counts */
 
   /* M */
   pthread_mutex_t mu;
@@ -109,13 +145,40 @@ struct crpc_call {
   crpc_code code;
   char *message;
   crpc_metadata *trailers;
+  /* Transparent retry (gRPC's): the loop sets `unsent` when the request
+   * never reached the server (its connection went away first); the user's
+   * thread, next time it waits on the call, gets another connection and
+   * leaves it in next_conn for the loop to resubmit on. */
+  bool unsent;
+  cconn *next_conn; /* a channel_get_conn reference */
+  int resends;
 };
+
+/* Times one call may be sent again after never leaving the client. */
+#define CCALL_MAX_RESENDS 3
+
+/* ---- channel_lb.c: picking, connecting, backoff, idle ---- */
+
+/* A usable connection for a new call (resolving and connecting first if
+ * needed, bounded by ctx), with a reference and an in_use count for the
+ * caller (cconn_release drops both). NULL with *code set if none. User
+ * thread. */
+cconn *channel_get_conn(crpc_channel *ch, const crpc_ctx *ctx, crpc_code *code);
+
+/* Drops what channel_get_conn gave. Any thread. */
+void cconn_release(cconn *conn);
+
+/* Starts the connection's idle clock (after attach). Loop thread. */
+void cconn_start_idle_timer(cconn *conn);
 
 /* ---- channel.c ---- */
 
-/* The channel's usable connection (connecting first, bounded by ctx), with
- * a reference for the caller. NULL with *code set if none. User thread. */
-cconn *channel_get_conn(crpc_channel *ch, const crpc_ctx *ctx, crpc_code *code);
+/* A session over a freshly connected socket (fd and tls handed over on
+ * success); NULL if out of memory. Any thread. */
+cconn *cconn_new(crpc_channel *ch, int fd);
+
+/* Queues the attach of a new connection on the loop. Any thread. */
+void cconn_post_attach(cconn *conn);
 
 void cconn_unref(cconn *conn);
 
@@ -125,11 +188,12 @@ void cconn_attach(cconn *conn);
 /* ---- call.c ---- */
 
 /* Settles the call's status unless it already is and wakes the user.
- * Loop thread (msg copied). */
+ * Any thread not holding the call's mutex (msg copied). */
 void ccall_settle(ccall *call, crpc_code code, const char *msg);
 
 /* The stream closed (nghttp2 or connection loss); drops the stream's
- * reference. Loop thread. */
+ * reference. A request that never reached the server is marked for a
+ * resend instead of ending (if it may still be). Loop thread. */
 void ccall_on_close(ccall *call, uint32_t error_code, const char *conn_lost);
 
 /* nghttp2 client callbacks (call_recv.c). */

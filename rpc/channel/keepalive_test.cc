@@ -14,9 +14,9 @@
 
 #include "crpc/channel.h"
 #include "crpc/server.h"
-#include "rpc/channel/freeze_proxy.h"
 #include "rpc/channel/test_util.h"
 #include "rpc/server/raw_client.h"
+#include "rpc/testing/tcp_proxy.h"
 
 namespace crpc_test {
 namespace {
@@ -101,7 +101,7 @@ TEST_F(KeepaliveTest, BlackholedPeerIsDetectedOnBothSides) {
   TestServer server(&so);
   AddMethods(&server, &seen);
   server.Start();
-  FreezeProxy proxy(server.port());
+  crpc_testing::TcpProxy proxy(server.port());
   crpc_channel_options co{};
   co.keepalive_time_ns = 100 * kMs;
   co.keepalive_timeout_ns = 200 * kMs;
@@ -148,7 +148,7 @@ TEST_F(KeepaliveTest, ServerAloneDetectsADeadClient) {
   TestServer server(&so);
   AddMethods(&server, &seen);
   server.Start();
-  auto proxy = std::make_unique<FreezeProxy>(server.port());
+  auto proxy = std::make_unique<crpc_testing::TcpProxy>(server.port());
   crpc_channel *ch = crpc_channel_new(proxy->target().c_str(), nullptr);
   Result r;
   std::thread client([&] { r = Unary(ch, "/ka.S/Block", 30 * CRPC_SECOND); });
@@ -183,7 +183,7 @@ TEST_F(KeepaliveTest, HealthyIdleConnectionStaysUp) {
   TestServer server(&so);
   AddMethods(&server, &seen);
   server.Start();
-  FreezeProxy proxy(server.port());
+  crpc_testing::TcpProxy proxy(server.port());
   crpc_channel_options co{};
   co.keepalive_time_ns = 50 * kMs;
   co.keepalive_timeout_ns = 300 * kMs;
@@ -209,7 +209,7 @@ TEST_F(KeepaliveTest, ClientPingsOnlyWhileCallsAreOpen) {
   TestServer server(&so);
   AddMethods(&server, &seen);
   server.Start();
-  FreezeProxy proxy(server.port());
+  crpc_testing::TcpProxy proxy(server.port());
   crpc_channel_options co{};
   co.keepalive_time_ns = 50 * kMs;
   co.keepalive_timeout_ns = 300 * kMs;
@@ -297,7 +297,7 @@ TEST_F(KeepaliveTest, OffByDefaultSendsNoPings) {
   TestServer server;
   AddMethods(&server, &seen);
   server.Start();
-  FreezeProxy proxy(server.port());
+  crpc_testing::TcpProxy proxy(server.port());
   crpc_channel *ch = crpc_channel_new(proxy.target().c_str(), nullptr);
   EXPECT_EQ(Unary(ch, "/ka.S/Echo", 5 * CRPC_SECOND).code, CRPC_OK);
   EXPECT_EQ(Unary(ch, "/ka.S/Block", 300 * kMs).code, CRPC_DEADLINE_EXCEEDED);

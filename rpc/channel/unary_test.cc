@@ -11,6 +11,7 @@
 #include "crpc/channel.h"
 #include "crpc/server.h"
 #include "rpc/channel/test_util.h"
+#include "rpc/testing/tcp_proxy.h"
 
 namespace crpc_test {
 namespace {
@@ -438,7 +439,7 @@ TEST_F(UnaryTest, ConnectionLossEndsCallsBothSidesThenReconnects) {
              });
   server.Add("/test.Svc/Echo", CRPC_UNARY, Echo);
   server.Start();
-  auto proxy = std::make_unique<Proxy>(server.port());
+  auto proxy = std::make_unique<crpc_testing::TcpProxy>(server.port());
   crpc_channel *ch = crpc_channel_new(proxy->target().c_str(), nullptr);
   crpc_call *call;
   ASSERT_EQ(crpc_call_start(ch, crpc_ctx_background(), "/test.Svc/Hang",
@@ -446,7 +447,7 @@ TEST_F(UnaryTest, ConnectionLossEndsCallsBothSidesThenReconnects) {
             CRPC_OK);
   ASSERT_EQ(crpc_call_send(call, "x", 1), CRPC_OK);
   while (started.load() == 0) std::this_thread::yield();
-  proxy->Kill();
+  proxy->Cut();
   crpc_status st{};
   EXPECT_EQ(crpc_call_finish(call, &st), CRPC_UNAVAILABLE);
   crpc_status_clear(&st);
@@ -469,7 +470,11 @@ TEST_F(UnaryTest, ReconnectsAfterServerRestart) {
     server.Add("/test.Svc/Echo", CRPC_UNARY, Echo);
     server.Start();
     port = server.port();
-    crpc_channel *ch = crpc_channel_new(server.target().c_str(), nullptr);
+    // The failed attempt below makes the channel back off (gRPC's
+    // connection backoff); 50 ms (+-20%) keeps the test short.
+    crpc_channel_options o{};
+    o.backoff_initial_ns = 50 * CRPC_MILLISECOND;
+    crpc_channel *ch = crpc_channel_new(server.target().c_str(), &o);
     crpc_message resp;
     ASSERT_EQ(crpc_unary_call(ch, crpc_ctx_background(), "/test.Svc/Echo",
                               nullptr, "a", 1, &resp, nullptr),
@@ -484,11 +489,13 @@ TEST_F(UnaryTest, ReconnectsAfterServerRestart) {
     EXPECT_EQ(c, CRPC_UNAVAILABLE) << st.message;
     EXPECT_NE(strstr(st.message, "refused"), nullptr) << st.message;
     crpc_status_clear(&st);
-    // A new server on the same port: the same channel reconnects.
+    // A new server on the same port: once the backoff has passed, the
+    // same channel reconnects.
     TestServer again;
     again.Add("/test.Svc/Echo", CRPC_UNARY, Echo);
     std::string addr = "127.0.0.1:" + std::to_string(port);
     again.Start(addr.c_str());
+    usleep(100 * 1000);
     ASSERT_EQ(crpc_unary_call(ch, crpc_ctx_background(), "/test.Svc/Echo",
                               nullptr, "b", 1, &resp, &st),
               CRPC_OK)

@@ -7,6 +7,7 @@
 
 #include "rpc/e2e/e2e_util.h"
 #include "rpc/testing/peer.h"
+#include "rpc/testing/tcp_proxy.h"
 
 namespace crpc_e2e {
 namespace {
@@ -655,7 +656,7 @@ TEST_F(CancelTest, ThousandsOfCancelledCalls_OneChannel_ServerNeverDropsConnecti
 
 TEST_F(CancelTest, ConnectionCut_InFlightCallsEndUnavailable_ServerCtxsGetConnectionLost) {
   Start();
-  TcpProxy proxy(port_);
+  crpc_testing::TcpProxy proxy(port_);
   crpc_channel *ch = crpc_channel_new(proxy.target().c_str(), nullptr);
   ASSERT_NE(nullptr, ch);
   {

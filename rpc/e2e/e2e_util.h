@@ -1,17 +1,14 @@
 // Helpers shared by the end-to-end tests: RAII for crpc objects, a fixture
 // that runs a crpc server (with the crpc.test.Test service) and a channel to
-// it over loopback, the ctx leak check every test ends with, a TCP proxy
-// whose connections a test can cut, and small sync/statistics utilities.
+// it over loopback, the ctx leak check every test ends with, and small
+// sync/statistics utilities. (A TCP proxy whose connections a test can cut
+// is rpc/testing/tcp_proxy.h.)
 #ifndef CRPC_E2E_E2E_UTIL_H
 #define CRPC_E2E_E2E_UTIL_H
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -298,148 +295,6 @@ class E2ETest : public ::testing::Test {
   int port_ = 0;
   std::string target_;
   int tag_seq_ = 0;
-};
-
-// ---- a TCP proxy whose connections can be cut ---------------------------------
-
-// Listens on 127.0.0.1:0 and forwards every accepted connection to
-// 127.0.0.1:backend_port. Cut() closes every current connection at once
-// (both sides see the TCP connection die); new connections keep working.
-class TcpProxy {
- public:
-  explicit TcpProxy(int backend_port) : backend_port_(backend_port) {
-    lfd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    setsockopt(lfd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    EXPECT_EQ(0, bind(lfd_, reinterpret_cast<sockaddr *>(&a), sizeof a));
-    EXPECT_EQ(0, listen(lfd_, 64));
-    socklen_t len = sizeof a;
-    getsockname(lfd_, reinterpret_cast<sockaddr *>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    thread_ = std::thread([this] { Run(); });
-  }
-
-  ~TcpProxy() {
-    stop_ = true;
-    Kick();
-    thread_.join();
-    for (auto &p : pairs_) {
-      close(p.first);
-      close(p.second);
-    }
-    close(lfd_);
-    close(wake_);
-  }
-
-  int port() const { return port_; }
-  std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
-
-  // Cuts every live connection (RST to both ends: SO_LINGER 0).
-  void Cut() {
-    cut_requested_ = true;
-    Kick();
-    Eventually([&] { return !cut_requested_.load(); }, 5000);
-  }
-
-  int accepted() const { return accepted_.load(); }
-
- private:
-  void Kick() {
-    uint64_t one = 1;
-    ssize_t ignored = write(wake_, &one, sizeof one);
-    (void)ignored;
-  }
-
-  void Run() {
-    std::vector<char> buf(64 * 1024);
-    while (!stop_) {
-      std::vector<pollfd> fds;
-      fds.push_back({lfd_, POLLIN, 0});
-      fds.push_back({wake_, POLLIN, 0});
-      for (auto &p : pairs_) {
-        fds.push_back({p.first, POLLIN, 0});
-        fds.push_back({p.second, POLLIN, 0});
-      }
-      if (poll(fds.data(), fds.size(), 1000) < 0) continue;
-      if (fds[1].revents) {
-        uint64_t v;
-        ssize_t ignored = read(wake_, &v, sizeof v);
-        (void)ignored;
-      }
-      if (cut_requested_) {
-        for (auto &p : pairs_) {
-          Abort(p.first);
-          Abort(p.second);
-        }
-        pairs_.clear();
-        cut_requested_ = false;
-        continue;
-      }
-      const size_t polled = pairs_.size();  // pairs accepted below were not polled
-      if (fds[0].revents & POLLIN) {
-        int c = accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
-        if (c >= 0) {
-          int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-          sockaddr_in a{};
-          a.sin_family = AF_INET;
-          a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-          a.sin_port = htons(static_cast<uint16_t>(backend_port_));
-          if (connect(b, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0) {
-            pairs_.push_back({c, b});
-            accepted_++;
-          } else {
-            close(c);
-            close(b);
-          }
-        }
-      }
-      std::vector<size_t> dead;
-      for (size_t i = 0; i < polled; i++) {
-        const pollfd &x = fds[2 + 2 * i];
-        const pollfd &y = fds[3 + 2 * i];
-        bool ok = true;
-        if (x.revents) ok = Pump(x.fd, pairs_[i].second, &buf) && ok;
-        if (y.revents) ok = Pump(y.fd, pairs_[i].first, &buf) && ok;
-        if (!ok) dead.push_back(i);
-      }
-      for (size_t k = dead.size(); k-- > 0;) {
-        size_t i = dead[k];
-        Abort(pairs_[i].first);
-        Abort(pairs_[i].second);
-        pairs_.erase(pairs_.begin() + static_cast<long>(i));
-      }
-    }
-  }
-
-  static bool Pump(int from, int to, std::vector<char> *buf) {
-    ssize_t n = read(from, buf->data(), buf->size());
-    if (n <= 0) return false;
-    ssize_t off = 0;
-    while (off < n) {  // blocking write: loopback peers keep reading
-      ssize_t w = write(to, buf->data() + off, static_cast<size_t>(n - off));
-      if (w <= 0) return false;
-      off += w;
-    }
-    return true;
-  }
-
-  static void Abort(int fd) {
-    linger l{1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-    close(fd);
-  }
-
-  int backend_port_;
-  int lfd_ = -1, wake_ = -1, port_ = 0;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> cut_requested_{false};
-  std::atomic<int> accepted_{0};
-  std::vector<std::pair<int, int>> pairs_;
 };
 
 }  // namespace crpc_e2e

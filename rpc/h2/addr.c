@@ -238,6 +238,26 @@ crpc_code crpc_h2_connect(const crpc_h2_addr *addr, const crpc_ctx *ctx,
   return code;
 }
 
+crpc_code crpc_h2_connect_sockaddr(const struct sockaddr *sa, socklen_t len,
+                                   const crpc_ctx *ctx, int *fd,
+                                   char err[CRPC_H2_ERR_MAX]) {
+  *fd = -1;
+  char name[CRPC_H2_PEER_MAX];
+  crpc_h2_format_peer(sa, len, name);
+  crpc_code code = crpc_ctx_err(ctx);
+  if (code != CRPC_OK) {
+    return fail(err, code, "context done before connecting to %s%s", name, "");
+  }
+  int err_no = 0;
+  code = connect_one(sa->sa_family, sa, len, ctx, fd, &err_no);
+  if (code == CRPC_UNAVAILABLE) {
+    fail(err, code, "connect %s: %s", name, strerror(err_no));
+  } else if (code != CRPC_OK) {
+    fail(err, code, "context done while connecting to %s%s", name, "");
+  }
+  return code;
+}
+
 void crpc_h2_format_peer(const struct sockaddr *sa, socklen_t len,
                          char out[CRPC_H2_PEER_MAX]) {
   char ip[INET6_ADDRSTRLEN];

@@ -49,6 +49,13 @@ crpc_code crpc_h2_listen(const crpc_h2_addr *addr, int *fd, int *port,
 crpc_code crpc_h2_connect(const crpc_h2_addr *addr, const crpc_ctx *ctx,
                           int *fd, char err[CRPC_H2_ERR_MAX]);
 
+/* Connects to one resolved address (TCP or unix), bounded by ctx. *fd is a
+ * connected non-blocking socket (TCP_NODELAY set). CRPC_OK,
+ * CRPC_UNAVAILABLE (why in err, naming the address) or the ctx's code. */
+crpc_code crpc_h2_connect_sockaddr(const struct sockaddr *sa, socklen_t len,
+                                   const crpc_ctx *ctx, int *fd,
+                                   char err[CRPC_H2_ERR_MAX]);
+
 /* Formats a socket address as gRPC peer text ("ipv4:1.2.3.4:5",
  * "ipv6:[::1]:5", "unix:/path"). */
 void crpc_h2_format_peer(const struct sockaddr *sa, socklen_t len,

@@ -8,16 +8,28 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "rpc/h2/limits.h"
 #include "rpc/intercept/chain.h"
 #include "rpc/server/server_internal.h"
 #include "rpc/wire/frame.h"
 
 crpc_server *crpc_server_new(const crpc_server_options *options) {
+  const char *bad = options == NULL ? NULL
+                                    : crpc_h2_windows_check(
+                                          options->initial_stream_window_size,
+                                          options->initial_connection_window_size);
+  if (bad != NULL) {
+    fprintf(stderr, "crpc server: %s\n", bad);
+    return NULL;
+  }
   crpc_server *s = calloc(1, sizeof(*s));
   if (s == NULL) return NULL;
   if (options != NULL) s->opts = *options;
   if (s->opts.max_recv_message_size == 0) {
     s->opts.max_recv_message_size = CRPC_WIRE_DEFAULT_MAX_RECV_MESSAGE;
+  }
+  if (s->opts.max_metadata_size == 0) {
+    s->opts.max_metadata_size = CRPC_H2_DEFAULT_MAX_METADATA;
   }
   if (s->opts.handler_threads <= 0) s->opts.handler_threads = 64;
   if (s->opts.max_concurrent_streams == 0) {
@@ -30,6 +42,12 @@ crpc_server *crpc_server_new(const crpc_server_options *options) {
   }
   if (s->opts.min_ping_interval_ns == 0) {
     s->opts.min_ping_interval_ns = 5 * 60 * CRPC_SECOND;
+  }
+  /* Lifecycle limits: negative means off, as 0 does. */
+  if (s->opts.max_connection_idle_ns < 0) s->opts.max_connection_idle_ns = 0;
+  if (s->opts.max_connection_age_ns < 0) s->opts.max_connection_age_ns = 0;
+  if (s->opts.max_connection_age_grace_ns < 0) {
+    s->opts.max_connection_age_grace_ns = 0;
   }
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->work_cond, NULL);

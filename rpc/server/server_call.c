@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rpc/h2/limits.h"
 #include "rpc/server/server_internal.h"
 #include "rpc/wire/percent.h"
 #include "rpc/wire/status_map.h"
@@ -127,7 +128,27 @@ static crpc_code add_response_head(crpc_wire_headers *h, int http_status) {
   return rc;
 }
 
+/* True if h fits the header list size the client accepts; else false with
+ * the sizes in why. Not logged: any client can advertise a tiny limit, and
+ * it gets the reason in its status. */
+static bool fits_client(scall *call, const crpc_wire_headers *h,
+                        const char *what, char *why, size_t why_len) {
+  size_t size = crpc_wire_headers_list_size(h);
+  size_t limit = crpc_h2_peer_header_limit(session_of(call));
+  if (size <= limit) return true;
+  snprintf(why, why_len,
+           "server's response %s are %zu bytes, over the %zu the client "
+           "accepts (%s)",
+           what, size, limit,
+           limit == CRPC_H2_MAX_SEND_HEADER_LIST
+               ? "crpc's send cap"
+               : "its SETTINGS_MAX_HEADER_LIST_SIZE");
+  return false;
+}
+
 /* One HEADERS frame with END_STREAM carrying the status ("Trailers-Only").
+ * If that is more than the client accepts, the status becomes
+ * RESOURCE_EXHAUSTED and the metadata is left out.
  * Used for early errors and for calls that end without a message. */
 static void submit_trailers_only(scall *call, int http_status, crpc_code code,
                                  const char *msg, const crpc_metadata *head,
@@ -143,6 +164,13 @@ static void submit_trailers_only(scall *call, int http_status, crpc_code code,
     trailers = NULL;
   }
   if (rc == CRPC_OK) rc = add_status(&h, code, msg, trailers);
+  char why[200];
+  if (rc == CRPC_OK && !fits_client(call, &h, "trailers", why, sizeof(why))) {
+    crpc_wire_headers_destroy(&h);
+    crpc_wire_headers_init(&h);
+    rc = add_response_head(&h, http_status);
+    if (rc == CRPC_OK) rc = add_status(&h, CRPC_RESOURCE_EXHAUSTED, why, NULL);
+  }
   nghttp2_nv *nv = rc == CRPC_OK ? crpc_h2_nv_from(&h) : NULL;
   if (nv == NULL || nghttp2_submit_response(session_of(call), call->stream_id,
                                             nv, h.count, NULL) != 0) {
@@ -157,6 +185,27 @@ static void submit_trailers_only(scall *call, int http_status, crpc_code code,
 static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
                          uint8_t *buf, size_t length, uint32_t *data_flags,
                          nghttp2_data_source *source, void *user_data);
+
+/* The response headers are more than the client accepts: the call ends
+ * RESOURCE_EXHAUSTED (trailers-only, queued messages dropped: they cannot
+ * go without headers) and the handler's ctx is cancelled with that cause,
+ * so its next send says why. */
+static void fail_oversized_headers(scall *call, const char *why) {
+  pthread_mutex_lock(&call->mu);
+  /* Safe to overwrite a decided status: nothing has read it yet, as
+   * read_data only runs once headers are submitted. */
+  free(call->final_msg);
+  call->final_msg = strdup(why);
+  call->final_code = CRPC_RESOURCE_EXHAUSTED;
+  call->final_user_trailers = false;
+  call->finished = true;
+  crpc_h2_outq_clear(&call->out);
+  pthread_cond_broadcast(&call->cond);
+  pthread_mutex_unlock(&call->mu);
+  crpc_ctx_cancel_cause(call->ctx, CRPC_RESOURCE_EXHAUSTED, CRPC_ORIGIN_LOCAL,
+                        "%s", why);
+  submit_trailers_only(call, 200, CRPC_RESOURCE_EXHAUSTED, why, NULL, NULL);
+}
 
 /* Response headers followed by data from the send queue. */
 static void submit_headers(scall *call) {
@@ -183,6 +232,12 @@ static void submit_headers(scall *call) {
       }
     }
   }
+  char why[200];
+  if (rc == CRPC_OK && !fits_client(call, &h, "headers", why, sizeof(why))) {
+    crpc_wire_headers_destroy(&h);
+    fail_oversized_headers(call, why);
+    return;
+  }
   nghttp2_nv *nv = rc == CRPC_OK ? crpc_h2_nv_from(&h) : NULL;
   nghttp2_data_provider prd = {.source.ptr = call, .read_callback = read_data};
   if (nv == NULL || nghttp2_submit_response(session_of(call), call->stream_id,
@@ -195,13 +250,21 @@ static void submit_headers(scall *call) {
   crpc_wire_headers_destroy(&h);
 }
 
-/* Trailers after the last DATA frame. Called from read_data. */
+/* Trailers after the last DATA frame. Called from read_data. If they are
+ * more than the client accepts, the status becomes RESOURCE_EXHAUSTED and
+ * the handler's trailers are left out. */
 static void submit_trailers(scall *call, crpc_code code, const char *msg,
                             bool user_trailers) {
   crpc_wire_headers h;
   crpc_wire_headers_init(&h);
   crpc_code rc =
       add_status(&h, code, msg, user_trailers ? call->trailers_md : NULL);
+  char why[200];
+  if (rc == CRPC_OK && !fits_client(call, &h, "trailers", why, sizeof(why))) {
+    crpc_wire_headers_destroy(&h);
+    crpc_wire_headers_init(&h);
+    rc = add_status(&h, CRPC_RESOURCE_EXHAUSTED, why, NULL);
+  }
   nghttp2_nv *nv = rc == CRPC_OK ? crpc_h2_nv_from(&h) : NULL;
   if (nv == NULL || nghttp2_submit_trailer(session_of(call), call->stream_id,
                                            nv, h.count) != 0) {
@@ -326,6 +389,15 @@ void scall_dispatch(scall *call) {
     snprintf(msg, sizeof(msg), "invalid gRPC request content-type \"%s\"",
              call->content_type ? call->content_type : "");
     reject(call, 415, CRPC_INTERNAL, msg);
+    return;
+  }
+  if (call->hdr_bytes > s->opts.max_metadata_size) {
+    /* Checked before the path: the call is refused whatever it names. */
+    snprintf(msg, sizeof(msg),
+             "request metadata is %zu bytes, over this server's "
+             "max_metadata_size of %zu",
+             call->hdr_bytes, s->opts.max_metadata_size);
+    reject(call, 200, CRPC_RESOURCE_EXHAUSTED, msg);
     return;
   }
   if (call->bad_header) {

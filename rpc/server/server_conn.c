@@ -5,12 +5,14 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "rpc/h2/limits.h"
 #include "rpc/server/server_internal.h"
 
 /* Connection flow-control window: large, so one slow stream (whose own
@@ -36,6 +38,123 @@ static void unlink_call(sconn *conn, scall *call) {
   }
   if (call->cnext != NULL) call->cnext->cprev = call->cprev;
   call->cnext = call->cprev = NULL;
+  /* max_connection_idle counts from here; a stamp, no timer work. */
+  if (conn->calls == NULL) conn->idle_since = crpc_now_ns();
+}
+
+/* ---- lifecycle: graceful GOAWAY, max_connection_idle / age / grace ----
+ *
+ * Two phases, as gRPC servers do: GOAWAY(2^31-1, NO_ERROR) tells the client
+ * to open no more streams here, while streams already on the wire are still
+ * accepted; a PING goes with it, and its ACK (the client answers in order,
+ * so it has sent every stream it will send) or CRPC_SERVER_GOAWAY_PING_WAIT
+ * leads to the final GOAWAY(last processed stream). nghttp2 then wants no
+ * more reads once the streams are done, and the connection closes after
+ * its last bytes are written (rpc/h2/conn.c). One loop timer per
+ * connection serves every deadline here; calls only stamp idle_since. */
+
+/* The opaque data of the GOAWAY PING, to tell its ACK from others'. */
+static const uint8_t goaway_ping[8] = {'c', 'r', 'p', 'c', 'G', 'O', 'A', 'W'};
+
+static int64_t add_sat(int64_t t, int64_t d) {
+  return d >= INT64_MAX - t ? INT64_MAX : t + d;
+}
+
+/* Phase two. Loop thread (also inside nghttp2 callbacks); the caller
+ * flushes. */
+static void send_final_goaway(sconn *conn) {
+  conn->goaway = SCONN_FINAL_SENT;
+  nghttp2_session *session = conn->h2.session;
+  nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(session),
+                        NGHTTP2_NO_ERROR, NULL, 0);
+}
+
+/* Phase one, once per connection. The caller flushes and re-arms the
+ * timer. */
+static void start_goaway(sconn *conn, int64_t now) {
+  if (conn->goaway != SCONN_OPEN || conn->calm_goaway) return;
+  nghttp2_session *session = conn->h2.session;
+  if (nghttp2_submit_shutdown_notice(session) != 0 ||
+      nghttp2_submit_ping(session, NGHTTP2_FLAG_NONE, goaway_ping) != 0) {
+    send_final_goaway(conn); /* out of memory: at least stop new calls */
+    return;
+  }
+  conn->goaway = SCONN_NOTICE_SENT;
+  conn->notice_at = now;
+}
+
+/* Arms the timer for the earliest deadline that still applies. */
+static void life_rearm(sconn *conn, int64_t now) {
+  const crpc_server_options *o = &conn->server->opts;
+  int64_t next = conn->grace_at;
+  if (conn->goaway == SCONN_OPEN) {
+    if (conn->age_at < next) next = conn->age_at;
+    if (o->max_connection_idle_ns > 0) {
+      /* With calls open, idleness can begin at the earliest now. */
+      int64_t idle = add_sat(conn->calls == NULL ? conn->idle_since : now,
+                             o->max_connection_idle_ns);
+      if (idle < next) next = idle;
+    }
+  } else if (conn->goaway == SCONN_NOTICE_SENT) {
+    int64_t ping = add_sat(conn->notice_at, CRPC_SERVER_GOAWAY_PING_WAIT);
+    if (ping < next) next = ping;
+  }
+  if (next == INT64_MAX) {
+    crpc_loop_timer_stop(&conn->life_timer);
+  } else {
+    crpc_loop_timer_start(&conn->life_timer, next);
+  }
+}
+
+static void life_fn(crpc_loop *loop, crpc_loop_timer *timer, void *arg) {
+  (void)loop;
+  (void)timer;
+  sconn *conn = arg;
+  if (conn->h2.closed || conn->h2.close_pending) return;
+  const crpc_server_options *o = &conn->server->opts;
+  int64_t now = crpc_now_ns();
+  if (now >= conn->grace_at) {
+    /* Past max_connection_age_grace: on_conn_close cancels what is left
+     * (UNAVAILABLE, origin connection lost). */
+    char why[96];
+    snprintf(why, sizeof(why), "max connection age grace (%lld ms) expired",
+             (long long)(o->max_connection_age_grace_ns / CRPC_MILLISECOND));
+    crpc_h2_conn_flush(&conn->h2); /* the last statuses, if it takes them */
+    if (!conn->h2.closed) crpc_h2_conn_close(&conn->h2, why);
+    return;
+  }
+  if (conn->goaway == SCONN_OPEN && now >= conn->age_at) {
+    start_goaway(conn, now);
+    if (o->max_connection_age_grace_ns > 0) {
+      conn->grace_at = add_sat(now, o->max_connection_age_grace_ns);
+    }
+  } else if (conn->goaway == SCONN_OPEN && o->max_connection_idle_ns > 0 &&
+             conn->calls == NULL &&
+             now >= add_sat(conn->idle_since, o->max_connection_idle_ns)) {
+    start_goaway(conn, now);
+  } else if (conn->goaway == SCONN_NOTICE_SENT &&
+             now >= add_sat(conn->notice_at, CRPC_SERVER_GOAWAY_PING_WAIT)) {
+    send_final_goaway(conn); /* no ACK came: stop waiting for one */
+  }
+  /* Re-armed before the flush: a flush may close the connection, whose
+   * close stops the timer before the struct is freed. */
+  life_rearm(conn, now);
+  crpc_h2_conn_flush(&conn->h2);
+}
+
+/* A per-connection spread of +-10% around max_connection_age, so that
+ * connections accepted together do not all cycle together (splitmix64 of
+ * the clock and the address: no shared state across loop threads). */
+static int64_t jittered_age(const sconn *conn, int64_t age) {
+  uint64_t z = (uint64_t)crpc_now_ns() ^ (uint64_t)(uintptr_t)conn;
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  int64_t spread = age / 10;
+  if (spread <= 0) return age;
+  return age - spread + (int64_t)(z % (uint64_t)(2 * spread + 1));
 }
 
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *f,
@@ -73,6 +192,9 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *f,
   }
   scall *call = stream_call(session, f->hd.stream_id);
   if (call == NULL) return 0;
+  /* max_metadata_size, counted as HTTP/2 does (nghttp2 does not enforce
+   * what we advertise); scall_dispatch answers RESOURCE_EXHAUSTED. */
+  call->hdr_bytes += namelen + valuelen + CRPC_H2_HEADER_FIELD_OVERHEAD;
   const char *n = (const char *)name;
   char **slot = NULL;
   if (namelen == 5 && memcmp(n, ":path", 5) == 0) {
@@ -93,6 +215,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *f,
     *slot = dup_value(value, valuelen);
     return 0;
   }
+  /* Over the limit: keep no more (the call is refused anyway). */
+  if (call->hdr_bytes > call->server->opts.max_metadata_size) return 0;
   if (crpc_wire_metadata_add_received(call->req_md, n, namelen,
                                       (const char *)value,
                                       valuelen) == CRPC_WIRE_HEADER_NO_MEMORY) {
@@ -127,6 +251,17 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f,
                          void *user_data) {
   if (f->hd.type == NGHTTP2_PING && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
     on_client_ping(session, user_data);
+    return 0;
+  }
+  if (f->hd.type == NGHTTP2_PING) {
+    sconn *conn = user_data;
+    /* The ACK of the PING sent with the first GOAWAY: every stream the
+     * client opened before it saw that GOAWAY has been received by now. */
+    if (conn->goaway == SCONN_NOTICE_SENT &&
+        memcmp(f->ping.opaque_data, goaway_ping, 8) == 0) {
+      send_final_goaway(conn);
+      crpc_h2_conn_want_flush(&conn->h2);
+    }
     return 0;
   }
   scall *call = stream_call(session, f->hd.stream_id);
@@ -216,6 +351,7 @@ static void free_conn_fn(crpc_loop *loop, void *arg) {
  * list. */
 static void on_conn_close(crpc_h2_conn *h2, const char *why) {
   sconn *conn = (sconn *)h2;
+  crpc_loop_timer_stop(&conn->life_timer);
   while (conn->calls != NULL) {
     scall *call = conn->calls;
     unlink_call(conn, call);
@@ -258,13 +394,34 @@ static void start_conn(crpc_server *s, int fd, const struct sockaddr *sa,
   if (nghttp2_session_server_new2(&session, g_cbs, conn, opt) != 0) goto fail;
   nghttp2_option_del(opt);
   opt = NULL;
+  /* The request header list limit we enforce (on_header) and, if set, the
+   * stream window; the connection window needs a WINDOW_UPDATE instead. */
+  size_t max_hdr = s->opts.max_metadata_size;
+  uint32_t stream_window = s->opts.initial_stream_window_size;
   nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, s->opts.max_concurrent_streams},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
+       max_hdr > UINT32_MAX ? UINT32_MAX : (uint32_t)max_hdr},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, stream_window},
   };
-  nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings, 1);
-  nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0,
-                                        CONN_WINDOW);
+  nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings,
+                          stream_window != 0 ? 3 : 2);
+  uint32_t conn_window = s->opts.initial_connection_window_size;
+  nghttp2_session_set_local_window_size(
+      session, NGHTTP2_FLAG_NONE, 0,
+      conn_window != 0 ? (int32_t)conn_window : CONN_WINDOW);
   conn->server = s;
+  /* Initialised before the connection starts: a start that fails at once
+   * calls on_conn_close, which stops the timer. */
+  int64_t now = crpc_now_ns();
+  crpc_loop_timer_init(&conn->life_timer, s->loop, life_fn, conn);
+  conn->goaway = SCONN_OPEN;
+  conn->idle_since = now;
+  conn->grace_at = INT64_MAX;
+  conn->age_at = s->opts.max_connection_age_ns > 0
+                     ? add_sat(now, jittered_age(conn,
+                                                 s->opts.max_connection_age_ns))
+                     : INT64_MAX;
   crpc_h2_format_peer(sa, salen, conn->peer);
   if (l->unix_path[0] != '\0' && strcmp(conn->peer, "unix:") == 0) {
     snprintf(conn->peer, sizeof(conn->peer), "unix:%s", l->unix_path);
@@ -291,6 +448,7 @@ static void start_conn(crpc_server *s, int fd, const struct sockaddr *sa,
   /* A no-op if start has already closed it (freed by a posted closure). */
   crpc_h2_conn_keepalive(&conn->h2, s->opts.keepalive_time_ns,
                          s->opts.keepalive_timeout_ns, NULL);
+  if (!conn->h2.closed && !conn->h2.close_pending) life_rearm(conn, now);
   return;
 fail:
   if (opt != NULL) nghttp2_option_del(opt);
@@ -339,11 +497,11 @@ void server_on_accept_backoff(crpc_loop *loop, crpc_loop_timer *timer,
 }
 
 void server_conns_drain(crpc_server *s) {
+  int64_t now = crpc_now_ns();
   for (sconn *c = s->conns; c != NULL; c = c->next) {
-    nghttp2_submit_goaway(
-        c->h2.session, NGHTTP2_FLAG_NONE,
-        nghttp2_session_get_last_proc_stream_id(c->h2.session),
-        NGHTTP2_NO_ERROR, NULL, 0);
+    if (c->h2.closed || c->h2.close_pending) continue;
+    start_goaway(c, now); /* no-op if one is under way */
+    life_rearm(c, now);
     crpc_h2_conn_want_flush(&c->h2);
   }
 }

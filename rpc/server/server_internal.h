@@ -50,6 +50,17 @@
  * GRPC_ARG_HTTP2_MAX_PING_STRIKES default. */
 #define CRPC_SERVER_MAX_PING_STRIKES 2
 
+/* Graceful GOAWAY: how long the server waits for the ACK of the PING sent
+ * with the first GOAWAY(2^31-1) before it sends the final GOAWAY anyway. */
+#define CRPC_SERVER_GOAWAY_PING_WAIT CRPC_SECOND
+
+/* Where a connection is in its graceful GOAWAY (server_conn.c). */
+typedef enum sconn_goaway {
+  SCONN_OPEN,        /* no GOAWAY yet */
+  SCONN_NOTICE_SENT, /* GOAWAY(2^31-1) + PING out; waiting for the ACK */
+  SCONN_FINAL_SENT   /* GOAWAY(last processed stream) submitted */
+} sconn_goaway;
+
 typedef struct server_method {
   char *path;
   crpc_method_kind kind;
@@ -110,6 +121,14 @@ struct sconn {
   int64_t last_ping_recv;
   int ping_strikes;
   bool calm_goaway;
+  /* Lifecycle (max_connection_idle/age/grace, graceful GOAWAY): one loop
+   * timer, armed for the earliest of the deadlines below that applies. */
+  crpc_loop_timer life_timer;
+  sconn_goaway goaway;
+  int64_t idle_since;   /* when conn->calls last became empty (or accept) */
+  int64_t age_at;       /* max_connection_age deadline; INT64_MAX: none */
+  int64_t notice_at;    /* when the first GOAWAY + PING were submitted */
+  int64_t grace_at;     /* close past this (age grace); INT64_MAX: none */
 };
 
 struct crpc_server_call {
@@ -126,6 +145,7 @@ struct crpc_server_call {
   char *path, *content_type, *http_method, *timeout, *encoding;
   char *accept_encoding; /* the client's grpc-accept-encoding */
   bool bad_header;
+  size_t hdr_bytes; /* request header list size, as HTTP/2 counts it */
 
   /* M */
   pthread_mutex_t mu;
@@ -183,7 +203,8 @@ void server_on_accept(crpc_loop *loop, int fd, unsigned events, void *arg);
 void server_on_accept_backoff(crpc_loop *loop, crpc_loop_timer *timer,
                               void *arg);
 
-/* GOAWAY to every connection; they close as their streams finish. */
+/* Graceful two-phase GOAWAY to every connection; each closes once its
+ * streams are done. Loop thread. */
 void server_conns_drain(crpc_server *s);
 
 /* Flushes and closes every connection now. Loop thread. */

@@ -49,9 +49,12 @@ static char *push(crpc_wire_headers *h, const char *name, size_t name_len,
   return value;
 }
 
-/* Drops the headers added after the first `keep`. */
 static void truncate_to(crpc_wire_headers *h, size_t keep) {
   while (h->count > keep) free((char *)h->items[--h->count].name);
+}
+
+void crpc_wire_headers_truncate(crpc_wire_headers *h, size_t keep) {
+  truncate_to(h, keep);
 }
 
 crpc_code crpc_wire_headers_add(crpc_wire_headers *h, const char *name,

@@ -57,6 +57,9 @@ void crpc_wire_headers_init(crpc_wire_headers *h);
 /* Frees every copy and the array; h is then empty again. Accepts NULL. */
 void crpc_wire_headers_destroy(crpc_wire_headers *h);
 
+/* Drops the headers after the first `keep` (no-op if there are fewer). */
+void crpc_wire_headers_truncate(crpc_wire_headers *h, size_t keep);
+
 /* Appends copies of name and value, unvalidated (the transport's own
  * headers). CRPC_OK or CRPC_RESOURCE_EXHAUSTED (h unchanged). */
 crpc_code crpc_wire_headers_add(crpc_wire_headers *h, const char *name,

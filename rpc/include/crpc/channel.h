@@ -1,9 +1,10 @@
 /*
  * crpc/channel.h - calling gRPC servers over HTTP/2.
  *
- * A channel is a connection (made lazily, remade after a drop) to one
- * target, shared by every call on it: calls are HTTP/2 streams multiplexed
- * on that connection. A channel owns one I/O loop thread; calls are made
+ * A channel is a connection (made lazily, remade after a drop, closed when
+ * idle) to one target, shared by every call on it: calls are HTTP/2 streams
+ * multiplexed on that connection (one connection per address with round
+ * robin). A channel owns one I/O loop thread; calls are made
  * from any user threads with blocking, ctx-aware functions.
  *
  * Every call takes a ctx (required: NULL aborts with a message). The ctx is
@@ -43,9 +44,27 @@ extern "C" {
 typedef struct crpc_channel crpc_channel;
 typedef struct crpc_call crpc_call;
 
+/* Load balancing over the addresses a target resolves to. */
+typedef enum crpc_lb_policy {
+  /* One connection, to the first address (in resolver order) that accepts;
+   * on loss the next call resolves again and starts over. gRPC's default. */
+  CRPC_LB_PICK_FIRST = 0,
+  /* One connection per address; calls rotate over them. An address that
+   * fails is skipped (backing off) while others are up. */
+  CRPC_LB_ROUND_ROBIN = 1,
+} crpc_lb_policy;
+
 typedef struct crpc_channel_options {
   size_t max_recv_message_size; /* 0: 4 MiB; larger -> RESOURCE_EXHAUSTED */
   size_t max_send_message_size; /* 0: unlimited */
+  /* Largest response header list accepted, headers and trailers each
+   * (gRPC's GRPC_ARG_MAX_METADATA_SIZE), counted as HTTP/2 does (name +
+   * value + 32 per field) and advertised as SETTINGS_MAX_HEADER_LIST_SIZE:
+   * larger -> the call ends RESOURCE_EXHAUSTED. Request metadata over the
+   * server's advertised limit (or crpc's 64 KiB send cap) is not sent: the
+   * call ends RESOURCE_EXHAUSTED. Whatever this allows, one field over
+   * 64 KiB (as HPACK-encoded) ends the connection (nghttp2's limit). */
+  size_t max_metadata_size;     /* 0: 8 KiB */
   const char *user_agent;       /* prefix before "crpc/<version>"; NULL: none */
   const char *authority;        /* :authority; NULL: the target's host:port */
   /* TLS (crpc/credentials.h; the channel keeps its own reference); NULL:
@@ -64,11 +83,66 @@ typedef struct crpc_channel_options {
   /* Nonzero: PINGs also while no call is open (GRPC_ARG_KEEPALIVE_PERMIT_
    * WITHOUT_CALLS); 0: only while calls are in flight (gRPC's default). */
   int keepalive_without_calls;
+  /* How calls spread over the target's addresses (see crpc_channel_new). */
+  crpc_lb_policy lb_policy; /* 0: CRPC_LB_PICK_FIRST */
+  /* Reconnect backoff (gRPC's connection-backoff.md): after a failed
+   * connection attempt an address is not tried again for backoff_initial_ns,
+   * then 1.6 times longer after each further failure up to backoff_max_ns,
+   * each delay jittered by +-20% so clients do not reconnect in lockstep.
+   * A connection that worked resets it. A call that finds every address
+   * backing off fails at once with UNAVAILABLE (the last connect error),
+   * unless wait_for_ready. */
+  int64_t backoff_initial_ns; /* 0: 1 s */
+  int64_t backoff_max_ns;     /* 0: 120 s */
+  /* One attempt (connect + TLS handshake) may take this long, less if the
+   * call's ctx ends sooner (then the call gets the ctx's code and no
+   * backoff is counted). */
+  int64_t min_connect_timeout_ns; /* 0: 20 s */
+  /* Nonzero: calls wait (ctx-aware) through failed attempts and backoff
+   * until a connection is up or their ctx ends (gRPC's wait-for-ready), so
+   * a call made while the server restarts succeeds once it is back. */
+  int wait_for_ready;
+  /* A connection with no call in use (started and not yet freed) for this
+   * long is closed (GOAWAY, then close); the next call reconnects. */
+  int64_t idle_timeout_ns; /* 0: 30 min (gRPC's default); < 0: never */
+  /* HTTP/2 receive windows (flow control). The stream window
+   * (SETTINGS_INITIAL_WINDOW_SIZE) is how much the server may send on one
+   * call before the caller reads: 1 .. 2^31-1. The connection window bounds
+   * all calls together: 65535 (HTTP/2's initial value, which it cannot go
+   * below) .. 2^31-1. Out of range: crpc_channel_new fails. */
+  uint32_t initial_stream_window_size;     /* 0: 65535 (HTTP/2 default) */
+  uint32_t initial_connection_window_size; /* 0: 16 MiB */
 } crpc_channel_options;
 
-/* A channel to "host:port" (name, IPv4 or [IPv6] literal) or "unix:/path",
- * owned by the caller. Does not connect yet. NULL if the target cannot be
- * parsed (reason on stderr) or memory is exhausted. */
+/* Connectivity, as gRPC's: IDLE (no connection, none being made), CONNECTING,
+ * READY (a connection is up), TRANSIENT_FAILURE (the last attempts failed
+ * and every address is backing off). With round robin: READY if any address
+ * is, else CONNECTING if any is, else TRANSIENT_FAILURE if any failed. */
+typedef enum crpc_channel_state {
+  CRPC_CHANNEL_IDLE = 0,
+  CRPC_CHANNEL_CONNECTING,
+  CRPC_CHANNEL_READY,
+  CRPC_CHANNEL_TRANSIENT_FAILURE,
+} crpc_channel_state;
+
+/* The channel's state now (a snapshot; it may change at once). Thread-safe;
+ * never blocks on I/O. */
+crpc_channel_state crpc_channel_get_state(crpc_channel *channel);
+
+/* "IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE"; static storage. */
+const char *crpc_channel_state_name(crpc_channel_state state);
+
+/* A channel to `target`, owned by the caller. Does not connect yet. NULL if
+ * the target cannot be parsed or an option is out of range (reason on
+ * stderr), or memory is exhausted.
+ * Targets use gRPC's naming syntax:
+ *   "host:port", "dns:///host:port"   a DNS name or IP literal ("[::1]:50051")
+ *   "ipv4:10.0.0.1:50051,10.0.0.2:50051"   a fixed list of addresses
+ *   "ipv6:[::1]:50051,[::2]:50051"
+ *   "unix:/path", "unix:///path"
+ * (a missing port in the dns:/ipv4:/ipv6: forms is 443). Names are resolved
+ * when connecting, on a helper thread, bounded by the call's ctx: a stuck
+ * DNS server never holds a call past its deadline or cancel. */
 crpc_channel *crpc_channel_new(const char *target,
                                const crpc_channel_options *options);
 

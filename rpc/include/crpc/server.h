@@ -53,6 +53,14 @@ typedef crpc_code (*crpc_handler_fn)(crpc_server_call *call,
 typedef struct crpc_server_options {
   size_t max_recv_message_size; /* 0: 4 MiB; larger -> RESOURCE_EXHAUSTED */
   size_t max_send_message_size; /* 0: unlimited */
+  /* Largest request header list accepted (gRPC's GRPC_ARG_MAX_METADATA_SIZE),
+   * counted as HTTP/2 does (name + value + 32 per field) and advertised as
+   * SETTINGS_MAX_HEADER_LIST_SIZE: larger -> RESOURCE_EXHAUSTED and the
+   * handler never runs. Response headers or trailers over the client's
+   * advertised limit (or crpc's 64 KiB send cap) are not sent: the call
+   * ends RESOURCE_EXHAUSTED instead. Whatever this allows, one field over
+   * 64 KiB (as HPACK-encoded) ends the connection (nghttp2's limit). */
+  size_t max_metadata_size;     /* 0: 8 KiB */
   int handler_threads;          /* 0: 64; max calls running handlers at once
                                    (more wait for a free thread) */
   uint32_t max_concurrent_streams; /* 0: 1000 (HTTP/2 SETTINGS) */
@@ -73,10 +81,33 @@ typedef struct crpc_server_options {
    * connection at once, as gRPC does: its calls' ctxs are cancelled with
    * origin connection lost. Applies with or without calls open. */
   int64_t min_ping_interval_ns; /* 0: 5 min; < 0: any rate allowed */
+  /* Connection lifecycle (gRPC's GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+   * _MAX_CONNECTION_AGE_MS, _MAX_CONNECTION_AGE_GRACE_MS). Each ends a
+   * connection with the graceful two-phase GOAWAY that shutdown uses: first
+   * GOAWAY(2^31-1, NO_ERROR) plus a PING, then, once the PING's ACK is back
+   * (or after 1 s), GOAWAY(last processed stream). Streams the client sent
+   * before it saw the first one are served; clients open new connections
+   * for their next calls. A connection closes once its streams are done. */
+  int64_t max_connection_idle_ns; /* 0: off; no open call for this long:
+                                     graceful GOAWAY, then close */
+  int64_t max_connection_age_ns;  /* 0: off; after this age (+-10% jitter
+                                     per connection) graceful GOAWAY */
+  int64_t max_connection_age_grace_ns; /* 0: forever; this long after the
+                                     age GOAWAY the connection closes and
+                                     its calls' ctxs are cancelled
+                                     (UNAVAILABLE, origin connection lost;
+                                     the client sees UNAVAILABLE) */
+  /* HTTP/2 receive windows (flow control). The stream window
+   * (SETTINGS_INITIAL_WINDOW_SIZE) is how much a client may send on one
+   * call before its handler reads: 1 .. 2^31-1. The connection window
+   * bounds all calls together: 65535 (HTTP/2's initial value, which it
+   * cannot go below) .. 2^31-1. Out of range: crpc_server_new fails. */
+  uint32_t initial_stream_window_size;     /* 0: 65535 (HTTP/2 default) */
+  uint32_t initial_connection_window_size; /* 0: 16 MiB */
 } crpc_server_options;
 
 /* A server with the given options (NULL: defaults), owned by the caller;
- * NULL if out of memory. */
+ * NULL if out of memory or an option is out of range (reason on stderr). */
 crpc_server *crpc_server_new(const crpc_server_options *options);
 
 /* Registers a handler for path "/package.Service/Method". Before start.
@@ -100,7 +131,8 @@ crpc_code crpc_server_listen(crpc_server *server, const char *address,
  * CRPC_OK, or CRPC_FAILED_PRECONDITION (no listener / already started). */
 crpc_code crpc_server_start(crpc_server *server);
 
-/* Stops accepting, sends GOAWAY, lets in-flight calls run for up to
+/* Stops accepting, sends the graceful two-phase GOAWAY (above: streams
+ * already on the wire are still served), lets in-flight calls run for up to
  * grace_ns, then cancels the rest (UNAVAILABLE, origin shutdown) and waits
  * for their handlers to return. Blocks until no call is left. Idempotent. */
 void crpc_server_shutdown(crpc_server *server, int64_t grace_ns);
