@@ -157,12 +157,13 @@ TEST_F(ReconnectTest, FailsFastWhileBackingOffThenReconnects) {
   crpc_channel_free(ch);
 }
 
-// A unix listener that accepts and at once closes every connection: to a
-// TLS channel each is a failed attempt (the handshake gets EOF), and the
-// accept times are the attempt times.
-class SlamDoor {
+// A unix listener recording when each connection arrives, then either
+// closing it at once (to a TLS channel a failed attempt: the handshake gets
+// EOF) or holding it silent (a handshake that never completes).
+class Door {
  public:
-  explicit SlamDoor(const std::string &path) {
+  enum Mode { kSlam, kSilent };
+  Door(const std::string &path, Mode mode) : mode_(mode) {
     fd_ = socket(AF_UNIX, SOCK_STREAM, 0);
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
@@ -175,16 +176,21 @@ class SlamDoor {
       for (;;) {
         int c = accept(fd_, nullptr, nullptr);
         if (c < 0) return;  // shut down
-        close(c);
         std::lock_guard<std::mutex> lock(mu_);
         times_.push_back(crpc_now_ns());
+        if (mode_ == kSlam) {
+          close(c);
+        } else {
+          held_.push_back(c);
+        }
       }
     });
   }
-  ~SlamDoor() {
+  ~Door() {
     shutdown(fd_, SHUT_RDWR);  // wakes accept
     thread_.join();
     close(fd_);
+    for (int c : held_) close(c);
   }
   std::vector<int64_t> times() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -192,26 +198,37 @@ class SlamDoor {
   }
 
  private:
+  Mode mode_;
   int fd_;
   std::thread thread_;
   std::mutex mu_;
   std::vector<int64_t> times_;
+  std::vector<int> held_;
 };
+
+// A TLS channel (system roots) to target with these options.
+crpc_channel *TlsChannel(const std::string &target, crpc_channel_options o) {
+  crpc_channel_credentials *creds = nullptr;
+  char err[CRPC_CREDENTIALS_ERROR_MAX];
+  if (crpc_channel_credentials_new(nullptr, &creds, err) != CRPC_OK) {
+    ADD_FAILURE() << err;
+    return nullptr;
+  }
+  o.credentials = creds;
+  crpc_channel *ch = crpc_channel_new(target.c_str(), &o);
+  crpc_channel_credentials_free(creds);
+  return ch;
+}
 
 TEST_F(ReconnectTest, BackoffGrowsAcrossFailedAttempts) {
   // One wait-for-ready call keeps trying until its deadline; the gaps
   // between attempts follow 50, 80, 128, 205, 328 ms, each +-20%.
-  SlamDoor door(path_);
-  crpc_channel_credentials *creds = nullptr;
-  char err[CRPC_CREDENTIALS_ERROR_MAX];
-  ASSERT_EQ(crpc_channel_credentials_new(nullptr, &creds, err), CRPC_OK)
-      << err;
+  Door door(path_, Door::kSlam);
   crpc_channel_options o{};
-  o.credentials = creds;
   o.backoff_initial_ns = 50 * CRPC_MILLISECOND;
   o.wait_for_ready = 1;
-  crpc_channel *ch = crpc_channel_new(target_.c_str(), &o);
-  crpc_channel_credentials_free(creds);
+  crpc_channel *ch = TlsChannel(target_, o);
+  ASSERT_NE(ch, nullptr);
   int64_t t0 = crpc_now_ns();
   Reply r = Call(ch, 900 * CRPC_MILLISECOND);
   int64_t took = crpc_now_ns() - t0;
@@ -276,16 +293,41 @@ TEST_F(ReconnectTest, WaitForReadyEndsAtOnceOnCancel) {
 
 TEST_F(ReconnectTest, CallerDeadlineDuringAnAttemptCountsNoStrike) {
   // A call whose own deadline cuts its connect short must not push the
-  // channel into backoff: the server did nothing wrong.
-  auto server = StartServer();
+  // channel into backoff: the server was not shown to be down.
+  Door door(path_, Door::kSilent);  // the TLS handshake never completes
   crpc_channel_options o{};
   o.backoff_initial_ns = 10 * CRPC_SECOND;
-  crpc_channel *ch = crpc_channel_new(target_.c_str(), &o);
-  Ctx done(crpc_ctx_with_cancel(crpc_ctx_background()));
-  crpc_ctx_cancel(done, CRPC_CANCELLED, "before it starts");
-  EXPECT_EQ(Call(ch, done).code, CRPC_CANCELLED);
-  Reply r = Call(ch);
-  EXPECT_EQ(r.code, CRPC_OK) << r.message;
+  crpc_channel *ch = TlsChannel(target_, o);
+  ASSERT_NE(ch, nullptr);
+  Reply r = Call(ch, 100 * CRPC_MILLISECOND);
+  EXPECT_EQ(r.code, CRPC_DEADLINE_EXCEEDED) << r.message;
+  EXPECT_NE(crpc_channel_get_state(ch), CRPC_CHANNEL_TRANSIENT_FAILURE);
+  // The next call tries again at once instead of failing fast.
+  r = Call(ch, 100 * CRPC_MILLISECOND);
+  EXPECT_EQ(r.code, CRPC_DEADLINE_EXCEEDED) << r.message;
+  EXPECT_EQ(door.times().size(), 2u);
+  crpc_channel_free(ch);
+}
+
+TEST_F(ReconnectTest, ConnectTimeoutIsAFailedAttempt) {
+  // min_connect_timeout ends an attempt the caller would have waited on:
+  // that one counts (UNAVAILABLE, backing off), unlike the caller's own.
+  Door door(path_, Door::kSilent);
+  crpc_channel_options o{};
+  o.min_connect_timeout_ns = 100 * CRPC_MILLISECOND;
+  o.backoff_initial_ns = 10 * CRPC_SECOND;
+  crpc_channel *ch = TlsChannel(target_, o);
+  ASSERT_NE(ch, nullptr);
+  Reply r = Call(ch, 5 * CRPC_SECOND);
+  EXPECT_EQ(r.code, CRPC_UNAVAILABLE) << r.message;
+  EXPECT_NE(r.message.find("took longer than 100 ms"), std::string::npos)
+      << r.message;
+  EXPECT_EQ(crpc_channel_get_state(ch), CRPC_CHANNEL_TRANSIENT_FAILURE);
+  int64_t t0 = crpc_now_ns();
+  r = Call(ch, 5 * CRPC_SECOND);  // fails fast: backing off
+  EXPECT_EQ(r.code, CRPC_UNAVAILABLE) << r.message;
+  EXPECT_LT(crpc_now_ns() - t0, 50 * CRPC_MILLISECOND);
+  EXPECT_EQ(door.times().size(), 1u);
   crpc_channel_free(ch);
 }
 
