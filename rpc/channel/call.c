@@ -99,7 +99,7 @@ crpc_code ccall_start_core(crpc_channel *ch, const crpc_ctx *ctx,
     abort();
   }
   if (method == NULL || method[0] != '/') return CRPC_INVALID_ARGUMENT;
-  crpc_wire_encoding enc = CRPC_WIRE_ENCODING_IDENTITY;
+  crpc_wire_encoding enc = ch->default_encoding;
   if (encoding != NULL) enc = crpc_wire_encoding_parse(encoding, strlen(encoding));
   if (enc == CRPC_WIRE_ENCODING_UNKNOWN) return CRPC_INVALID_ARGUMENT;
   if (atomic_load(&ch->refused_encodings) & CRPC_WIRE_ENCODING_BIT(enc)) {

@@ -48,6 +48,18 @@ crpc_channel *crpc_channel_new(const char *target,
                      : o.idle_timeout_ns < 0 ? 0
                                              : 30 * 60 * CRPC_SECOND;
   ch->wait_for_ready = o.wait_for_ready != 0;
+  ch->default_encoding = CRPC_WIRE_ENCODING_IDENTITY;
+  if (o.default_compression != NULL) {
+    ch->default_encoding = crpc_wire_encoding_parse(
+        o.default_compression, strlen(o.default_compression));
+    if (ch->default_encoding == CRPC_WIRE_ENCODING_UNKNOWN) {
+      fprintf(stderr, "crpc channel: unknown default_compression \"%s\"\n",
+              o.default_compression);
+      crpc_target_destroy(&ch->target);
+      free(ch);
+      return NULL;
+    }
+  }
   /* Jitter must differ between processes (and channels) started together. */
   ch->rng = (uint64_t)crpc_now_ns() ^ ((uint64_t)getpid() << 32) ^
             (uint64_t)(uintptr_t)ch;

@@ -94,6 +94,7 @@ struct crpc_channel {
   bool resolving; /* round robin: a thread is building the slots */
   int64_t backoff_initial, backoff_max, connect_timeout, idle_timeout;
   bool wait_for_ready;
+  crpc_wire_encoding default_encoding; /* for calls started without one */
   uint64_t rng;                     /* backoff jitter */
   size_t live_calls;                /* ccall structs not yet freed */
   char last_error[CRPC_H2_ERR_MAX]; /* why the last connect failed */

@@ -154,6 +154,31 @@ TEST_F(CompressionTest, UncompressedCallsStayUncompressed) {
   EXPECT_EQ(std::string("\0u", 2), u.response);
 }
 
+// A channel-wide default reaches calls that do not choose, unary included
+// (what generated stubs use); a call can still opt out.
+TEST_F(CompressionTest, ChannelDefaultCompressesCallsThatDoNotChoose) {
+  StartServer();
+  crpc_channel_options co{};
+  co.default_compression = "gzip";
+  crpc_channel *ch =
+      crpc_channel_new(("127.0.0.1:" + std::to_string(port_)).c_str(), &co);
+  ASSERT_NE(nullptr, ch);
+  Ctx ctx = WithTimeout(10 * kSec);
+  UnaryResult u = Unary(ch, ctx.get(), kEcho, "u");
+  EXPECT_EQ(CRPC_OK, u.code) << u.message;
+  EXPECT_EQ(std::string("\1u", 2), u.response) << "sent compressed";
+  crpc_call *raw = nullptr;
+  ASSERT_EQ(CRPC_OK, crpc_call_start_compressed(ch, ctx.get(), kEcho, nullptr,
+                                                "identity", &raw));
+  ASSERT_EQ(CRPC_OK, crpc_call_send(raw, "p", 1));
+  Received r = RecvOne(raw);
+  EXPECT_EQ(std::string("\0p", 2), r.data) << "identity chosen per call";
+  crpc_call_free(raw);
+  crpc_channel_free(ch);
+  co.default_compression = "br";
+  EXPECT_EQ(nullptr, crpc_channel_new("127.0.0.1:1", &co));
+}
+
 TEST_F(CompressionTest, UnknownEncodingIsRefusedAtStart) {
   StartServer();
   Ctx ctx = WithTimeout(10 * kSec);

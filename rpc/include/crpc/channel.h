@@ -112,6 +112,11 @@ typedef struct crpc_channel_options {
    * below) .. 2^31-1. Out of range: crpc_channel_new fails. */
   uint32_t initial_stream_window_size;     /* 0: 65535 (HTTP/2 default) */
   uint32_t initial_connection_window_size; /* 0: 16 MiB */
+  /* Encoding for the requests of every call started without one
+   * (crpc_call_start, crpc_unary_call, generated stubs): "gzip" or
+   * "deflate"; NULL or "identity": none. crpc_call_start_compressed still
+   * chooses per call. Another name: crpc_channel_new fails. */
+  const char *default_compression;
 } crpc_channel_options;
 
 /* Connectivity, as gRPC's: IDLE (no connection, none being made), CONNECTING,
