@@ -16,6 +16,10 @@
  * for a few full DATA frames, small enough to bound memory per connection. */
 #define OUT_HIGH_WATER (64 * 1024)
 #define READ_CHUNK (64 * 1024)
+/* Reads per readiness while lingering: a peer that keeps sending must not
+ * keep the loop thread to itself (the watcher is level-triggered, so what
+ * is left is read on the next iteration). */
+#define LINGER_READS 4
 
 static void finish_close(crpc_h2_conn *conn) {
   if (conn->closed) return;
@@ -23,6 +27,7 @@ static void finish_close(crpc_h2_conn *conn) {
   crpc_loop_io_stop(&conn->io);
   crpc_loop_timer_stop(&conn->handshake_timer);
   crpc_loop_timer_stop(&conn->ka_timer);
+  crpc_loop_timer_stop(&conn->linger_timer);
   crpc_tls_free(conn->tls); /* close_notify first, if healthy */
   conn->tls = NULL;
   if (conn->fd >= 0) {
@@ -33,7 +38,14 @@ static void finish_close(crpc_h2_conn *conn) {
 }
 
 void crpc_h2_conn_close(crpc_h2_conn *conn, const char *why) {
-  if (conn->closed || conn->close_pending) return;
+  if (conn->closed) return;
+  if (conn->lingering) {
+    /* The owner wants it gone now (server shutdown): stop waiting for the
+     * peer. The session did end gracefully, so its reason stays. */
+    finish_close(conn);
+    return;
+  }
+  if (conn->close_pending) return;
   conn->close_pending = true;
   /* Truncating copy that tolerates why == conn->close_why (a protocol error
    * writes its reason there first). */
@@ -127,9 +139,51 @@ static bool flush_inner(crpc_h2_conn *conn) {
       !nghttp2_session_want_write(conn->session)) {
     snprintf(conn->close_why, sizeof(conn->close_why),
              "HTTP/2 session finished");
+    /* Everything is written: a graceful end, unless a callback asked for a
+     * close of its own meanwhile. */
+    conn->session_done = !conn->close_pending;
     return false;
   }
   return true;
+}
+
+static void linger_timeout_fn(crpc_loop *loop, crpc_loop_timer *timer,
+                              void *arg) {
+  (void)loop;
+  (void)timer;
+  finish_close(arg); /* the peer had its chance; a RST now loses nothing */
+}
+
+/* The session is done and every byte of it written: half-close and read
+ * until the peer's EOF (or the bound), so that bytes it sent meanwhile
+ * never meet a closed socket, whose RST could destroy our last bytes
+ * (trailers, GOAWAY) before the peer's application has read them. on_close
+ * waits for the end: the owner's struct, which this lives in, stays. */
+static void start_linger(crpc_h2_conn *conn) {
+  conn->lingering = true;
+  crpc_loop_timer_stop(&conn->handshake_timer);
+  crpc_loop_timer_stop(&conn->ka_timer);
+  crpc_tls_free(conn->tls); /* close_notify, best effort, before our FIN */
+  conn->tls = NULL;
+  if (shutdown(conn->fd, SHUT_WR) != 0 ||
+      crpc_loop_io_set(&conn->io, CRPC_LOOP_READABLE) != 0) {
+    finish_close(conn); /* the peer is gone already: nothing to wait for */
+    return;
+  }
+  crpc_loop_timer_start(&conn->linger_timer, crpc_now_ns() + CRPC_H2_LINGER_NS);
+}
+
+/* While lingering: drops what the peer sends; its EOF or an error ends it. */
+static void linger_read(crpc_h2_conn *conn) {
+  uint8_t buf[16 * 1024];
+  for (int i = 0; i < LINGER_READS; i++) {
+    ssize_t n = read(conn->fd, buf, sizeof(buf));
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    finish_close(conn);
+    return;
+  }
 }
 
 void crpc_h2_conn_flush(crpc_h2_conn *conn) {
@@ -139,7 +193,12 @@ void crpc_h2_conn_flush(crpc_h2_conn *conn) {
   bool ok = flush_inner(conn);
   conn->in_io = false;
   if (!ok) conn->close_pending = true;
-  if (conn->close_pending) finish_close(conn);
+  if (!conn->close_pending) return;
+  if (conn->session_done && conn->linger) {
+    start_linger(conn);
+  } else {
+    finish_close(conn);
+  }
 }
 
 static void flush_closure_fn(crpc_loop *loop, void *arg) {
@@ -210,6 +269,10 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
   (void)fd;
   crpc_h2_conn *conn = arg;
   if (conn->closed) return;
+  if (conn->lingering) {
+    linger_read(conn);
+    return;
+  }
   if (conn->tls_handshaking && !tls_handshake_step(conn)) return;
   /* TLS reads on any readiness: a read may have waited for writability,
    * and decrypted bytes may be buffered in the session. */
@@ -229,6 +292,7 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
         snprintf(conn->close_why, sizeof(conn->close_why), "nghttp2: %s",
                  nghttp2_strerror((int)used));
         conn->in_io = false;
+        conn->linger = false; /* an error is no graceful end */
         crpc_h2_conn_flush(conn);
         crpc_h2_conn_close(conn, conn->close_why);
         return;
@@ -268,6 +332,14 @@ static void start(crpc_h2_conn *conn, crpc_loop *loop, int fd,
   conn->on_close = on_close;
   conn->tls = tls;
   conn->tls_handshaking = tls != NULL && handshake_deadline_ns != 0;
+  /* Only the server lingers: it keeps every connection on its list until
+   * on_close and closes them all when it shuts down, so no lingering socket
+   * outlives crpc_server_free. The channel drops dead connections from its
+   * slots, so a lingering one could outlive crpc_channel_free's loop (which
+   * forgets watchers and timers) and leak; and a client's last bytes (a
+   * GOAWAY, a WINDOW_UPDATE) are not what a RST would cost a call. */
+  conn->linger = nghttp2_session_check_server_session(session) != 0;
+  crpc_loop_timer_init(&conn->linger_timer, loop, linger_timeout_fn, conn);
   crpc_loop_timer_init(&conn->handshake_timer, loop, handshake_timeout_fn,
                        conn);
   if (conn->tls_handshaking) {

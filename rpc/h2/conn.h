@@ -14,6 +14,15 @@
  * is gone; on_close must drop all stream state and may free the session via
  * crpc_h2_conn_destroy. Receiving and flushing are never re-entered: nghttp2
  * callbacks must not call crpc_h2_conn_flush (use crpc_h2_conn_want_flush).
+ *
+ * Lingering close (server sessions; see `linger`): when the session ends
+ * gracefully (it wants neither to read nor to write, all of it written),
+ * conn sends TLS close_notify, half-closes (SHUT_WR) and reads and drops
+ * input until the peer's EOF, an error or CRPC_H2_LINGER_NS, and only then
+ * closes the fd and calls on_close, so bytes the peer sent late never meet
+ * a closed socket, whose RST could destroy our last trailers and GOAWAY in
+ * flight; meanwhile close_pending is set, and crpc_h2_conn_close ends the
+ * linger at once. Errors, timeouts and explicit closes close at once.
  */
 #ifndef CRPC_H2_CONN_H
 #define CRPC_H2_CONN_H
@@ -28,6 +37,13 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* How long a gracefully ended connection waits at most for the peer's EOF
+ * (see above): many round trips, so a live peer has read our last bytes
+ * and closed by then; short, so a peer that never closes holds an fd only
+ * briefly. After our GOAWAY an HTTP/2 peer sends at most a few control
+ * frames, not request bodies, so this is below nginx's 5 s. */
+#define CRPC_H2_LINGER_NS (1000 * 1000 * 1000LL)
 
 typedef struct crpc_h2_conn crpc_h2_conn;
 struct crpc_tls; /* rpc/tls/tls.h */
@@ -58,6 +74,14 @@ struct crpc_h2_conn {
   int64_t ka_ping_sent;  /* when the outstanding PING went out; 0: none */
   bool (*ka_active)(crpc_h2_conn *conn);
   crpc_loop_timer ka_timer;
+  /* Lingering close (see the top). linger: allowed; start sets it for
+   * server sessions only (conn.c says why); an owner that ends every
+   * connection not yet closed before its loop goes may set it after
+   * start. */
+  bool linger;
+  bool session_done; /* the session ended gracefully (flush found it done) */
+  bool lingering;    /* half-closed, waiting for EOF; on_close still due */
+  crpc_loop_timer linger_timer;
 };
 
 /* Turns keepalive on for a started connection (no-op if time_ns <= 0 or it
@@ -100,7 +124,8 @@ void crpc_h2_conn_flush(crpc_h2_conn *conn);
 void crpc_h2_conn_want_flush(crpc_h2_conn *conn);
 
 /* Ends the connection: stops I/O, closes the fd, calls on_close (now, or
- * right after the current recv/flush if inside one). Idempotent. */
+ * right after the current recv/flush if inside one); a lingering one at
+ * once. Idempotent. */
 void crpc_h2_conn_close(crpc_h2_conn *conn, const char *why);
 
 /* Frees the session and buffers after on_close. Loop thread. Idempotent. */
