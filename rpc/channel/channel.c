@@ -143,6 +143,14 @@ static void drop_loop_ref(crpc_loop *loop, void *arg) {
 static void on_conn_close(crpc_h2_conn *h2, const char *why) {
   cconn *conn = (cconn *)h2;
   atomic_store(&conn->dead, true);
+  crpc_channel *ch = conn->ch;
+  if (conn->lprev != NULL) {
+    conn->lprev->lnext = conn->lnext;
+  } else if (ch->attached == conn) {
+    ch->attached = conn->lnext;
+  }
+  if (conn->lnext != NULL) conn->lnext->lprev = conn->lprev;
+  conn->lnext = conn->lprev = NULL;
   char both[CRPC_H2_ERR_MAX];
   if (conn->goaway_why[0] != '\0') {
     snprintf(both, sizeof(both), "%s after GOAWAY %s", why, conn->goaway_why);
@@ -179,6 +187,10 @@ void cconn_attach(cconn *conn) {
   if (conn->attached) return;
   conn->attached = true;
   atomic_fetch_add(&conn->refs, 1); /* the loop's */
+  crpc_channel *ch = conn->ch;
+  conn->lnext = ch->attached;
+  if (ch->attached != NULL) ch->attached->lprev = conn;
+  ch->attached = conn;
   int fd = conn->fd;
   conn->fd = -1; /* closed by the pump from now on */
   crpc_tls *tls = conn->tls;
@@ -190,6 +202,9 @@ void cconn_attach(cconn *conn) {
     crpc_h2_conn_start(&conn->h2, conn->ch->loop, fd, conn->session,
                        on_conn_close);
   }
+  /* A graceful end lingers (rpc/h2/conn.h); safe because freeing the
+   * channel closes every attached connection (close_all_fn). */
+  conn->h2.linger = true;
   start_keepalive(conn); /* no-op if off or already closed */
   cconn_start_idle_timer(conn);
 }
@@ -248,6 +263,17 @@ void cconn_post_attach(cconn *conn) {
   if (crpc_loop_post(conn->ch->loop, attach_fn, conn) != 0) cconn_unref(conn);
 }
 
+/* Channel teardown: every connection still on the loop, including ones no
+ * slot holds any more (replaced after a GOAWAY, lingering), ends now. */
+static void close_all_fn(crpc_loop *loop, void *arg) {
+  (void)loop;
+  crpc_channel *ch = arg;
+  for (cconn *c = ch->attached, *next; c != NULL; c = next) {
+    next = c->lnext;
+    crpc_h2_conn_close(&c->h2, "channel closed");
+  }
+}
+
 static void close_conn_fn(crpc_loop *loop, void *arg) {
   (void)loop;
   cconn *conn = arg;
@@ -276,6 +302,9 @@ void crpc_channel_free(crpc_channel *ch) {
   }
   free(slots);
   if (ch->loop_started) {
+    if (crpc_loop_post(ch->loop, close_all_fn, ch) != 0) {
+      fprintf(stderr, "crpc channel: out of memory closing connections\n");
+    }
     /* Call structs die on the loop (their kicks, their streams closing);
      * wait for them so no late ctx callback posts to a freed loop. */
     pthread_mutex_lock(&ch->mu);

@@ -59,6 +59,7 @@ struct cconn {
   atomic_int in_use;
   _Atomic int64_t last_used_ns; /* when in_use last dropped to 0 */
   crpc_loop_timer idle_timer;   /* L */
+  cconn *lnext, *lprev;         /* L: the channel's attached list */
 };
 
 /* Where calls may go: one per address with round robin, one for all
@@ -88,6 +89,10 @@ struct crpc_channel {
   pthread_mutex_t mu;
   pthread_cond_t cond; /* connecting done; live_calls changed */
   bool loop_started;
+  /* L: every connection attached to the loop and not yet closed, whether
+   * a slot still holds it or not (replaced after a GOAWAY, lingering), so
+   * freeing the channel can close them all before its loop goes. */
+  cconn *attached;
   crpc_lb_policy lb;
   cslot *slots;  /* pick first: 1; round robin: one per address, or NULL */
   size_t n_slots, rr_next;

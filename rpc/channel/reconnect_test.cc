@@ -4,6 +4,8 @@
 // servers on unix sockets and loopback TCP.
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <dirent.h>
+#include <nghttp2/nghttp2.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -162,7 +164,10 @@ TEST_F(ReconnectTest, FailsFastWhileBackingOffThenReconnects) {
 // EOF) or holding it silent (a handshake that never completes).
 class Door {
  public:
-  enum Mode { kSlam, kSilent };
+  // kGoaway: SETTINGS and GOAWAY(last stream 0) at once, then hold the
+  // socket open, never reading: every connection is told to go away but
+  // never closed by the server.
+  enum Mode { kSlam, kSilent, kGoaway };
   Door(const std::string &path, Mode mode) : mode_(mode) {
     fd_ = socket(AF_UNIX, SOCK_STREAM, 0);
     sockaddr_un a{};
@@ -180,9 +185,10 @@ class Door {
         times_.push_back(crpc_now_ns());
         if (mode_ == kSlam) {
           close(c);
-        } else {
-          held_.push_back(c);
+          continue;
         }
+        if (mode_ == kGoaway) SendGoaway(c);
+        held_.push_back(c);
       }
     });
   }
@@ -198,6 +204,23 @@ class Door {
   }
 
  private:
+  static void SendGoaway(int fd) {
+    nghttp2_session_callbacks *cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session *s;
+    nghttp2_session_server_new(&s, cbs, nullptr);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, nullptr, 0);
+    nghttp2_submit_goaway(s, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, nullptr,
+                          0);
+    const uint8_t *out;
+    ssize_t n;
+    while ((n = nghttp2_session_mem_send(s, &out)) > 0) {
+      if (send(fd, out, n, MSG_NOSIGNAL) != n) break;
+    }
+    nghttp2_session_del(s);
+  }
+
   Mode mode_;
   int fd_;
   std::thread thread_;
@@ -329,6 +352,37 @@ TEST_F(ReconnectTest, ConnectTimeoutIsAFailedAttempt) {
   EXPECT_LT(crpc_now_ns() - t0, 50 * CRPC_MILLISECOND);
   EXPECT_EQ(door.times().size(), 1u);
   crpc_channel_free(ch);
+}
+
+int OpenFds() {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  while (d != nullptr && readdir(d) != nullptr) n++;
+  if (d != nullptr) closedir(d);
+  return n;
+}
+
+TEST_F(ReconnectTest, FreeingTheChannelClosesConnectionsNoSlotHolds) {
+  // Each connection gets a GOAWAY and is replaced, but the server never
+  // closes it: only the channel's teardown can, or its fd and state leak.
+  int fds_before = OpenFds();
+  {
+    Door door(path_, Door::kGoaway);
+    crpc_channel *ch = crpc_channel_new(target_.c_str(), nullptr);
+    // Every call finds its connection going away (refused, or resent and
+    // refused again); each next one opens another.
+    for (int i = 0; i < 3; i++) {
+      Reply r = Call(ch, 5 * CRPC_SECOND);
+      EXPECT_EQ(r.code, CRPC_UNAVAILABLE) << r.message;
+    }
+    size_t accepted = door.times().size();
+    EXPECT_GE(accepted, 3u);
+    crpc_channel_free(ch);
+    // The door still holds its ends; the channel's ends must be gone.
+    EXPECT_EQ(OpenFds(), fds_before + 1 /* listener */ +
+                             static_cast<int>(accepted));
+  }
+  EXPECT_EQ(OpenFds(), fds_before);
 }
 
 // ---- idle connections ----------------------------------------------------

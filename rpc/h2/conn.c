@@ -332,12 +332,10 @@ static void start(crpc_h2_conn *conn, crpc_loop *loop, int fd,
   conn->on_close = on_close;
   conn->tls = tls;
   conn->tls_handshaking = tls != NULL && handshake_deadline_ns != 0;
-  /* Only the server lingers: it keeps every connection on its list until
-   * on_close and closes them all when it shuts down, so no lingering socket
-   * outlives crpc_server_free. The channel drops dead connections from its
-   * slots, so a lingering one could outlive crpc_channel_free's loop (which
-   * forgets watchers and timers) and leak; and a client's last bytes (a
-   * GOAWAY, a WINDOW_UPDATE) are not what a RST would cost a call. */
+  /* Lingering needs an owner that closes every connection not yet closed
+   * before its loop is freed (which forgets watchers and timers): the
+   * server does (its connection list); the channel opts in after start,
+   * with its attached list. Off by default, so no other owner leaks. */
   conn->linger = nghttp2_session_check_server_session(session) != 0;
   crpc_loop_timer_init(&conn->linger_timer, loop, linger_timeout_fn, conn);
   crpc_loop_timer_init(&conn->handshake_timer, loop, handshake_timeout_fn,

@@ -15,7 +15,7 @@
  * crpc_h2_conn_destroy. Receiving and flushing are never re-entered: nghttp2
  * callbacks must not call crpc_h2_conn_flush (use crpc_h2_conn_want_flush).
  *
- * Lingering close (server sessions; see `linger`): when the session ends
+ * Lingering close (if the owner allows it: `linger`): when the session ends
  * gracefully (it wants neither to read nor to write, all of it written),
  * conn sends TLS close_notify, half-closes (SHUT_WR) and reads and drops
  * input until the peer's EOF, an error or CRPC_H2_LINGER_NS, and only then
@@ -75,9 +75,8 @@ struct crpc_h2_conn {
   bool (*ka_active)(crpc_h2_conn *conn);
   crpc_loop_timer ka_timer;
   /* Lingering close (see the top). linger: allowed; start sets it for
-   * server sessions only (conn.c says why); an owner that ends every
-   * connection not yet closed before its loop goes may set it after
-   * start. */
+   * server sessions; an owner that ends every connection not yet closed
+   * before its loop goes (the channel does) may set it after start. */
   bool linger;
   bool session_done; /* the session ended gracefully (flush found it done) */
   bool lingering;    /* half-closed, waiting for EOF; on_close still due */
