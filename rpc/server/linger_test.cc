@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -242,6 +243,62 @@ TEST_F(LingerTest, IdleGoawaysThenFinDespiteUnreadInput) {
   EXPECT_NE(in.find(GoawayFrame(kMaxStreamId)), std::string::npos);
   EXPECT_NE(in.find(GoawayFrame(s1)), std::string::npos)
       << "no final GOAWAY(" << s1 << ") before the close";
+}
+
+// crpc_server_shutdown with a grace: the held call finishes inside it, and
+// the rest of the grace lets the connection end gracefully, so the client
+// reads the response, both GOAWAYs and a FIN despite unread bytes at the
+// server. (Cutting every connection as soon as the handlers were done
+// answered with a RST.)
+TEST_F(LingerTest, ShutdownWithGraceEndsWithFinDespiteUnreadInput) {
+  TestServer server;
+  std::atomic<bool> started{false}, release{false};
+  server.Add("/linger.S/Hold", CRPC_UNARY,
+             [&](crpc_server_call *call, const crpc_ctx *ctx) {
+               started = true;
+               while (!release.load()) {
+                 crpc_code c = crpc_ctx_sleep(ctx, kMs);
+                 if (c != CRPC_OK) return c;
+               }
+               return EchoOnce(call);
+             });
+  server.Start();
+  RawClient raw(server.port());
+  std::string body = Frame(std::string(1000, 'y'));
+  int32_t s1 = raw.Request("/linger.S/Hold", {}, &body);
+  ASSERT_GT(s1, 0);
+  ASSERT_TRUE(raw.PumpUntil([&] { return started.load(); }));
+  std::thread stopper(
+      [&] { crpc_server_shutdown(server.get(), 10 * CRPC_SECOND); });
+  ASSERT_TRUE(raw.PumpUntil(
+      [&] { return raw.goaway() && raw.goaway_last_stream() == s1; },
+      kSlack));
+  SendUnreadJunk(raw.fd());
+  int server_end = ServerEndOf(raw.fd());
+  int64_t released_at = crpc_now_ns();
+  release = true;
+  std::string in;
+  int end = ReadToEnd(raw.fd(), &in, kSlack);
+  int64_t fin_at = crpc_now_ns();
+  // The server's socket lingers (we neither read further nor close):
+  // shutdown does not cut it short while grace is left, it ends at the
+  // linger bound.
+  ASSERT_TRUE(WaitFor(
+      [&] { return fcntl(server_end, F_GETFD) < 0 && errno == EBADF; },
+      CRPC_H2_LINGER_NS + kSlack));
+  EXPECT_GE(crpc_now_ns() - fin_at, CRPC_H2_LINGER_NS / 2)
+      << "the lingering connection was cut when the handlers were done";
+  stopper.join();
+  EXPECT_LT(crpc_now_ns() - released_at, CRPC_H2_LINGER_NS + kSlack);
+  EXPECT_EQ(end, 0) << "the connection ended with " << strerror(end)
+                    << ", not a FIN";
+  ASSERT_GE(nghttp2_session_mem_recv(raw.session(),
+                                     reinterpret_cast<const uint8_t *>(
+                                         in.data()),
+                                     in.size()),
+            0);
+  EXPECT_EQ(raw.stream(s1).headers["grpc-status"], "0");
+  EXPECT_EQ(raw.stream(s1).data, body);
 }
 
 // Where the lingering socket goes: closed CRPC_H2_LINGER_NS after the FIN

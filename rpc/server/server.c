@@ -256,6 +256,15 @@ static void drain_fn(crpc_server *s) {
   server_conns_drain(s);
 }
 
+/* Waits until every connection has closed or ctx is done. */
+static void wait_conns(crpc_server *s, const crpc_ctx *ctx) {
+  pthread_mutex_lock(&s->mu);
+  while (s->live_conns > 0) {
+    if (crpc_ctx_wait_cond(ctx, &s->idle_cond, &s->mu) != CRPC_OK) break;
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
 /* Waits until no handler runs or ctx is done. */
 static void wait_calls(crpc_server *s, const crpc_ctx *ctx) {
   pthread_mutex_lock(&s->mu);
@@ -282,12 +291,21 @@ void crpc_server_shutdown(crpc_server *s, int64_t grace_ns) {
   crpc_ctx *grace =
       crpc_ctx_with_timeout(crpc_ctx_background(), grace_ns > 0 ? grace_ns : 0);
   if (grace != NULL) wait_calls(s, grace);
-  crpc_ctx_release(grace);
   /* Past the grace: every call still running is cancelled (its kick sends
    * UNAVAILABLE), then we wait for the handlers to notice. */
   crpc_ctx_cancel_cause(s->root, CRPC_UNAVAILABLE, CRPC_ORIGIN_SHUTDOWN,
                         "server shutting down");
   wait_calls(s, crpc_ctx_background());
+  /* What is left of the grace (at most the final GOAWAY's PING wait plus a
+   * linger) lets connections end gracefully, their last statuses and
+   * GOAWAY read by the client before the close; then the rest are cut. */
+  if (grace != NULL) {
+    crpc_ctx *ends = crpc_ctx_with_timeout(
+        grace, CRPC_SERVER_GOAWAY_PING_WAIT + CRPC_H2_LINGER_NS);
+    if (ends != NULL) wait_conns(s, ends);
+    crpc_ctx_release(ends);
+  }
+  crpc_ctx_release(grace);
   run_on_loop(s, server_conns_close_all);
   /* Every call struct goes away on the loop (its kicks and stream close);
    * only then may the loop stop, so no late on_cancel can post to a loop

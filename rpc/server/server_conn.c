@@ -330,6 +330,15 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id,
   return 0;
 }
 
+/* Counted under the server mutex for crpc_server_shutdown, which waits
+ * for connections to end gracefully. */
+static void count_conn(crpc_server *s, int delta) {
+  pthread_mutex_lock(&s->mu);
+  s->live_conns += (size_t)delta;
+  if (s->live_conns == 0) pthread_cond_broadcast(&s->idle_cond);
+  pthread_mutex_unlock(&s->mu);
+}
+
 static void unlink_conn(crpc_server *s, sconn *conn) {
   if (conn->prev != NULL) {
     conn->prev->next = conn->next;
@@ -337,6 +346,7 @@ static void unlink_conn(crpc_server *s, sconn *conn) {
     s->conns = conn->next;
   }
   if (conn->next != NULL) conn->next->prev = conn->prev;
+  count_conn(s, -1);
 }
 
 static void free_conn_fn(crpc_loop *loop, void *arg) {
@@ -429,12 +439,14 @@ static void start_conn(crpc_server *s, int fd, const struct sockaddr *sa,
   conn->next = s->conns;
   if (s->conns != NULL) s->conns->prev = conn;
   s->conns = conn;
+  count_conn(s, 1);
   if (l->creds != NULL) {
     crpc_tls *tls = crpc_tls_server_new(l->creds, fd);
     if (tls == NULL) {
       /* Not started: undo what start would own, then fail. */
       s->conns = conn->next;
       if (conn->next != NULL) conn->next->prev = NULL;
+      count_conn(s, -1);
       nghttp2_session_del(session);
       goto fail;
     }

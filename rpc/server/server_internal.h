@@ -99,6 +99,7 @@ struct crpc_server {
   bool pool_stop;
   size_t live_calls;   /* dispatched calls whose handler has not finished */
   size_t live_structs; /* scall structs not yet freed (teardown waits) */
+  size_t live_conns;   /* connections not yet closed (shutdown waits) */
 
   /* L */
   sconn *conns;
