@@ -97,6 +97,7 @@ struct crpc_channel {
   cslot *slots;  /* pick first: 1; round robin: one per address, or NULL */
   size_t n_slots, rr_next;
   bool resolving; /* round robin: a thread is building the slots */
+  int64_t resolved_at; /* round robin: when the slots were last built */
   int64_t backoff_initial, backoff_max, connect_timeout, idle_timeout;
   bool wait_for_ready;
   crpc_wire_encoding default_encoding; /* for calls started without one */

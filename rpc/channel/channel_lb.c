@@ -73,8 +73,23 @@ static crpc_code connect_addrs(crpc_channel *ch,
   return code;
 }
 
-/* Round robin: one slot per resolved address. Called with mu held; drops
- * it while resolving. False with *code set if resolution failed. */
+/* The slot of old (n_old) for the same address as a, or NULL. */
+static cslot *same_addr(cslot *old, size_t n_old, const crpc_resolved_addr *a) {
+  for (size_t i = 0; i < n_old; i++) {
+    const crpc_resolved_addr *b = &old[i].addrs[0];
+    if (b->len == a->len && memcmp(&b->ss, &a->ss, a->len) == 0) {
+      return &old[i];
+    }
+  }
+  return NULL;
+}
+
+/* Round robin: one slot per resolved address, built at first use and
+ * again (DNS targets) when every address has failed. An address that
+ * stays keeps its slot's connection and backoff; the connections of
+ * addresses gone are dropped. Called with mu held and no slot connecting;
+ * drops mu while resolving (`resolving` holds other callers off). False
+ * with *code set if resolution failed (the old slots, if any, stay). */
 static bool build_rr_slots(crpc_channel *ch, const crpc_ctx *ctx,
                            crpc_code *code) {
   ch->resolving = true;
@@ -104,14 +119,46 @@ static bool build_rr_slots(crpc_channel *ch, const crpc_ctx *ctx,
   free(addrs);
   pthread_mutex_lock(&ch->mu);
   ch->resolving = false;
+  ch->resolved_at = crpc_now_ns();
   pthread_cond_broadcast(&ch->cond);
   if (slots == NULL) {
     memcpy(ch->last_error, err, sizeof(ch->last_error));
     return false;
   }
+  for (size_t i = 0; i < n; i++) {
+    cslot *prev = same_addr(ch->slots, ch->n_slots, &slots[i].addrs[0]);
+    if (prev == NULL) continue;
+    free(slots[i].addrs);
+    slots[i] = *prev; /* its connection, backoff and failure state */
+    prev->addrs = NULL;
+    prev->conn = NULL;
+  }
+  for (size_t i = 0; i < ch->n_slots; i++) {
+    free(ch->slots[i].addrs);
+    cconn_unref(ch->slots[i].conn); /* an address no longer resolved */
+  }
+  free(ch->slots);
   ch->slots = slots;
   ch->n_slots = n;
   ch->rr_next = 0;
+  return true;
+}
+
+/* Round robin over a DNS name, about to retry with every address failed
+ * and no connection up: resolve again first (the service may have moved),
+ * at most once per initial backoff. mu held. */
+static bool rr_should_resolve_again(const crpc_channel *ch, int64_t now) {
+  if (ch->lb != CRPC_LB_ROUND_ROBIN || !ch->target.is_dns ||
+      now - ch->resolved_at < ch->backoff_initial) {
+    return false;
+  }
+  for (size_t i = 0; i < ch->n_slots; i++) {
+    const cslot *s = &ch->slots[i];
+    if (!s->failed || s->connecting ||
+        (s->conn != NULL && !atomic_load(&s->conn->dead))) {
+      return false;
+    }
+  }
   return true;
 }
 
@@ -200,10 +247,12 @@ cconn *channel_get_conn(crpc_channel *ch, const crpc_ctx *ctx,
   for (;;) {
     *code = crpc_ctx_err(ctx);
     if (*code != CRPC_OK) break;
+    if (ch->resolving) {
+      *code = crpc_ctx_wait_cond(ctx, &ch->cond, &ch->mu);
+      continue;
+    }
     if (ch->slots == NULL) {
-      if (ch->resolving) {
-        *code = crpc_ctx_wait_cond(ctx, &ch->cond, &ch->mu);
-      } else if (!(ch->lb == CRPC_LB_ROUND_ROBIN ? build_rr_slots(ch, ctx, code)
+      if (!(ch->lb == CRPC_LB_ROUND_ROBIN ? build_rr_slots(ch, ctx, code)
                                                  : build_pf_slot(ch, code))) {
         break;
       }
@@ -227,6 +276,9 @@ cconn *channel_get_conn(crpc_channel *ch, const crpc_ctx *ctx,
         busy = true;
       } else if (now < s->next_attempt_ns) {
         if (s->next_attempt_ns < wake) wake = s->next_attempt_ns;
+      } else if (rr_should_resolve_again(ch, now)) {
+        build_rr_slots(ch, ctx, code); /* on failure the old slots stay */
+        tried = true; /* rescan the new slots */
       } else {
         tried = true;
         *code = attempt(ch, i, ctx);

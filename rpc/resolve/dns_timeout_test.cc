@@ -1,16 +1,20 @@
-// A DNS server that never answers must not hold a call past its ctx.
+// A DNS server that never answers must not hold a call past its ctx, and
+// round robin follows a name whose address changes.
 //
 // Real getaddrinfo against a real (silent) DNS server: main() moves the test
 // into a private mount namespace and bind-mounts a resolv.conf naming
-// 127.0.0.1, where the fixture binds UDP port 53 and never replies. glibc
-// would wait a second per try. Needs root (CAP_SYS_ADMIN for the mount,
-// port 53); without it the tests skip and say why.
+// 127.0.0.1, where the fixture binds UDP port 53 and never replies (glibc
+// would wait a second per try), and an /etc/hosts the tests rewrite. Needs
+// root (CAP_SYS_ADMIN for the mounts, port 53); without it the tests skip
+// and say why.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -20,6 +24,7 @@
 
 #include "crpc/channel.h"
 #include "crpc/ctx.h"
+#include "crpc/server.h"
 #include "rpc/resolve/resolve.h"
 
 namespace {
@@ -45,6 +50,23 @@ void SetUpSilentResolver() {
     g_skip = std::string("bind-mounting resolv.conf: ") + strerror(errno);
   }
   unlink(path);  // the bind mount keeps the file alive
+  // An /etc/hosts of our own too, rewritten by tests (glibc reads it on
+  // every lookup), so a name can move from one address to another.
+  char hosts[] = "/tmp/crpc_hosts_XXXXXX";
+  fd = mkstemp(hosts);
+  if (fd >= 0) close(fd);
+  if (g_skip.empty() &&
+      (fd < 0 || mount(hosts, "/etc/hosts", nullptr, MS_BIND, nullptr) != 0)) {
+    g_skip = std::string("bind-mounting /etc/hosts: ") + strerror(errno);
+  }
+  unlink(hosts);
+}
+
+void WriteHosts(const std::string &extra) {
+  FILE *f = fopen("/etc/hosts", "w");  // same inode: the bind mount stays
+  ASSERT_NE(f, nullptr);
+  fprintf(f, "127.0.0.1 localhost\n%s", extra.c_str());
+  fclose(f);
 }
 
 class DnsTimeoutTest : public ::testing::Test {
@@ -138,6 +160,69 @@ TEST_F(DnsTimeoutTest, CallToAnUnresolvableNameEndsAtItsDeadline) {
   t0 = crpc_now_ns();
   crpc_channel_free(ch);
   EXPECT_LT(crpc_now_ns() - t0, 300 * CRPC_MILLISECOND);
+}
+
+// A server that answers with the address it was reached on.
+crpc_code Where(crpc_server_call *call, const crpc_ctx *, void *ud) {
+  crpc_message m;
+  crpc_code c = crpc_server_call_recv(call, &m);
+  if (c != CRPC_OK) return c;
+  free(m.data);
+  const char *name = static_cast<const char *>(ud);
+  return crpc_server_call_send(call, name, strlen(name));
+}
+
+crpc_server *ServeOn(const char *addr, const char *name, int *port) {
+  crpc_server *s = crpc_server_new(nullptr);
+  crpc_server_add_method(s, "/t.S/Where", CRPC_UNARY, Where,
+                         const_cast<char *>(name));
+  std::string where = std::string(addr) + ":" + std::to_string(*port);
+  if (crpc_server_listen(s, where.c_str(), port) != CRPC_OK ||
+      crpc_server_start(s) != CRPC_OK) {
+    crpc_server_free(s);
+    return nullptr;
+  }
+  return s;
+}
+
+std::string Ask(crpc_channel *ch) {
+  crpc_ctx *ctx = crpc_ctx_with_timeout(crpc_ctx_background(), 5 * CRPC_SECOND);
+  crpc_message resp{};
+  crpc_status st{};
+  crpc_code c =
+      crpc_unary_call(ch, ctx, "/t.S/Where", nullptr, "?", 1, &resp, &st);
+  std::string out = c == CRPC_OK
+                        ? std::string(reinterpret_cast<char *>(resp.data), resp.len)
+                        : std::string("error: ") + st.message;
+  free(resp.data);
+  crpc_status_clear(&st);
+  crpc_ctx_release(ctx);
+  return out;
+}
+
+// Round robin over a name resolves it again once every address it had has
+// failed: the service moved (old address down, name now elsewhere) and
+// calls follow it without a new channel.
+TEST_F(DnsTimeoutTest, RoundRobinFollowsANameThatMoves) {
+  int port = 0;
+  crpc_server *a = ServeOn("127.0.0.2", "a", &port);
+  ASSERT_NE(a, nullptr);
+  crpc_server *b = ServeOn("127.0.0.3", "b", &port);  // the same port
+  ASSERT_NE(b, nullptr);
+  WriteHosts("127.0.0.2 svc.crpc.test\n");
+  crpc_channel_options o{};
+  o.lb_policy = CRPC_LB_ROUND_ROBIN;
+  o.backoff_initial_ns = 20 * CRPC_MILLISECOND;
+  o.wait_for_ready = 1;
+  std::string target = "dns:///svc.crpc.test:" + std::to_string(port);
+  crpc_channel *ch = crpc_channel_new(target.c_str(), &o);
+  for (int i = 0; i < 3; i++) EXPECT_EQ(Ask(ch), "a");
+  WriteHosts("127.0.0.3 svc.crpc.test\n");
+  crpc_server_free(a);  // the old address goes away
+  for (int i = 0; i < 3; i++) EXPECT_EQ(Ask(ch), "b") << "call " << i;
+  crpc_channel_free(ch);
+  crpc_server_free(b);
+  WriteHosts("");
 }
 
 TEST_F(DnsTimeoutTest, HostsFileNamesStillResolve) {
