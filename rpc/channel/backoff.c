@@ -3,6 +3,8 @@
  */
 #include "rpc/channel/backoff.h"
 
+#include "rpc/h2/jitter.h"
+
 void crpc_backoff_init(crpc_backoff *b, int64_t initial_ns, int64_t max_ns) {
   b->initial_ns = initial_ns > 0 ? initial_ns : 1;
   b->max_ns = max_ns >= b->initial_ns ? max_ns : b->initial_ns;
@@ -24,9 +26,6 @@ int64_t crpc_backoff_next(crpc_backoff *b, double rand01) {
 void crpc_backoff_reset(crpc_backoff *b) { b->nominal_ns = 0; }
 
 double crpc_backoff_rand(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  z ^= z >> 31;
+  uint64_t z = crpc_jitter_next(state);
   return (double)(z >> 11) * (1.0 / 9007199254740992.0); /* 53 bits */
 }

@@ -35,7 +35,7 @@ int64_t crpc_backoff_next(crpc_backoff *b, double rand01);
 /* A connection worked: the next failure waits `initial` again. */
 void crpc_backoff_reset(crpc_backoff *b);
 
-/* A uniform number in [0, 1) from *state (splitmix64; seed it with
+/* A uniform number in [0, 1) from *state (rpc/h2/jitter.h; seed it with
  * anything). Not thread-safe on one state. */
 double crpc_backoff_rand(uint64_t *state);
 

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "rpc/h2/jitter.h"
 #include "rpc/h2/limits.h"
 #include "rpc/server/server_internal.h"
 
@@ -144,14 +145,11 @@ static void life_fn(crpc_loop *loop, crpc_loop_timer *timer, void *arg) {
 }
 
 /* A per-connection spread of +-10% around max_connection_age, so that
- * connections accepted together do not all cycle together (splitmix64 of
- * the clock and the address: no shared state across loop threads). */
+ * connections accepted together do not all cycle together (seeded by the
+ * clock and the address: no shared state across loop threads). */
 static int64_t jittered_age(const sconn *conn, int64_t age) {
-  uint64_t z = (uint64_t)crpc_now_ns() ^ (uint64_t)(uintptr_t)conn;
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
+  uint64_t seed = (uint64_t)crpc_now_ns() ^ (uint64_t)(uintptr_t)conn;
+  uint64_t z = crpc_jitter_next(&seed);
   int64_t spread = age / 10;
   if (spread <= 0) return age;
   return age - spread + (int64_t)(z % (uint64_t)(2 * spread + 1));
