@@ -25,6 +25,7 @@ void ccall_unref(ccall *call) {
   if (call->next_conn != NULL) cconn_release(call->next_conn);
   crpc_h2_inbound_destroy(&call->in);
   crpc_h2_outq_clear(&call->out);
+  free(call->replay);
   crpc_wire_headers_destroy(&call->req);
   crpc_metadata_free(call->hdr_md);
   crpc_metadata_free(call->resp_md);

@@ -110,22 +110,71 @@ static void settle_from_trailers(ccall *call) {
 static bool mark_unsent(ccall *call) {
   pthread_mutex_lock(&call->mu);
   bool ok = !call->ended && call->resends < CCALL_MAX_RESENDS &&
-            !crpc_ctx_is_done(call->ctx);
+            !crpc_ctx_is_done(call->ctx) &&
+            (!call->body_taken || !call->replay_off);
   if (ok) {
     call->unsent = true;
+    if (call->replay != NULL) {
+      /* What went to nghttp2 goes first again, then what was queued. */
+      call->replay->off = 0;
+      crpc_h2_outq_push_front(&call->out, call->replay);
+      call->replay = NULL;
+      call->replay_cap = 0;
+    }
     pthread_cond_broadcast(&call->cond);
   }
   pthread_mutex_unlock(&call->mu);
   return ok;
 }
 
+/* Keeps n request bytes just handed to nghttp2 for a resend. Call mutex
+ * held. */
+static void keep_for_replay(ccall *call, const uint8_t *buf, size_t n) {
+  if (call->replay_off) return;
+  size_t len = call->replay != NULL ? call->replay->len : 0;
+  if (len + n > CCALL_REPLAY_MAX) {
+    call->replay_off = true;
+  } else if (len + n > call->replay_cap) {
+    size_t cap = call->replay_cap ? call->replay_cap * 2 : 1024;
+    while (cap < len + n) cap *= 2;
+    crpc_h2_chunk *c = realloc(call->replay, sizeof(*c) + cap);
+    if (c == NULL) {
+      call->replay_off = true;
+    } else {
+      if (call->replay == NULL) c->len = c->off = 0;
+      call->replay = c;
+      call->replay_cap = cap;
+    }
+  }
+  if (call->replay_off) {
+    free(call->replay);
+    call->replay = NULL;
+    call->replay_cap = 0;
+    return;
+  }
+  memcpy(call->replay->data + call->replay->len, buf, n);
+  call->replay->len += n;
+}
+
+/* The server answered: it has the request, so it is never sent again. */
+static void drop_replay(ccall *call) {
+  pthread_mutex_lock(&call->mu);
+  call->replay_off = true;
+  free(call->replay);
+  call->replay = NULL;
+  call->replay_cap = 0;
+  pthread_mutex_unlock(&call->mu);
+}
+
 void ccall_on_close(ccall *call, uint32_t error_code, const char *conn_lost) {
   call->stream_open = false;
   /* Never left: its HEADERS were still queued when the stream or the
-   * connection ended, or the server refused the stream (REFUSED_STREAM:
-   * not processed) before any request bytes were handed to nghttp2. */
+   * connection ended, or the server refused the stream (REFUSED_STREAM,
+   * also what nghttp2 reports for a stream above a GOAWAY's last id: not
+   * processed). mark_unsent then also needs every body byte sent so far
+   * still kept for the replay. */
   bool never_left = !call->headers_sent ||
-                    (error_code == NGHTTP2_REFUSED_STREAM && !call->body_taken);
+                    error_code == NGHTTP2_REFUSED_STREAM;
   if (!never_left || !mark_unsent(call)) {
     settle_abnormal(call, error_code, conn_lost); /* no-op if settled */
   }
@@ -144,7 +193,10 @@ static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
   pthread_mutex_lock(&call->mu);
   size_t n = crpc_h2_outq_read(&call->out, buf, length);
   bool eof = call->send_closed && call->out.bytes == 0;
-  if (n > 0) call->body_taken = true;
+  if (n > 0) {
+    call->body_taken = true;
+    keep_for_replay(call, buf, n);
+  }
   if (n > 0) pthread_cond_broadcast(&call->cond);
   if (n == 0 && !eof) call->deferred = true;
   pthread_mutex_unlock(&call->mu);
@@ -222,6 +274,9 @@ static void adopt_next_conn(ccall *call) {
   call->stream_id = 0;
   call->submitted = call->rst_sent = call->deferred = false;
   call->headers_sent = call->body_taken = false;
+  pthread_mutex_lock(&call->mu);
+  call->replay_off = false; /* mark_unsent moved the bytes to the queue */
+  pthread_mutex_unlock(&call->mu);
 }
 
 static void kick_fn(crpc_loop *loop, void *arg) {
@@ -387,6 +442,9 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f,
                                 NGHTTP2_CANCEL);
     }
     return 0;
+  }
+  if (f->hd.type == NGHTTP2_HEADERS && !call->replay_off) {
+    drop_replay(call); /* replay_off: L-read is safe, only the loop sets it */
   }
   if (f->hd.type == NGHTTP2_HEADERS) {
     if (f->headers.cat == NGHTTP2_HCAT_RESPONSE && !end) {

@@ -159,10 +159,19 @@ struct crpc_call {
   bool unsent;
   cconn *next_conn; /* a channel_get_conn reference */
   int resends;
+  /* The request bytes handed to nghttp2 on this attempt, kept until the
+   * server answers so a refused stream (REFUSED_STREAM, or above a
+   * GOAWAY's last stream id: not processed) can be sent again whole;
+   * given up past CCALL_REPLAY_MAX (replay_off). */
+  crpc_h2_chunk *replay;
+  size_t replay_cap;
+  bool replay_off;
 };
 
 /* Times one call may be sent again after never leaving the client. */
 #define CCALL_MAX_RESENDS 3
+/* Request bytes a call keeps for a resend (gRPC keeps a retry buffer too). */
+#define CCALL_REPLAY_MAX (64 * 1024)
 
 /* ---- channel_lb.c: picking, connecting, backoff, idle ---- */
 

@@ -50,6 +50,10 @@ class RawServer {
     std::lock_guard<std::mutex> l(mu_);
     return last_;
   }
+  std::string body() {
+    std::lock_guard<std::mutex> l(mu_);
+    return bodies_.empty() ? "" : bodies_.rbegin()->second;
+  }
 
  private:
   static int OnHeader(nghttp2_session *, const nghttp2_frame *,
@@ -59,6 +63,14 @@ class RawServer {
     std::lock_guard<std::mutex> l(self->mu_);
     self->cur_[std::string((const char *)n, nl)] =
         std::string((const char *)v, vl);
+    return 0;
+  }
+  // Request body bytes, per stream; body() is the last stream's.
+  static int OnData(nghttp2_session *, uint8_t, int32_t id, const uint8_t *d,
+                    size_t len, void *ud) {
+    auto *self = static_cast<RawServer *>(ud);
+    std::lock_guard<std::mutex> l(self->mu_);
+    self->bodies_[id].append(reinterpret_cast<const char *>(d), len);
     return 0;
   }
   static int OnFrame(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
@@ -87,6 +99,7 @@ class RawServer {
     nghttp2_session_callbacks_new(&cbs);
     nghttp2_session_callbacks_set_on_header_callback(cbs, OnHeader);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, OnFrame);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, OnData);
     nghttp2_session *s;
     nghttp2_session_server_new(&s, cbs, this);
     nghttp2_session_callbacks_del(cbs);
@@ -113,6 +126,7 @@ class RawServer {
   std::thread thread_;
   std::mutex mu_;
   std::map<std::string, std::string> cur_, last_;
+  std::map<int32_t, std::string> bodies_;
 };
 
 void Headers(nghttp2_session *s, int32_t id,
@@ -216,6 +230,32 @@ TEST_F(ClientWireTest, ResetsAndMissingStatusMapCleanly) {
   crpc_status st{};
   EXPECT_EQ(Call(srv.target(), crpc_ctx_background(), &st), CRPC_INTERNAL);
   crpc_status_clear(&st);
+}
+
+// REFUSED_STREAM means the server did not process the stream: the client
+// sends the request again, body included, on a new stream (gRPC's
+// transparent retry), and the call gets the real answer.
+TEST_F(ClientWireTest, RefusedStreamIsSentAgainWithItsBody) {
+  std::atomic<int> requests{0};
+  RawServer srv([&](nghttp2_session *s, int32_t id) {
+    if (requests++ == 0) {
+      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id,
+                                NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    Headers(s, id, {{":status", "200"},
+                    {"content-type", "application/grpc"},
+                    {"grpc-status", "5"},
+                    {"grpc-message", "second try"}});
+  });
+  crpc_status st{};
+  EXPECT_EQ(Call(srv.target(), crpc_ctx_background(), &st), CRPC_NOT_FOUND)
+      << st.message;
+  EXPECT_STREQ(st.message, "second try");
+  crpc_status_clear(&st);
+  EXPECT_EQ(requests.load(), 2);
+  // The retry carried the whole request: one framed message, "q".
+  EXPECT_EQ(srv.body(), std::string("\0\0\0\0\x01q", 6));
 }
 
 // A server that resets with CANCEL just as the client's deadline passes:

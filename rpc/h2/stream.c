@@ -50,6 +50,13 @@ void crpc_h2_outq_push(crpc_h2_outq *q, crpc_h2_chunk *chunk) {
   q->bytes += chunk->len - chunk->off;
 }
 
+void crpc_h2_outq_push_front(crpc_h2_outq *q, crpc_h2_chunk *chunk) {
+  chunk->next = q->head;
+  q->head = chunk;
+  if (q->tail == NULL) q->tail = chunk;
+  q->bytes += chunk->len - chunk->off;
+}
+
 size_t crpc_h2_outq_read(crpc_h2_outq *q, uint8_t *buf, size_t cap) {
   size_t done = 0;
   while (done < cap && q->head != NULL) {

@@ -61,6 +61,10 @@ crpc_h2_chunk *crpc_h2_chunk_frame_encoded(crpc_wire_encoding e,
 /* Appends chunk (ownership passes to q). */
 void crpc_h2_outq_push(crpc_h2_outq *q, crpc_h2_chunk *chunk);
 
+/* Puts chunk before everything queued (ownership passes to q): bytes that
+ * must go out again first, as a refused request's on its retry. */
+void crpc_h2_outq_push_front(crpc_h2_outq *q, crpc_h2_chunk *chunk);
+
 /* Copies up to cap bytes from the front of q into buf, freeing chunks as
  * they are used up; returns the number copied. */
 size_t crpc_h2_outq_read(crpc_h2_outq *q, uint8_t *buf, size_t cap);
