@@ -80,15 +80,6 @@ Result Unary(crpc_channel *ch, const char *method, int64_t timeout_ns) {
   return r;
 }
 
-bool WaitFor(const std::function<bool()> &pred, int64_t timeout_ns) {
-  int64_t until = crpc_now_ns() + timeout_ns;
-  while (!pred()) {
-    if (crpc_now_ns() > until) return false;
-    usleep(1000);
-  }
-  return true;
-}
-
 // A peer that goes silent (blackholed both ways, nothing closed): the
 // client's PINGs go unanswered, so its call ends UNAVAILABLE within
 // keepalive_time + timeout; the server's own keepalive cancels the handler

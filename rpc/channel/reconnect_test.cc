@@ -354,18 +354,10 @@ TEST_F(ReconnectTest, ConnectTimeoutIsAFailedAttempt) {
   crpc_channel_free(ch);
 }
 
-int OpenFds() {
-  int n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  while (d != nullptr && readdir(d) != nullptr) n++;
-  if (d != nullptr) closedir(d);
-  return n;
-}
-
 TEST_F(ReconnectTest, FreeingTheChannelClosesConnectionsNoSlotHolds) {
   // Each connection gets a GOAWAY and is replaced, but the server never
   // closes it: only the channel's teardown can, or its fd and state leak.
-  int fds_before = OpenFds();
+  int fds_before = CountFds();
   {
     Door door(path_, Door::kGoaway);
     crpc_channel *ch = crpc_channel_new(target_.c_str(), nullptr);
@@ -379,10 +371,10 @@ TEST_F(ReconnectTest, FreeingTheChannelClosesConnectionsNoSlotHolds) {
     EXPECT_GE(accepted, 3u);
     crpc_channel_free(ch);
     // The door still holds its ends; the channel's ends must be gone.
-    EXPECT_EQ(OpenFds(), fds_before + 1 /* listener */ +
+    EXPECT_EQ(CountFds(), fds_before + 1 /* listener */ +
                              static_cast<int>(accepted));
   }
-  EXPECT_EQ(OpenFds(), fds_before);
+  EXPECT_EQ(CountFds(), fds_before);
 }
 
 // ---- idle connections ----------------------------------------------------

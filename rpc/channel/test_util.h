@@ -4,7 +4,9 @@
 #ifndef CRPC_CHANNEL_TEST_UTIL_H
 #define CRPC_CHANNEL_TEST_UTIL_H
 
+#include <dirent.h>
 #include <gtest/gtest.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -72,6 +74,36 @@ struct Ctx {
   ~Ctx() { crpc_ctx_release(c); }
   operator crpc_ctx *() const { return c; }
 };
+
+// A handler body: one request in, the same bytes back.
+inline crpc_code EchoOnce(crpc_server_call *call) {
+  crpc_message m;
+  crpc_code c = crpc_server_call_recv(call, &m);
+  if (c != CRPC_OK || m.end) return c;
+  c = crpc_server_call_send(call, m.data, m.len);
+  free(m.data);
+  return c;
+}
+
+// Polls pred every millisecond until it holds (true) or timeout_ns passes.
+inline bool WaitFor(const std::function<bool()> &pred, int64_t timeout_ns) {
+  int64_t until = crpc_now_ns() + timeout_ns;
+  while (!pred()) {
+    if (crpc_now_ns() > until) return false;
+    usleep(1000);
+  }
+  return true;
+}
+
+// Open fds of this process (-1 if /proc is unreadable): a leak check.
+inline int CountFds() {
+  DIR *d = opendir("/proc/self/fd");
+  if (d == nullptr) return -1;
+  int n = 0;
+  while (readdir(d) != nullptr) n++;
+  closedir(d);
+  return n;
+}
 
 inline std::string Str(const crpc_message &m) {
   return std::string(reinterpret_cast<const char *>(m.data), m.len);

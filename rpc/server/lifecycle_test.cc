@@ -33,15 +33,6 @@ constexpr int64_t kSlack = 2000 * kMs;
 
 class ServerLifecycleTest : public LeakCheckTest {};
 
-crpc_code EchoOnce(crpc_server_call *call) {
-  crpc_message m;
-  crpc_code c = crpc_server_call_recv(call, &m);
-  if (c != CRPC_OK || m.end) return c;
-  c = crpc_server_call_send(call, m.data, m.len);
-  free(m.data);
-  return c;
-}
-
 // Records the distinct client addresses (one per connection) calls came on.
 struct Peers {
   std::mutex mu;
@@ -95,15 +86,6 @@ class Finally {
 
 void JoinIf(std::thread *t) {
   if (t->joinable()) t->join();
-}
-
-bool WaitFor(const std::function<bool()> &pred, int64_t timeout_ns) {
-  int64_t until = crpc_now_ns() + timeout_ns;
-  while (!pred()) {
-    if (crpc_now_ns() > until) return false;
-    usleep(1000);
-  }
-  return true;
 }
 
 // The bytes of GOAWAY(last, NO_ERROR) without debug data, as sent.

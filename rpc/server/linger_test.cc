@@ -43,33 +43,6 @@ constexpr int64_t kSlack = 2000 * kMs;
 
 class LingerTest : public LeakCheckTest {};
 
-int CountFds() {
-  DIR *d = opendir("/proc/self/fd");
-  if (d == nullptr) return -1;
-  int n = 0;
-  while (readdir(d) != nullptr) n++;
-  closedir(d);
-  return n;
-}
-
-bool WaitFor(const std::function<bool()> &pred, int64_t timeout_ns) {
-  int64_t until = crpc_now_ns() + timeout_ns;
-  while (!pred()) {
-    if (crpc_now_ns() > until) return false;
-    usleep(1000);
-  }
-  return true;
-}
-
-crpc_code EchoOnce(crpc_server_call *call) {
-  crpc_message m;
-  crpc_code c = crpc_server_call_recv(call, &m);
-  if (c != CRPC_OK || m.end) return c;
-  c = crpc_server_call_send(call, m.data, m.len);
-  free(m.data);
-  return c;
-}
-
 // GOAWAY(last, NO_ERROR) with no debug data, byte for byte as nghttp2
 // sends it: a 9-byte header (length 8, type 7, stream 0), last, the code.
 std::string GoawayFrame(int32_t last) {
