@@ -3,7 +3,11 @@
  * side-by-side harness (../shared/bench: h2load and the gRPC C++ client
  * against gRPC C++ 1.51 and a raw nghttp2 ceiling server).
  *
- *   benchmark_server --port=N      serves h2c on 127.0.0.1:N until SIGTERM
+ *   benchmark_server --port=N [--mode=async|blocking] [--loop_threads=N]
+ *
+ * serves h2c on 127.0.0.1:N until SIGTERM. --mode=async (the default) runs
+ * every method on the loop threads (bench/benchmark_async.c); blocking runs
+ * the generated blocking handlers below on handler threads.
  *
  * The harness's contract: UnaryCall replies with response_size bytes;
  * StreamingCall answers each request with one response; StreamingFromServer
@@ -15,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/benchmark_async.h"
 #include "crpc/server.h"
 #include "grpc/testing/benchmark_service.crpc.h"
 
@@ -147,13 +152,24 @@ static const grpc_testing_benchmark_service_handlers handlers = {
 
 int main(int argc, char **argv) {
   const char *port = "0";
+  bool async = true;
+  crpc_server_options opts = {0};
   for (int i = 1; i < argc; i++) {
     if (strncmp(argv[i], "--port=", 7) == 0) {
       port = argv[i] + 7;
     } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
       port = argv[++i];
+    } else if (strcmp(argv[i], "--mode=async") == 0) {
+      async = true;
+    } else if (strcmp(argv[i], "--mode=blocking") == 0) {
+      async = false;
+    } else if (strncmp(argv[i], "--loop_threads=", 15) == 0) {
+      opts.loop_threads = atoi(argv[i] + 15);
     } else {
-      fprintf(stderr, "usage: %s --port=N\n", argv[0]);
+      fprintf(stderr,
+              "usage: %s --port=N [--mode=async|blocking] "
+              "[--loop_threads=N]\n",
+              argv[0]);
       return 2;
     }
   }
@@ -165,13 +181,15 @@ int main(int argc, char **argv) {
   sigaddset(&stop, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
-  crpc_server *server = crpc_server_new(NULL);
+  crpc_server *server = crpc_server_new(&opts);
   if (server == NULL) return 1;
   char address[64];
   snprintf(address, sizeof(address), "127.0.0.1:%s", port);
   int bound = 0;
-  crpc_code rc = grpc_testing_benchmark_service_register_handlers(server,
-                                                                  &handlers);
+  crpc_code rc =
+      async ? benchmark_register_async(server)
+            : grpc_testing_benchmark_service_register_handlers(server,
+                                                               &handlers);
   if (rc == CRPC_OK) rc = crpc_server_listen(server, address, &bound);
   if (rc == CRPC_OK) rc = crpc_server_start(server);
   if (rc != CRPC_OK) {

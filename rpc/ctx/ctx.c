@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "rpc/ctx/ctx_internal.h"
+#include "rpc/ctx/ctx_owned_deadline.h"
 
 crpc_ctx ctx_background_instance = {
     .magic = CTX_MAGIC,
@@ -162,6 +163,7 @@ bool ctx_cancel_internal(crpc_ctx *ctx, const crpc_cause *cause) {
 /* What a derivation adds to its parent; zero-initialised means nothing. */
 typedef struct derivation {
   int64_t deadline;
+  bool owned_deadline; /* the creator fires it: not in the timer heap */
   bool has_value;
   const void *key;
   void *value;
@@ -210,17 +212,26 @@ static crpc_ctx *derive(const crpc_ctx *parent_view, const derivation *d,
   }
   ctx_registry_add(ctx);
 
-  if (ctx->has_timer && !atomic_load_explicit(&ctx->done, memory_order_relaxed)) {
+  bool timed = ctx->has_timer;
+  if (d->owned_deadline) ctx->has_timer = false;
+  if (timed && !atomic_load_explicit(&ctx->done, memory_order_relaxed)) {
     if (ctx->deadline <= crpc_now_ns()) {
       crpc_cause cause;
       set_cause(&cause, CRPC_DEADLINE_EXCEEDED, CRPC_ORIGIN_DEADLINE,
                 "deadline exceeded");
       ctx_cancel_internal(ctx, &cause);
-    } else {
+    } else if (ctx->has_timer) {
       ctx_timer_add(ctx);
     }
   }
   return ctx;
+}
+
+crpc_ctx *ctx_with_owned_deadline_at(const crpc_ctx *parent,
+                                     int64_t deadline_ns, const char *file,
+                                     int line) {
+  derivation d = {.deadline = deadline_ns, .owned_deadline = true};
+  return derive(parent, &d, file, line, "ctx_with_owned_deadline");
 }
 
 crpc_ctx *crpc_ctx_with_cancel_at(const crpc_ctx *parent, const char *file,

@@ -53,10 +53,22 @@ crpc_server *crpc_server_new(const crpc_server_options *options) {
   pthread_cond_init(&s->work_cond, NULL);
   pthread_cond_init(&s->idle_cond, NULL);
   s->root = crpc_ctx_with_cancel(crpc_ctx_background());
+  if (s->opts.loop_threads <= 0) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    s->opts.loop_threads = cpus > 0 ? (int)cpus : 1;
+  }
   s->threads = calloc((size_t)s->opts.handler_threads, sizeof(pthread_t));
-  if (s->root == NULL || s->threads == NULL ||
-      crpc_loop_new(&s->loop, 0) != 0) {
+  s->loops = calloc((size_t)s->opts.loop_threads, sizeof(server_loop));
+  bool ok = s->root != NULL && s->threads != NULL && s->loops != NULL;
+  for (int i = 0; ok && i < s->opts.loop_threads; i++) {
+    s->loops[i].server = s;
+    ok = crpc_loop_new(&s->loops[i].loop, 0) == 0;
+    if (ok) s->n_loops++;
+  }
+  if (!ok) {
+    for (int i = 0; i < s->n_loops; i++) crpc_loop_free(s->loops[i].loop);
     crpc_ctx_release(s->root);
+    free(s->loops);
     free(s->threads);
     free(s);
     return NULL;
@@ -83,9 +95,14 @@ const server_method *server_find_method(const crpc_server *s,
 crpc_code crpc_server_add_method(crpc_server *s, const char *path,
                                  crpc_method_kind kind, crpc_handler_fn fn,
                                  void *user_data) {
-  if (s->started || fn == NULL || !valid_path(path)) {
-    return CRPC_INVALID_ARGUMENT;
-  }
+  if (fn == NULL) return CRPC_INVALID_ARGUMENT;
+  server_method m = {.kind = kind, .fn = fn, .user_data = user_data};
+  return server_add_method_entry(s, path, &m);
+}
+
+crpc_code server_add_method_entry(crpc_server *s, const char *path,
+                                  const server_method *m) {
+  if (s->started || !valid_path(path)) return CRPC_INVALID_ARGUMENT;
   if (server_find_method(s, path) != NULL) return CRPC_ALREADY_EXISTS;
   if (s->n_methods == s->cap_methods) {
     size_t cap = s->cap_methods ? s->cap_methods * 2 : 8;
@@ -96,7 +113,8 @@ crpc_code crpc_server_add_method(crpc_server *s, const char *path,
   }
   char *copy = strdup(path);
   if (copy == NULL) return CRPC_RESOURCE_EXHAUSTED;
-  s->methods[s->n_methods++] = (server_method){copy, kind, fn, user_data};
+  s->methods[s->n_methods] = *m;
+  s->methods[s->n_methods++].path = copy;
   return CRPC_OK;
 }
 
@@ -137,8 +155,9 @@ crpc_code crpc_server_start(crpc_server *s) {
   /* No thread runs the loop yet, so this thread may set up watchers. */
   for (size_t i = 0; i < s->n_listeners; i++) {
     server_listener *l = &s->listeners[i];
-    crpc_loop_io_init(&l->io, s->loop, l->fd, server_on_accept, l);
-    crpc_loop_timer_init(&l->backoff, s->loop, server_on_accept_backoff, l);
+    crpc_loop_io_init(&l->io, s->loops[0].loop, l->fd, server_on_accept, l);
+    crpc_loop_timer_init(&l->backoff, s->loops[0].loop,
+                         server_on_accept_backoff, l);
     if (crpc_loop_io_set(&l->io, CRPC_LOOP_READABLE) != 0) {
       return CRPC_FAILED_PRECONDITION;
     }
@@ -149,7 +168,13 @@ crpc_code crpc_server_start(crpc_server *s) {
     return CRPC_FAILED_PRECONDITION;
   }
   s->n_threads = 1;
-  if (crpc_loop_start_thread(s->loop) != 0) {
+  int started = 0;
+  while (started < s->n_loops &&
+         crpc_loop_start_thread(s->loops[started].loop) == 0) {
+    started++;
+  }
+  if (started < s->n_loops) {
+    while (started > 0) crpc_loop_stop_and_join(s->loops[--started].loop);
     pthread_mutex_lock(&s->mu);
     s->pool_stop = true;
     pthread_cond_broadcast(&s->work_cond);
@@ -216,44 +241,56 @@ void server_pool_submit(crpc_server *s, scall *call) {
 
 /* ---- shutdown ------------------------------------------------------------*/
 
-/* Runs fn(s) on the loop thread and waits for it: closures posted before
- * a stop are not guaranteed to run before the loop returns. */
+/* Runs fn on every loop's thread and waits for all of them: closures
+ * posted before a stop are not guaranteed to run before the loop returns. */
 typedef struct sync_call {
-  crpc_server *s;
-  void (*fn)(crpc_server *);
+  server_loop *sl;
+  void (*fn)(server_loop *);
   bool done;
 } sync_call;
 
 static void sync_fn(crpc_loop *loop, void *arg) {
   (void)loop;
   sync_call *sc = arg;
-  sc->fn(sc->s);
-  pthread_mutex_lock(&sc->s->mu);
-  sc->done = true;
-  pthread_cond_broadcast(&sc->s->idle_cond);
-  pthread_mutex_unlock(&sc->s->mu);
-}
-
-static void run_on_loop(crpc_server *s, void (*fn)(crpc_server *)) {
-  sync_call sc = {s, fn, false};
-  if (crpc_loop_post(s->loop, sync_fn, &sc) != 0) return;
+  sc->fn(sc->sl);
+  crpc_server *s = sc->sl->server;
   pthread_mutex_lock(&s->mu);
-  while (!sc.done) pthread_cond_wait(&s->idle_cond, &s->mu);
+  sc->done = true;
+  pthread_cond_broadcast(&s->idle_cond);
   pthread_mutex_unlock(&s->mu);
 }
 
-static void drain_fn(crpc_server *s) {
-  s->draining = true;
-  for (size_t i = 0; i < s->n_listeners; i++) {
-    server_listener *l = &s->listeners[i];
-    if (l->fd < 0) continue;
-    crpc_loop_io_stop(&l->io);
-    crpc_loop_timer_stop(&l->backoff);
-    close(l->fd);
-    l->fd = -1;
-    if (l->unix_path[0] != '\0') unlink(l->unix_path);
+static void run_on_loops(crpc_server *s, void (*fn)(server_loop *)) {
+  sync_call *sc = calloc((size_t)s->n_loops, sizeof(*sc));
+  if (sc == NULL) return;
+  for (int i = 0; i < s->n_loops; i++) {
+    sc[i] = (sync_call){&s->loops[i], fn, false};
+    if (crpc_loop_post(s->loops[i].loop, sync_fn, &sc[i]) != 0) {
+      sc[i].done = true;
+    }
   }
-  server_conns_drain(s);
+  pthread_mutex_lock(&s->mu);
+  for (int i = 0; i < s->n_loops; i++) {
+    while (!sc[i].done) pthread_cond_wait(&s->idle_cond, &s->mu);
+  }
+  pthread_mutex_unlock(&s->mu);
+  free(sc);
+}
+
+static void drain_fn(server_loop *sl) {
+  crpc_server *s = sl->server;
+  if (sl == &s->loops[0]) { /* the listeners' loop */
+    for (size_t i = 0; i < s->n_listeners; i++) {
+      server_listener *l = &s->listeners[i];
+      if (l->fd < 0) continue;
+      crpc_loop_io_stop(&l->io);
+      crpc_loop_timer_stop(&l->backoff);
+      close(l->fd);
+      l->fd = -1;
+      if (l->unix_path[0] != '\0') unlink(l->unix_path);
+    }
+  }
+  server_conns_drain(sl);
 }
 
 /* Waits until every connection has closed or ctx is done. */
@@ -287,7 +324,8 @@ void crpc_server_shutdown(crpc_server *s, int64_t grace_ns) {
     s->n_listeners = 0;
     return;
   }
-  run_on_loop(s, drain_fn);
+  atomic_store(&s->draining, true);
+  run_on_loops(s, drain_fn);
   crpc_ctx *grace =
       crpc_ctx_with_timeout(crpc_ctx_background(), grace_ns > 0 ? grace_ns : 0);
   if (grace != NULL) wait_calls(s, grace);
@@ -306,14 +344,16 @@ void crpc_server_shutdown(crpc_server *s, int64_t grace_ns) {
     crpc_ctx_release(ends);
   }
   crpc_ctx_release(grace);
-  run_on_loop(s, server_conns_close_all);
+  run_on_loops(s, server_conns_close_all);
   /* Every call struct goes away on the loop (its kicks and stream close);
    * only then may the loop stop, so no late on_cancel can post to a loop
    * being freed. */
   pthread_mutex_lock(&s->mu);
   while (s->live_structs > 0) pthread_cond_wait(&s->idle_cond, &s->mu);
   pthread_mutex_unlock(&s->mu);
-  crpc_loop_stop_and_join(s->loop);
+  for (int i = 0; i < s->n_loops; i++) {
+    crpc_loop_stop_and_join(s->loops[i].loop);
+  }
   pthread_mutex_lock(&s->mu);
   s->pool_stop = true;
   pthread_cond_broadcast(&s->work_cond);
@@ -326,7 +366,8 @@ void crpc_server_free(crpc_server *s) {
   if (s == NULL) return;
   crpc_server_shutdown(s, 0);
   /* Runs closures still queued (kicks, connection frees) on this thread. */
-  crpc_loop_free(s->loop);
+  for (int i = 0; i < s->n_loops; i++) crpc_loop_free(s->loops[i].loop);
+  free(s->loops);
   crpc_ctx_release(s->root);
   for (size_t i = 0; i < s->n_methods; i++) free(s->methods[i].path);
   free(s->methods);

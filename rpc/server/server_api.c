@@ -83,26 +83,9 @@ crpc_code crpc_server_call_set_compression(crpc_server_call *call,
 
 crpc_code scall_send_core(scall *call, const void *data, size_t len,
                           unsigned flags) {
-  size_t max = call->server->opts.max_send_message_size;
-  if (max != 0 && len > max) return CRPC_RESOURCE_EXHAUSTED;
-  if (!call->resp_checked) {
-    /* The response headers go out with the first message: refuse a
-     * reserved key now, and the call ends INTERNAL. */
-    call->resp_checked = true;
-    if (scall_md_has_reserved(call->resp_md)) {
-      pthread_mutex_lock(&call->mu);
-      call->md_error = true;
-      pthread_mutex_unlock(&call->mu);
-      return CRPC_INTERNAL;
-    }
-  }
-  if (call->md_error) return CRPC_INTERNAL; /* only this thread writes it */
-  crpc_code zcode;
-  crpc_h2_chunk *chunk = crpc_h2_chunk_frame_encoded(
-      flags & CRPC_SEND_NO_COMPRESS ? CRPC_WIRE_ENCODING_IDENTITY
-                                    : call->send_encoding,
-      data, len, &zcode);
-  if (chunk == NULL) return zcode;
+  crpc_h2_chunk *chunk;
+  crpc_code fcode = scall_frame_response(call, data, len, flags, &chunk);
+  if (fcode != CRPC_OK) return fcode;
   size_t limit = call->server->opts.stream_send_buffer;
   crpc_code code;
   pthread_mutex_lock(&call->mu);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rpc/ctx/ctx_owned_deadline.h"
 #include "rpc/h2/limits.h"
 #include "rpc/server/server_internal.h"
 #include "rpc/wire/percent.h"
@@ -20,6 +21,7 @@ scall *scall_new(sconn *conn, int32_t stream_id) {
   if (call == NULL) return NULL;
   atomic_init(&call->refs, 1);
   call->server = conn->server;
+  call->loop = conn->h2.loop;
   call->conn = conn;
   call->stream_id = stream_id;
   pthread_mutex_init(&call->mu, NULL);
@@ -72,7 +74,7 @@ static void kick_fn(crpc_loop *loop, void *arg);
 
 void scall_kick(scall *call) {
   scall_ref(call);
-  if (!crpc_loop_post_closure(call->server->loop, &call->kick)) {
+  if (!crpc_loop_post_closure(call->loop, &call->kick)) {
     scall_unref(call); /* already queued, with its own reference */
   }
 }
@@ -82,7 +84,7 @@ void scall_kick(scall *call) {
 static void on_ctx_cancel(void *arg, const crpc_cause *cause) {
   (void)cause;
   scall *call = arg;
-  if (!crpc_loop_post_closure(call->server->loop, &call->kick)) {
+  if (!crpc_loop_post_closure(call->loop, &call->kick)) {
     scall_unref(call);
   }
 }
@@ -291,7 +293,10 @@ static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
   bool user_trailers = call->final_user_trailers;
   if (n > 0) pthread_cond_broadcast(&call->cond); /* room for the sender */
   if (n == 0 && !finish) call->deferred = true;
+  bool ready = call->want_ready &&
+               call->out.bytes < call->server->opts.stream_send_buffer;
   pthread_mutex_unlock(&call->mu);
+  if (ready) scall_kick(call); /* on_send_ready, outside nghttp2 */
   if (n == 0 && !finish) return NGHTTP2_ERR_DEFERRED;
   if (finish) {
     /* final_msg is immutable once finished is set. */
@@ -331,6 +336,9 @@ static bool decide_final_locked(scall *call) {
 static void kick_fn(crpc_loop *loop, void *arg) {
   (void)loop;
   scall *call = arg;
+  if (call->dispatched && server_method_is_async(call->method)) {
+    scall_async_events(call);
+  }
   if (call->conn == NULL || call->conn->h2.closed || !call->dispatched) {
     scall_unref(call);
     return;
@@ -362,6 +370,16 @@ static void kick_fn(crpc_loop *loop, void *arg) {
 }
 
 /* ---- request checks and dispatch -------------------------------------- */
+
+/* The grpc-timeout expired: the call ctx ends DEADLINE_EXCEEDED, and its
+ * on_cancel kick sends that status. Loop thread. */
+static void deadline_fn(crpc_loop *loop, crpc_loop_timer *timer, void *arg) {
+  (void)loop;
+  (void)timer;
+  scall *call = arg;
+  crpc_ctx_cancel_cause(call->ctx, CRPC_DEADLINE_EXCEEDED,
+                        CRPC_ORIGIN_DEADLINE, "deadline exceeded");
+}
 
 /* An error answer before any handler ran; the call stays a "rejected"
  * stream until it closes. */
@@ -435,9 +453,10 @@ void scall_dispatch(scall *call) {
       return;
     }
   }
-  call->ctx = deadline == CRPC_NO_DEADLINE
-                  ? crpc_ctx_with_cancel(s->root)
-                  : crpc_ctx_with_deadline(s->root, deadline);
+  /* The ctx carries the deadline (handlers and downstream calls read it)
+   * but this loop's timer fires it, not the process-wide ctx timer thread:
+   * no cross-thread hop, and it is as late as the loop, never later. */
+  call->ctx = ctx_with_owned_deadline(s->root, deadline);
   call->resp_md = crpc_metadata_new();
   call->trailers_md = crpc_metadata_new();
   if (call->ctx == NULL || call->resp_md == NULL || call->trailers_md == NULL) {
@@ -446,10 +465,18 @@ void scall_dispatch(scall *call) {
   }
   call->dispatched = true;
   crpc_loop_closure_init(&call->kick, kick_fn, call);
+  crpc_loop_timer_init(&call->deadline_timer, call->loop, deadline_fn, call);
+  if (deadline != CRPC_NO_DEADLINE) {
+    crpc_loop_timer_start(&call->deadline_timer, deadline);
+  }
   scall_ref(call); /* the registration's */
   if (!crpc_ctx_on_cancel(call->ctx, &call->on_cancel, on_ctx_cancel, call)) {
     /* Born done (zero timeout, server shutting down): the kick answers. */
     on_ctx_cancel(call, crpc_ctx_cause(call->ctx));
+  }
+  if (server_method_is_async(call->method)) {
+    scall_async_start(call);
+    return;
   }
   scall_ref(call); /* the handler's */
   server_pool_submit(s, call);
@@ -490,7 +517,11 @@ void scall_on_data(scall *call, const uint8_t *data, size_t len) {
   if (consume > 0) {
     nghttp2_session_consume_stream(session, call->stream_id, consume);
   }
-  if (code != CRPC_OK) fail_call(call, code, err.message);
+  if (code != CRPC_OK) {
+    fail_call(call, code, err.message);
+  } else if (server_method_is_async(call->method)) {
+    scall_async_deliver(call);
+  }
 }
 
 void scall_on_end_stream(scall *call) {
@@ -504,11 +535,15 @@ void scall_on_end_stream(scall *call) {
   if (failed) {
     fail_call(call, code,
               crpc_wire_frame_decoder_error(&call->in.decoder)->message);
+  } else if (server_method_is_async(call->method)) {
+    scall_async_deliver(call);
   }
 }
 
 void scall_on_close(scall *call, uint32_t error_code, const char *conn_lost) {
   call->conn = NULL; /* kicks from now on find nothing to do */
+  /* The ctx is done by now (status sent, or cancelled just below). */
+  if (call->dispatched) crpc_loop_timer_stop(&call->deadline_timer);
   if (call->dispatched && !call->end_stream_sent) {
     /* The stream ended before our status went out: the client reset it
      * (or the connection died). Mark it first, under mu, so a send racing
@@ -549,6 +584,11 @@ void scall_run_handler(scall *call) {
                ? scall_run_chain(call)
                : call->method->fn(call, call->ctx, call->method->user_data);
   }
+  scall_handler_returned(call, code);
+  scall_unref(call);
+}
+
+void scall_handler_returned(scall *call, crpc_code code) {
   bool md_error = scall_md_has_reserved(call->trailers_md) ||
                   (!call->resp_checked && scall_md_has_reserved(call->resp_md));
   pthread_mutex_lock(&call->mu);
@@ -560,5 +600,4 @@ void scall_run_handler(scall *call) {
   /* Ends the ctx ("the handler has returned"); its on_cancel kicks the loop
    * to send the status. */
   crpc_ctx_cancel(call->ctx, CRPC_CANCELLED, "call finished");
-  scall_unref(call);
 }

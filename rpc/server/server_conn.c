@@ -337,14 +337,14 @@ static void count_conn(crpc_server *s, int delta) {
   pthread_mutex_unlock(&s->mu);
 }
 
-static void unlink_conn(crpc_server *s, sconn *conn) {
+static void unlink_conn(sconn *conn) {
   if (conn->prev != NULL) {
     conn->prev->next = conn->next;
   } else {
-    s->conns = conn->next;
+    conn->sl->conns = conn->next;
   }
   if (conn->next != NULL) conn->next->prev = conn->prev;
-  count_conn(s, -1);
+  count_conn(conn->server, -1);
 }
 
 static void free_conn_fn(crpc_loop *loop, void *arg) {
@@ -366,7 +366,7 @@ static void on_conn_close(crpc_h2_conn *h2, const char *why) {
     nghttp2_session_set_stream_user_data(h2->session, call->stream_id, NULL);
     scall_on_close(call, NGHTTP2_INTERNAL_ERROR, why);
   }
-  unlink_conn(conn->server, conn);
+  unlink_conn(conn);
   /* Freed by a closure posted now, so a flush closure queued earlier still
    * finds the struct. */
   if (crpc_loop_post(conn->h2.loop, free_conn_fn, conn) != 0) {
@@ -388,8 +388,9 @@ static void init_callbacks(void) {
   g_cbs = cbs;
 }
 
-static void start_conn(crpc_server *s, int fd, const struct sockaddr *sa,
+static void start_conn(server_loop *sl, int fd, const struct sockaddr *sa,
                        socklen_t salen, const server_listener *l) {
+  crpc_server *s = sl->server;
   sconn *conn = calloc(1, sizeof(*conn));
   nghttp2_option *opt = NULL;
   nghttp2_session *session = NULL;
@@ -419,10 +420,11 @@ static void start_conn(crpc_server *s, int fd, const struct sockaddr *sa,
       session, NGHTTP2_FLAG_NONE, 0,
       conn_window != 0 ? (int32_t)conn_window : CONN_WINDOW);
   conn->server = s;
+  conn->sl = sl;
   /* Initialised before the connection starts: a start that fails at once
    * calls on_conn_close, which stops the timer. */
   int64_t now = crpc_now_ns();
-  crpc_loop_timer_init(&conn->life_timer, s->loop, life_fn, conn);
+  crpc_loop_timer_init(&conn->life_timer, sl->loop, life_fn, conn);
   conn->goaway = SCONN_OPEN;
   conn->idle_since = now;
   conn->grace_at = INT64_MAX;
@@ -434,26 +436,26 @@ static void start_conn(crpc_server *s, int fd, const struct sockaddr *sa,
   if (l->unix_path[0] != '\0' && strcmp(conn->peer, "unix:") == 0) {
     snprintf(conn->peer, sizeof(conn->peer), "unix:%s", l->unix_path);
   }
-  conn->next = s->conns;
-  if (s->conns != NULL) s->conns->prev = conn;
-  s->conns = conn;
+  conn->next = sl->conns;
+  if (sl->conns != NULL) sl->conns->prev = conn;
+  sl->conns = conn;
   count_conn(s, 1);
   if (l->creds != NULL) {
     crpc_tls *tls = crpc_tls_server_new(l->creds, fd);
     if (tls == NULL) {
       /* Not started: undo what start would own, then fail. */
-      s->conns = conn->next;
+      sl->conns = conn->next;
       if (conn->next != NULL) conn->next->prev = NULL;
       count_conn(s, -1);
       nghttp2_session_del(session);
       goto fail;
     }
     crpc_h2_conn_start_tls(
-        &conn->h2, s->loop, fd, session, tls,
+        &conn->h2, sl->loop, fd, session, tls,
         crpc_now_ns() + crpc_tls_server_creds_handshake_timeout(l->creds),
         on_conn_close);
   } else {
-    crpc_h2_conn_start(&conn->h2, s->loop, fd, session, on_conn_close);
+    crpc_h2_conn_start(&conn->h2, sl->loop, fd, session, on_conn_close);
   }
   /* A no-op if start has already closed it (freed by a posted closure). */
   crpc_h2_conn_keepalive(&conn->h2, s->opts.keepalive_time_ns,
@@ -464,6 +466,54 @@ fail:
   if (opt != NULL) nghttp2_option_del(opt);
   free(conn);
   close(fd);
+}
+
+/* An accepted connection on its way to another loop. */
+typedef struct handoff {
+  server_loop *sl;
+  const server_listener *l;
+  int fd;
+  socklen_t len;
+  struct sockaddr_storage ss;
+} handoff;
+
+static void handoff_fn(crpc_loop *loop, void *arg) {
+  (void)loop;
+  handoff *h = arg;
+  /* Shutdown has drained this loop already (or the loop is being freed):
+   * the connection is refused, as a closed listener would. */
+  if (atomic_load(&h->sl->server->draining)) {
+    close(h->fd);
+  } else {
+    start_conn(h->sl, h->fd, (struct sockaddr *)&h->ss, h->len, h->l);
+  }
+  free(h);
+}
+
+/* Gives the connection to the next loop in turn. Accept-and-hand-off
+ * rather than one SO_REUSEPORT listener per loop: it works the same for
+ * unix sockets and TLS, needs one listening fd per address, and spreads a
+ * handful of long-lived connections evenly (the kernel's reuseport hash
+ * can put 3 of 4 on one loop); it costs one post per connection, not per
+ * call. */
+static void dispatch_conn(const server_listener *l, int fd,
+                          const struct sockaddr_storage *ss, socklen_t len) {
+  crpc_server *s = l->server;
+  server_loop *sl = &s->loops[s->next_loop++ % (unsigned)s->n_loops];
+  if (sl == &s->loops[0]) {
+    start_conn(sl, fd, (const struct sockaddr *)ss, len, l);
+    return;
+  }
+  handoff *h = malloc(sizeof(*h));
+  if (h == NULL) {
+    close(fd);
+    return;
+  }
+  *h = (handoff){.sl = sl, .l = l, .fd = fd, .len = len, .ss = *ss};
+  if (crpc_loop_post(sl->loop, handoff_fn, h) != 0) {
+    close(fd);
+    free(h);
+  }
 }
 
 void server_on_accept(crpc_loop *loop, int fd, unsigned events, void *arg) {
@@ -494,7 +544,7 @@ void server_on_accept(crpc_loop *loop, int fd, unsigned events, void *arg) {
       int one = 1;
       setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    start_conn(l->server, cfd, (struct sockaddr *)&ss, len, l);
+    dispatch_conn(l, cfd, &ss, len);
   }
 }
 
@@ -506,9 +556,9 @@ void server_on_accept_backoff(crpc_loop *loop, crpc_loop_timer *timer,
   if (l->fd >= 0) crpc_loop_io_set(&l->io, CRPC_LOOP_READABLE);
 }
 
-void server_conns_drain(crpc_server *s) {
+void server_conns_drain(server_loop *sl) {
   int64_t now = crpc_now_ns();
-  for (sconn *c = s->conns; c != NULL; c = c->next) {
+  for (sconn *c = sl->conns; c != NULL; c = c->next) {
     if (c->h2.closed || c->h2.close_pending) continue;
     start_goaway(c, now); /* no-op if one is under way */
     life_rearm(c, now);
@@ -516,11 +566,11 @@ void server_conns_drain(crpc_server *s) {
   }
 }
 
-void server_conns_close_all(crpc_server *s) {
-  while (s->conns != NULL) {
-    sconn *c = s->conns;
+void server_conns_close_all(server_loop *sl) {
+  while (sl->conns != NULL) {
+    sconn *c = sl->conns;
     crpc_h2_conn_flush(
         &c->h2); /* the last statuses, if the socket takes them */
-    if (s->conns == c) crpc_h2_conn_close(&c->h2, "server shut down");
+    if (sl->conns == c) crpc_h2_conn_close(&c->h2, "server shut down");
   }
 }

@@ -28,6 +28,7 @@
 #include <stdbool.h>
 
 #include "crpc/server.h"
+#include "crpc/server_async.h"
 #include "rpc/h2/addr.h"
 #include "rpc/h2/conn.h"
 #include "rpc/h2/stream.h"
@@ -64,9 +65,15 @@ typedef enum sconn_goaway {
 typedef struct server_method {
   char *path;
   crpc_method_kind kind;
-  crpc_handler_fn fn;
+  crpc_handler_fn fn;            /* blocking handler; NULL for async */
+  crpc_unary_async_fn unary_fn;  /* async inline unary */
+  crpc_server_reactor reactor;   /* async reactor (on_start non-NULL) */
   void *user_data;
 } server_method;
+
+static inline bool server_method_is_async(const server_method *m) {
+  return m->fn == NULL;
+}
 
 typedef struct server_listener {
   int fd;
@@ -79,13 +86,25 @@ typedef struct server_listener {
 
 typedef struct sconn sconn;
 
+/* One loop thread and the connections it serves. A connection lives on
+ * one loop for its whole life, and so do its calls. */
+typedef struct server_loop {
+  struct crpc_server *server;
+  crpc_loop *loop;
+  sconn *conns; /* L */
+} server_loop;
+
 struct crpc_server {
   crpc_server_options opts; /* defaults filled in */
   server_method *methods;
   size_t n_methods, cap_methods;
   server_listener *listeners;
   size_t n_listeners;
-  crpc_loop *loop;
+  /* Loop threads (options.loop_threads). Listeners live on loops[0],
+   * which hands accepted connections out in turn. */
+  server_loop *loops;
+  int n_loops;
+  unsigned next_loop; /* loops[0] thread: round-robin hand-off */
   crpc_ctx *root; /* parent of every call ctx; cancelled past the grace */
   bool started, shut_down;
   crpc_server_credentials **tls_creds; /* references held for listeners */
@@ -101,9 +120,9 @@ struct crpc_server {
   size_t live_structs; /* scall structs not yet freed (teardown waits) */
   size_t live_conns;   /* connections not yet closed (shutdown waits) */
 
-  /* L */
-  sconn *conns;
-  bool draining;
+  /* Set once shutdown begins; a connection handed to a loop after it is
+   * closed instead of started. */
+  atomic_bool draining;
 
   /* Interceptor chain (rpc/intercept); NULL: none. Built before start. */
   struct icpt_server_chain *icpt;
@@ -112,6 +131,7 @@ struct crpc_server {
 struct sconn {
   crpc_h2_conn h2; /* L */
   crpc_server *server;
+  server_loop *sl;
   sconn *next, *prev;
   struct crpc_server_call *calls; /* open streams */
   char peer[CRPC_H2_PEER_MAX];
@@ -135,6 +155,7 @@ struct sconn {
 struct crpc_server_call {
   atomic_int refs;
   crpc_server *server;
+  crpc_loop *loop;        /* the loop of the call's connection */
   crpc_loop_closure kick; /* "look at this call" on the loop */
 
   /* L: stream and request parsing */
@@ -177,6 +198,16 @@ struct crpc_server_call {
   char peer[CRPC_H2_PEER_MAX];
   char peer_identity[CRPC_TLS_IDENTITY_MAX]; /* "" if none */
 
+  /* Async calls (server_async.c). L: the reactor's state and which of
+   * its once-only events have been delivered. M: finish called, and
+   * on_send_ready owed (can_send said false). */
+  void *rstate;
+  bool cancel_told, done_told, unary_ran, end_told;
+  bool reactor_finished, want_ready;
+  /* L: the deadline from grpc-timeout fires on this loop timer (armed at
+   * dispatch, stopped when the stream closes). */
+  crpc_loop_timer deadline_timer;
+
   struct crpc_server_call *work_next; /* server mu */
   bool resp_checked; /* handler thread: response headers validated */
   /* Responses' grpc-encoding: set by the handler thread before its first
@@ -192,6 +223,11 @@ typedef struct crpc_server_call scall;
  * busy and the pool may grow). Loop thread. */
 void server_pool_submit(crpc_server *s, scall *call);
 
+/* Adds a method (m's path is ignored; a copy of path is made). Before
+ * start. As crpc_server_add_method. */
+crpc_code server_add_method_entry(crpc_server *s, const char *path,
+                                  const server_method *m);
+
 /* Looks up a registered method by path (len bytes); NULL if none. */
 const server_method *server_find_method(const crpc_server *s, const char *path);
 
@@ -204,12 +240,12 @@ void server_on_accept(crpc_loop *loop, int fd, unsigned events, void *arg);
 void server_on_accept_backoff(crpc_loop *loop, crpc_loop_timer *timer,
                               void *arg);
 
-/* Graceful two-phase GOAWAY to every connection; each closes once its
- * streams are done. Loop thread. */
-void server_conns_drain(crpc_server *s);
+/* Graceful two-phase GOAWAY to every connection of sl; each closes once
+ * its streams are done. sl's loop thread. */
+void server_conns_drain(server_loop *sl);
 
-/* Flushes and closes every connection now. Loop thread. */
-void server_conns_close_all(crpc_server *s);
+/* Flushes and closes every connection of sl now. sl's loop thread. */
+void server_conns_close_all(server_loop *sl);
 
 /* ---- server_tls.c ---- */
 
@@ -250,6 +286,30 @@ bool scall_md_has_reserved(const crpc_metadata *md);
 
 /* Runs the handler (on a handler thread) and ends the call. */
 void scall_run_handler(scall *call);
+
+/* Records the handler's result (code, message, metadata checks) and ends
+ * the call ctx; the on_cancel kick then sends the status. Any thread. */
+void scall_handler_returned(scall *call, crpc_code code);
+
+/* ---- server_async.c ---- */
+
+/* Frames one response message as the call sends it (size limit, reserved
+ * response headers checked with the first message, compression). CRPC_OK
+ * with *out (owned by the caller), or the error. The sending thread. */
+crpc_code scall_frame_response(scall *call, const void *data, size_t len,
+                               unsigned flags, crpc_h2_chunk **out);
+
+/* Starts an async call (on_start) on the loop thread at dispatch; takes
+ * the reactor's reference and counts the call live. */
+void scall_async_start(scall *call);
+
+/* Hands queued request messages (and the end) to the reactor. Loop
+ * thread, after new DATA or END_STREAM. */
+void scall_async_deliver(scall *call);
+
+/* Delivers on_cancel / on_send_ready / on_done as due. Loop thread, from
+ * the kick, also after the stream has closed. */
+void scall_async_events(scall *call);
 
 /* ---- server_icpt.c (interceptor hooks) ---- */
 

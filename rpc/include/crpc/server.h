@@ -1,9 +1,11 @@
 /*
  * crpc/server.h - serving gRPC over HTTP/2 (h2c; TLS: crpc/credentials.h).
  *
- * A server owns its listeners, one I/O loop thread and a pool of handler
- * threads. Handlers run on handler threads, never on the loop, so a handler
- * may block (ideally in ctx-aware waits) without delaying any other call.
+ * A server owns its listeners, its I/O loop threads (options.loop_threads)
+ * and a pool of handler threads. Blocking handlers (this header) run on
+ * handler threads, never on a loop, so a handler may block (ideally in
+ * ctx-aware waits) without delaying any other call. Async handlers
+ * (crpc/server_async.h) run on the loop itself, with no thread hop.
  *
  * Every call has a ctx, derived from the server's root ctx, handed to the
  * handler read-only. It is done, with a cause, when:
@@ -63,6 +65,11 @@ typedef struct crpc_server_options {
   size_t max_metadata_size;     /* 0: 8 KiB */
   int handler_threads;          /* 0: 64; max calls running handlers at once
                                    (more wait for a free thread) */
+  /* I/O loop threads (0: one per online CPU). Each accepted connection is
+   * handed to the next loop in turn and stays there: its nghttp2 session,
+   * its calls' deadline timers and async handlers (crpc/server_async.h)
+   * all run on that loop's thread. */
+  int loop_threads;
   uint32_t max_concurrent_streams; /* 0: 1000 (HTTP/2 SETTINGS) */
   size_t stream_send_buffer;    /* 0: 64 KiB queued per call before send
                                    blocks (HTTP/2 flow control does the rest) */

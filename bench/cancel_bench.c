@@ -1,0 +1,735 @@
+/*
+ * cancel_bench - crpc's side of the team's shared cancel-latency protocol
+ * (shared/bench/cancel: RESULTS.md defines the scenarios, and the grpc-go,
+ * gRPC C++ and grpcio anchors there implement the same protocol). It prints
+ * the anchors' JSON lines, so their aggregate.py and
+ * bench/cancel_side_by_side.sh put crpc beside them.
+ *
+ *   cancel_bench [-iters N] [-warmup M] [-mode blocking|async]
+ *                [-scenarios idle,busy,busy-reads256,deadline]
+ *                [-reads 4] [-reads-long 256] [-deadline-ms 5]
+ *
+ * One process: a crpc server and one crpc channel (one TCP connection, reused
+ * by every call) over loopback 127.0.0.1, so both sides read one
+ * CLOCK_MONOTONIC (crpc_now_ns). The RPCs are server-streaming
+ * /cancelbench.Bench/Idle and /cancelbench.Bench/Busy; the request is the
+ * iteration number in decimal and every response is 1 KiB of raw bytes.
+ *
+ *   idle      the handler sends 1 message and waits; the client reads it,
+ *             takes t0, publishes it in g_t0 and cancels its call ctx.
+ *             cancel_to_ctxdone_us = t1 - t0, t1 = the server observing the
+ *             cancel (below).
+ *   busy      the handler sends 1 KiB flat out; the client reads -reads
+ *             messages, then t0 and cancel as in idle. Also
+ *             cancel_to_send_error_us (first failing send - t0),
+ *             sends_ok_after_t0 (sends returning OK while g_t0 was set),
+ *             sends_ok_total, and, beyond the anchors,
+ *             sends_ok_after_ctxdone (sends begun after t1 that returned
+ *             OK: crpc promises none). busy-readsN reads -reads-long
+ *             messages first, so the stream is in steady state when
+ *             cancelled.
+ *   deadline  the idle handler; the client's ctx has a deadline of
+ *             start + 5 ms (start = crpc_now_ns() where the deadline is
+ *             computed) and never cancels. server_ctxdone_minus_deadline_us =
+ *             t1 - (start + 5 ms); client_error_minus_deadline_us = the
+ *             client's DEADLINE_EXCEEDED recv - (start + 5 ms). Iterations
+ *             whose first message came after the deadline are dropped and
+ *             counted (skipped_first_msg_late).
+ *
+ * t1 in -mode blocking (crpc/server.h, a handler thread per call): entry of
+ * an on_cancel callback registered on the handler's ctx, which runs on the
+ * thread that ends the ctx (the server loop reading RST_STREAM, or the timer
+ * thread for a deadline), like the anchors' OnCancel / add_callback. The
+ * handler itself waits in crpc_ctx_wait (idle) or sends (busy).
+ * t1 in -mode async (crpc/server_async.h, a reactor on the loop thread):
+ * entry of the reactor's on_cancel.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crpc/channel.h"
+#include "crpc/ctx.h"
+#include "crpc/server.h"
+#include "crpc/server_async.h"
+
+/* The async server API is being implemented in rpc/server while this bench
+ * is written. Weak references let the binary link without it: -mode async
+ * then exits with status 3 and says so. Once rpc/server defines these, drop
+ * the pragmas (a weak reference alone does not pull an object file out of
+ * a static library, so the strong reference is the one to keep). */
+#pragma weak crpc_server_add_async_method
+#pragma weak crpc_server_call_send_async
+#pragma weak crpc_server_call_can_send
+#pragma weak crpc_server_call_finish
+
+#define IDLE_METHOD "/cancelbench.Bench/Idle"
+#define BUSY_METHOD "/cancelbench.Bench/Busy"
+#define MSG_SIZE 1024
+#define EXIT_NO_ASYNC 3
+
+static const uint8_t g_payload[MSG_SIZE];
+
+/* t0 of the current iteration, published by the client just before it
+ * cancels; 0 = not cancelled yet. Server code counts sends while it is set. */
+static atomic_llong g_t0;
+
+static void die(const char *what) {
+  fprintf(stderr, "cancel_bench: %s\n", what);
+  exit(1);
+}
+
+static void die_code(const char *what, crpc_code code) {
+  fprintf(stderr, "cancel_bench: %s: %s\n", what, crpc_code_name(code));
+  exit(1);
+}
+
+/* ---- results: server -> client ---------------------------------------- */
+
+/* What the server side learned about one call. `id` is the request payload
+ * (the iteration number), so a late result of an abandoned iteration is
+ * recognised and dropped. */
+typedef struct result {
+  long id;
+  int64_t t1;     /* the server observed the ctx done */
+  int64_t t1send; /* busy: the first send that failed */
+  int64_t after;  /* busy: sends that returned OK while g_t0 was set */
+  int64_t sent;   /* busy: sends that returned OK in all */
+  int64_t late;   /* busy: sends begun once the server had seen the cancel
+                     (t1 recorded) that still returned OK; crpc promises 0 */
+} result;
+
+/* A small ring: one result per call, and the client consumes each before
+ * starting the next call, so it only ever holds stale results of skipped
+ * deadline iterations; overwriting the oldest is harmless. */
+#define RESULT_RING 16
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  result ring[RESULT_RING];
+  unsigned head;
+  unsigned count;
+} g_results = {.mu = PTHREAD_MUTEX_INITIALIZER,
+               .cv = PTHREAD_COND_INITIALIZER};
+
+/* Called by handler threads and, in async mode, the loop thread: only a
+ * short critical section, never a wait. */
+static void post_result(const result *r) {
+  pthread_mutex_lock(&g_results.mu);
+  unsigned tail = (g_results.head + g_results.count) % RESULT_RING;
+  g_results.ring[tail] = *r;
+  if (g_results.count < RESULT_RING) {
+    g_results.count++;
+  } else {
+    g_results.head = (g_results.head + 1) % RESULT_RING;
+  }
+  pthread_cond_signal(&g_results.cv);
+  pthread_mutex_unlock(&g_results.mu);
+}
+
+/* Waits up to timeout_ns for the result of call `id`, dropping older ones.
+ * The time limit is a ctx deadline, crpc's way to bound a wait. */
+static bool wait_result(long id, int64_t timeout_ns, result *out) {
+  crpc_ctx *limit = crpc_ctx_with_timeout(crpc_ctx_background(), timeout_ns);
+  if (limit == NULL) die("out of memory");
+  bool found = false;
+  pthread_mutex_lock(&g_results.mu);
+  for (;;) {
+    while (!found && g_results.count > 0) {
+      result r = g_results.ring[g_results.head];
+      g_results.head = (g_results.head + 1) % RESULT_RING;
+      g_results.count--;
+      if (r.id == id) {
+        *out = r;
+        found = true;
+      }
+    }
+    if (found || crpc_ctx_is_done(limit)) break;
+    crpc_ctx_wait_cond(limit, &g_results.cv, &g_results.mu);
+  }
+  pthread_mutex_unlock(&g_results.mu);
+  /* After unlocking: the release may cancel, which locks mu (ctx.h). */
+  crpc_ctx_release(limit);
+  return found;
+}
+
+static result must_result(long id) {
+  result r;
+  if (!wait_result(id, 10 * CRPC_SECOND, &r)) die("no server result in 10 s");
+  return r;
+}
+
+/* ---- blocking handlers (crpc/server.h) ---------------------------------- */
+
+/* An on_cancel registration that records when the ctx became done. The
+ * callback runs on the cancelling thread; the handler learns of the end
+ * from its own wait or send, possibly before the callback has finished, so
+ * it waits on `cv` for the timestamp (a bounded wait: the callback is
+ * already running). */
+typedef struct cancel_seen {
+  crpc_on_cancel reg;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  atomic_llong t1; /* 0 until the callback ran; read lock-free by busy */
+  bool registered;
+} cancel_seen;
+
+static void note_ctx_done(void *arg, const crpc_cause *cause) {
+  int64_t now = crpc_now_ns(); /* first: this is t1 */
+  (void)cause;
+  cancel_seen *s = arg;
+  pthread_mutex_lock(&s->mu);
+  atomic_store(&s->t1, now);
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void watch_start(cancel_seen *s, const crpc_ctx *ctx) {
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  atomic_init(&s->t1, 0);
+  s->registered = crpc_ctx_on_cancel(ctx, &s->reg, note_ctx_done, s);
+  if (!s->registered) atomic_store(&s->t1, crpc_now_ns()); /* done: now */
+}
+
+/* Call once the handler knows its ctx is done. Returns t1; `fallback` (the
+ * handler's own observation) only if the cancel had not reached the
+ * callback yet, which removing it then prevents. */
+static int64_t watch_end(cancel_seen *s, int64_t fallback) {
+  int64_t t1 = atomic_load(&s->t1);
+  if (s->registered) {
+    if (crpc_ctx_remove_on_cancel(&s->reg) == CRPC_ON_CANCEL_REMOVED) {
+      t1 = fallback;
+    } else { /* RAN or RUNNING: the callback stores t1 */
+      pthread_mutex_lock(&s->mu);
+      while (atomic_load(&s->t1) == 0) pthread_cond_wait(&s->cv, &s->mu);
+      t1 = atomic_load(&s->t1);
+      pthread_mutex_unlock(&s->mu);
+    }
+  }
+  pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->mu);
+  return t1;
+}
+
+/* Parses the decimal iteration number of a request message. */
+static long parse_id(const crpc_message *m) {
+  char buf[32];
+  size_t n = m->len < sizeof(buf) - 1 ? m->len : sizeof(buf) - 1;
+  memcpy(buf, m->data, n);
+  buf[n] = '\0';
+  return strtol(buf, NULL, 10);
+}
+
+static crpc_code recv_id(crpc_server_call *call, long *id) {
+  crpc_message m;
+  crpc_code c = crpc_server_call_recv(call, &m);
+  if (c != CRPC_OK) return c;
+  if (m.end) return CRPC_INVALID_ARGUMENT; /* no request */
+  *id = parse_id(&m);
+  free(m.data);
+  return CRPC_OK;
+}
+
+/* idle: one message, then wait (ctx-aware) until the call is over. */
+static crpc_code idle_handler(crpc_server_call *call, const crpc_ctx *ctx,
+                              void *user_data) {
+  (void)user_data;
+  long id;
+  crpc_code c = recv_id(call, &id);
+  if (c != CRPC_OK) return c;
+  cancel_seen seen;
+  watch_start(&seen, ctx);
+  c = crpc_server_call_send(call, g_payload, sizeof(g_payload));
+  if (c == CRPC_OK) c = crpc_ctx_wait(ctx);
+  result r = {.id = id, .t1 = watch_end(&seen, crpc_now_ns())};
+  post_result(&r);
+  return c;
+}
+
+/* busy: send until a send fails; crpc_server_call_send blocks (ctx-aware)
+ * only while the call's send buffer is full. */
+static crpc_code busy_handler(crpc_server_call *call, const crpc_ctx *ctx,
+                              void *user_data) {
+  (void)user_data;
+  long id;
+  crpc_code c = recv_id(call, &id);
+  if (c != CRPC_OK) return c;
+  cancel_seen seen;
+  watch_start(&seen, ctx);
+  int64_t sent = 0, after = 0, late = 0;
+  for (;;) {
+    bool knew = atomic_load(&seen.t1) != 0; /* before the send begins */
+    c = crpc_server_call_send(call, g_payload, sizeof(g_payload));
+    if (c != CRPC_OK) break;
+    sent++;
+    if (atomic_load_explicit(&g_t0, memory_order_acquire) != 0) after++;
+    if (knew) late++;
+  }
+  int64_t t1send = crpc_now_ns();
+  result r = {.id = id,
+              .t1 = watch_end(&seen, t1send),
+              .t1send = t1send,
+              .after = after,
+              .sent = sent,
+              .late = late};
+  post_result(&r);
+  return c;
+}
+
+/* ---- async reactors (crpc/server_async.h) ------------------------------- */
+
+/* Per-call state; every callback of one call runs on its loop thread, one at
+ * a time, so no locking. */
+typedef struct async_call {
+  bool busy;
+  bool started;     /* the request arrived and sending began */
+  bool send_failed; /* a send returned an error: stop sending */
+  long id;
+  int64_t t1, t1send, after, sent, late; /* as in struct result */
+} async_call;
+
+static const char k_idle_tag, k_busy_tag; /* user_data: which method */
+
+static void *async_on_start(crpc_server_call *call, const crpc_ctx *ctx,
+                            void *user_data) {
+  (void)call;
+  (void)ctx;
+  async_call *a = calloc(1, sizeof(*a));
+  if (a == NULL) die("out of memory"); /* a loop thread cannot fail softly */
+  a->busy = user_data == &k_busy_tag;
+  return a;
+}
+
+/* One send; returns false (and records when) once sends fail. */
+static bool async_send_one(crpc_server_call *call, async_call *a) {
+  bool knew = a->t1 != 0; /* on_cancel already ran */
+  crpc_code c = crpc_server_call_send_async(call, g_payload, sizeof(g_payload),
+                                            0);
+  if (c != CRPC_OK) {
+    a->t1send = crpc_now_ns();
+    a->send_failed = true;
+    return false;
+  }
+  a->sent++;
+  if (atomic_load_explicit(&g_t0, memory_order_acquire) != 0) a->after++;
+  if (knew) a->late++;
+  return true;
+}
+
+/* Busy: fill the send buffer; on_send_ready resumes once it drains. */
+static void async_pump(crpc_server_call *call, async_call *a) {
+  while (!a->send_failed && crpc_server_call_can_send(call)) {
+    if (!async_send_one(call, a)) break;
+  }
+}
+
+/* Sending starts when the request is in (not in on_start), as the anchors'
+ * handlers do after reading it, and because it carries the id. */
+static void async_on_message(crpc_server_call *call, const crpc_message *msg,
+                             void *state) {
+  async_call *a = state;
+  if (msg->end || a->started) return;
+  a->started = true;
+  a->id = parse_id(msg);
+  if (a->busy) {
+    async_pump(call, a);
+  } else {
+    async_send_one(call, a);
+  }
+}
+
+static void async_on_send_ready(crpc_server_call *call, void *state) {
+  async_call *a = state;
+  if (a->busy && a->started) async_pump(call, a);
+}
+
+static void async_on_cancel(crpc_server_call *call, const crpc_cause *cause,
+                            void *state) {
+  int64_t now = crpc_now_ns(); /* first: this is t1 */
+  async_call *a = state;
+  a->t1 = now;
+  /* A busy reactor stops being asked to send (no on_send_ready after
+   * on_cancel), so no send would ever fail by itself. Make the send its
+   * pump would make next: it must fail at once (server_async.h), which
+   * gives cancel_to_send_error_us; an OK here would count in
+   * sends_ok_after_ctxdone, a broken promise. */
+  if (a->busy && a->started && !a->send_failed) async_send_one(call, a);
+  crpc_server_call_finish(call, cause->code, NULL);
+}
+
+static void async_on_done(crpc_server_call *call, void *state) {
+  (void)call;
+  async_call *a = state;
+  result r = {.id = a->id,
+              .t1 = a->t1,
+              .t1send = a->t1send,
+              .after = a->after,
+              .sent = a->sent,
+              .late = a->late};
+  post_result(&r);
+  free(a);
+}
+
+static const crpc_server_reactor k_reactor = {
+    .on_start = async_on_start,
+    .on_message = async_on_message,
+    .on_send_ready = async_on_send_ready,
+    .on_cancel = async_on_cancel,
+    .on_done = async_on_done,
+};
+
+/* ---- statistics and output ---------------------------------------------- */
+
+typedef struct samples {
+  double *v;
+  int n;
+  int cap;
+} samples;
+
+static void push(samples *s, double x) {
+  if (s->n == s->cap) {
+    s->cap = s->cap ? 2 * s->cap : 1024;
+    double *v = realloc(s->v, (size_t)s->cap * sizeof(*v));
+    if (v == NULL) die("out of memory");
+    s->v = v;
+  }
+  s->v[s->n++] = x;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Nearest rank, as the anchors compute it: index round(p * n) - 1. */
+static double pct(const samples *s, double p) {
+  long i = (long)(p * s->n + 0.5) - 1;
+  if (i < 0) i = 0;
+  if (i >= s->n) i = s->n - 1;
+  return s->v[i];
+}
+
+static const char *g_impl = "crpc-blocking";
+
+/* One JSON line with the anchors' keys; frees the samples. */
+static void emit(const char *scenario, const char *metric, samples *s) {
+  if (s->n == 0) die("no samples");
+  qsort(s->v, (size_t)s->n, sizeof(*s->v), cmp_double);
+  double sum = 0;
+  for (int i = 0; i < s->n; i++) sum += s->v[i];
+  printf(
+      "{\"Impl\":\"%s\",\"Scenario\":\"%s\",\"Metric\":\"%s\",\"N\":%d,"
+      "\"P50\":%.3f,\"P90\":%.3f,\"P99\":%.3f,\"Max\":%.3f,\"Min\":%.3f,"
+      "\"Mean\":%.3f}\n",
+      g_impl, scenario, metric, s->n, pct(s, .5), pct(s, .9), pct(s, .99),
+      s->v[s->n - 1], s->v[0], sum / s->n);
+  fflush(stdout);
+  free(s->v);
+  *s = (samples){0};
+}
+
+/* ---- client side -------------------------------------------------------- */
+
+typedef struct bench {
+  crpc_channel *ch;
+  long iter; /* id of the current call */
+  int iters, warmup, reads, reads_long, deadline_ms;
+} bench;
+
+/* Starts a call whose only request is the next iteration number. On an
+ * error *call may still need crpc_call_free (NULL is fine). */
+static crpc_code try_start_call(bench *b, const crpc_ctx *ctx,
+                                const char *method, crpc_call **call) {
+  char req[32];
+  int n = snprintf(req, sizeof(req), "%ld", ++b->iter);
+  *call = NULL;
+  crpc_code c = crpc_call_start(b->ch, ctx, method, NULL, call);
+  if (c == CRPC_OK) c = crpc_call_send(*call, req, (size_t)n);
+  if (c == CRPC_OK) c = crpc_call_close_send(*call);
+  return c;
+}
+
+static crpc_call *start_call(bench *b, const crpc_ctx *ctx,
+                             const char *method) {
+  crpc_call *call;
+  crpc_code c = try_start_call(b, ctx, method, &call);
+  if (c != CRPC_OK) die_code("starting the call", c);
+  return call;
+}
+
+/* One response; the end of the stream counts as an error here (INTERNAL),
+ * since every scenario's server streams until cancelled. */
+static crpc_code recv_one(crpc_call *call) {
+  crpc_message m;
+  crpc_code c = crpc_call_recv(call, &m);
+  if (c != CRPC_OK) return c;
+  if (m.end) return CRPC_INTERNAL;
+  free(m.data);
+  return CRPC_OK;
+}
+
+/* Reads `reads` messages, then takes t0, publishes it and cancels. */
+static int64_t read_then_cancel(crpc_ctx *ctx, crpc_call *call, int reads) {
+  for (int k = 0; k < reads; k++) {
+    crpc_code c = recv_one(call);
+    if (c != CRPC_OK) die_code("read before cancelling", c);
+  }
+  int64_t t0 = crpc_now_ns();
+  atomic_store_explicit(&g_t0, t0, memory_order_release);
+  crpc_ctx_cancel(ctx, CRPC_CANCELLED, "cancel_bench");
+  return t0;
+}
+
+static void run_idle(bench *b) {
+  samples lat = {0};
+  for (int i = 0; i < b->warmup + b->iters; i++) {
+    atomic_store(&g_t0, 0);
+    crpc_ctx *ctx = crpc_ctx_with_cancel(crpc_ctx_background());
+    if (ctx == NULL) die("out of memory");
+    crpc_call *call = start_call(b, ctx, IDLE_METHOD);
+    int64_t t0 = read_then_cancel(ctx, call, 1);
+    result r = must_result(b->iter);
+    crpc_call_free(call);
+    crpc_ctx_release(ctx);
+    if (i >= b->warmup) push(&lat, (double)(r.t1 - t0) / 1e3);
+  }
+  emit("idle", "cancel_to_ctxdone_us", &lat);
+}
+
+static void run_busy(bench *b, const char *scenario, int reads) {
+  samples lat = {0}, lat_send = {0}, after = {0}, sent = {0}, late = {0};
+  for (int i = 0; i < b->warmup + b->iters; i++) {
+    atomic_store(&g_t0, 0);
+    crpc_ctx *ctx = crpc_ctx_with_cancel(crpc_ctx_background());
+    if (ctx == NULL) die("out of memory");
+    crpc_call *call = start_call(b, ctx, BUSY_METHOD);
+    int64_t t0 = read_then_cancel(ctx, call, reads);
+    result r = must_result(b->iter);
+    crpc_call_free(call);
+    crpc_ctx_release(ctx);
+    if (i >= b->warmup) {
+      push(&lat, (double)(r.t1 - t0) / 1e3);
+      push(&lat_send, (double)(r.t1send - t0) / 1e3);
+      push(&after, (double)r.after);
+      push(&sent, (double)r.sent);
+      push(&late, (double)r.late);
+    }
+  }
+  emit(scenario, "cancel_to_ctxdone_us", &lat);
+  emit(scenario, "cancel_to_send_error_us", &lat_send);
+  emit(scenario, "sends_ok_after_t0", &after);
+  emit(scenario, "sends_ok_total", &sent);
+  emit(scenario, "sends_ok_after_ctxdone", &late);
+}
+
+static void run_deadline(bench *b) {
+  samples lat = {0}, lat_cli = {0}, skipped_s = {0};
+  int skipped = 0;
+  atomic_store(&g_t0, 0); /* never set: nothing here counts sends */
+  for (int i = 0; lat.n < b->iters; i++) {
+    int64_t start = crpc_now_ns();
+    int64_t deadline = start + b->deadline_ms * CRPC_MILLISECOND;
+    crpc_ctx *ctx = crpc_ctx_with_deadline(crpc_ctx_background(), deadline);
+    if (ctx == NULL) die("out of memory");
+    crpc_call *call;
+    crpc_code c = try_start_call(b, ctx, IDLE_METHOD, &call);
+    if (c == CRPC_OK) c = recv_one(call);
+    if (c != CRPC_OK) {
+      /* The first message came after the deadline (a VM stall; with a
+       * tiny -deadline-ms even the start may be too late): drop the
+       * iteration; take the handler's result if it ran. */
+      if (c != CRPC_DEADLINE_EXCEEDED) die_code("deadline: first read", c);
+      skipped++;
+      result ignored;
+      wait_result(b->iter, CRPC_SECOND, &ignored);
+      crpc_call_free(call);
+      crpc_ctx_release(ctx);
+      continue;
+    }
+    c = recv_one(call);
+    int64_t tc = crpc_now_ns();
+    if (c != CRPC_DEADLINE_EXCEEDED) die_code("deadline: second read", c);
+    result r = must_result(b->iter);
+    crpc_call_free(call);
+    crpc_ctx_release(ctx);
+    if (i >= b->warmup) {
+      push(&lat, (double)(r.t1 - deadline) / 1e3);
+      push(&lat_cli, (double)(tc - deadline) / 1e3);
+    }
+  }
+  push(&skipped_s, skipped);
+  emit("deadline", "server_ctxdone_minus_deadline_us", &lat);
+  emit("deadline", "client_error_minus_deadline_us", &lat_cli);
+  emit("deadline", "skipped_first_msg_late", &skipped_s);
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: cancel_bench [-iters N] [-warmup M] [-mode blocking|async]\n"
+          "         [-scenarios idle,busy,busy-reads256,deadline]\n"
+          "         [-reads 4] [-reads-long 256] [-deadline-ms 5]\n");
+  exit(2);
+}
+
+static int parse_int(const char *s, int min) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (*s == '\0' || *end != '\0' || v < min || v > 100000000) usage();
+  return (int)v;
+}
+
+typedef struct options {
+  bench b;
+  bool async;
+  const char *scenarios;
+} options;
+
+/* Flags as Go's flag package takes them: -name value, -name=value, and
+ * the same with two dashes. */
+static void parse_flags(int argc, char **argv, options *o) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-') usage();
+    a += a[1] == '-' ? 2 : 1;
+    char name[32];
+    const char *eq = strchr(a, '=');
+    size_t len = eq ? (size_t)(eq - a) : strlen(a);
+    if (len >= sizeof(name)) usage();
+    memcpy(name, a, len);
+    name[len] = '\0';
+    const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+    if (val == NULL) usage();
+    if (!strcmp(name, "iters")) {
+      o->b.iters = parse_int(val, 1);
+    } else if (!strcmp(name, "warmup")) {
+      o->b.warmup = parse_int(val, 0);
+    } else if (!strcmp(name, "reads")) {
+      o->b.reads = parse_int(val, 0);
+    } else if (!strcmp(name, "reads-long")) {
+      o->b.reads_long = parse_int(val, 0);
+    } else if (!strcmp(name, "deadline-ms")) {
+      o->b.deadline_ms = parse_int(val, 1);
+    } else if (!strcmp(name, "mode")) {
+      if (strcmp(val, "blocking") && strcmp(val, "async")) usage();
+      o->async = !strcmp(val, "async");
+    } else if (!strcmp(name, "scenarios")) {
+      o->scenarios = val;
+    } else {
+      usage();
+    }
+  }
+}
+
+/* Which of the (up to) four scenarios the comma list asks for; their names
+ * are the ones printed, e.g. busy-reads256 for -reads-long 256. */
+static void pick_scenarios(const options *o, const char *long_name,
+                           bool want[4]) {
+  static const char *const fixed[] = {"idle", "busy", NULL, "deadline"};
+  char *list = strdup(o->scenarios);
+  if (list == NULL) die("out of memory");
+  char *save = NULL;
+  for (char *t = strtok_r(list, ",", &save); t != NULL;
+       t = strtok_r(NULL, ",", &save)) {
+    bool known = false;
+    for (int k = 0; k < 4; k++) {
+      const char *name = k == 2 ? long_name : fixed[k];
+      if (!strcmp(t, name)) want[k] = known = true;
+    }
+    if (!known) {
+      fprintf(stderr, "cancel_bench: unknown scenario %s (idle, busy, %s, "
+                      "deadline)\n", t, long_name);
+      free(list);
+      exit(2);
+    }
+  }
+  free(list);
+}
+
+static bool async_api_linked(void) {
+  return crpc_server_add_async_method != NULL &&
+         crpc_server_call_send_async != NULL &&
+         crpc_server_call_can_send != NULL && crpc_server_call_finish != NULL;
+}
+
+static void add_methods(crpc_server *s, bool async) {
+  crpc_code c1, c2;
+  if (async) {
+    c1 = crpc_server_add_async_method(s, IDLE_METHOD, CRPC_SERVER_STREAMING,
+                                      &k_reactor, (void *)&k_idle_tag);
+    c2 = crpc_server_add_async_method(s, BUSY_METHOD, CRPC_SERVER_STREAMING,
+                                      &k_reactor, (void *)&k_busy_tag);
+  } else {
+    c1 = crpc_server_add_method(s, IDLE_METHOD, CRPC_SERVER_STREAMING,
+                                idle_handler, NULL);
+    c2 = crpc_server_add_method(s, BUSY_METHOD, CRPC_SERVER_STREAMING,
+                                busy_handler, NULL);
+  }
+  if (c1 != CRPC_OK) die_code("registering " IDLE_METHOD, c1);
+  if (c2 != CRPC_OK) die_code("registering " BUSY_METHOD, c2);
+}
+
+int main(int argc, char **argv) {
+  options o = {.b = {.iters = 1000, .warmup = 100, .reads = 4,
+                     .reads_long = 256, .deadline_ms = 5},
+               .scenarios = NULL};
+  parse_flags(argc, argv, &o);
+  char long_name[32];
+  snprintf(long_name, sizeof(long_name), "busy-reads%d", o.b.reads_long);
+  bool want[4] = {false, false, false, false};
+  if (o.scenarios != NULL) {
+    pick_scenarios(&o, long_name, want);
+  } else {
+    /* All, as the anchors: a 0 count skips a busy variant. */
+    want[0] = want[3] = true;
+    want[1] = o.b.reads > 0;
+    want[2] = o.b.reads_long > 0;
+  }
+  if ((want[1] && o.b.reads == 0) || (want[2] && o.b.reads_long == 0)) {
+    fprintf(stderr, "cancel_bench: a busy scenario needs reads > 0\n");
+    return 2;
+  }
+  if (o.async && !async_api_linked()) {
+    fprintf(stderr, "cancel_bench: -mode async: this build of crpc has no "
+                    "async server API (crpc/server_async.h)\n");
+    return EXIT_NO_ASYNC;
+  }
+  g_impl = o.async ? "crpc-async" : "crpc-blocking";
+
+  crpc_server *server = crpc_server_new(NULL);
+  if (server == NULL) die("crpc_server_new failed");
+  add_methods(server, o.async);
+  int port = 0;
+  if (crpc_server_listen(server, "127.0.0.1:0", &port) != CRPC_OK ||
+      crpc_server_start(server) != CRPC_OK) {
+    die("server listen/start failed");
+  }
+  char target[64];
+  snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+  o.b.ch = crpc_channel_new(target, NULL);
+  if (o.b.ch == NULL) die("crpc_channel_new failed");
+  fprintf(stderr, "crpc cancel_bench mode=%s port=%d\n",
+          o.async ? "async" : "blocking", port);
+
+  if (want[0]) run_idle(&o.b);
+  if (want[1]) run_busy(&o.b, "busy", o.b.reads);
+  if (want[2]) run_busy(&o.b, long_name, o.b.reads_long);
+  if (want[3]) run_deadline(&o.b);
+
+  crpc_channel_free(o.b.ch);
+  crpc_server_free(server);
+  /* crpc's leak check, as its tests do: every ctx made here is released. */
+  size_t live = crpc_ctx_live_count();
+  if (live != 0) {
+    fprintf(stderr, "cancel_bench: %zu ctx(s) never released\n", live);
+    crpc_ctx_dump(stderr);
+    return 1;
+  }
+  return 0;
+}

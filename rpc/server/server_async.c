@@ -1,0 +1,224 @@
+/*
+ * server_async.c - async (reactor) methods: registration, delivering
+ * events on the loop thread, and the non-blocking send and finish.
+ *
+ * An async call shares everything with a blocking one (the stream state,
+ * the send queue and data provider, the status decision in the kick); what
+ * differs is who consumes events: instead of a handler thread waiting on
+ * the call's condition variable, the loop thread calls the reactor. The
+ * reactor's reference (taken at start) is dropped after on_done, which the
+ * kick delivers once finish has been called.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc/server/server_internal.h"
+
+/* Send-side checks shared with the blocking send: size, the response
+ * headers' reserved keys (checked once, with the first message), framing
+ * and compression. CRPC_OK with *out set, or the error. */
+crpc_code scall_frame_response(scall *call, const void *data, size_t len,
+                                unsigned flags, crpc_h2_chunk **out) {
+  *out = NULL;
+  size_t max = call->server->opts.max_send_message_size;
+  if (max != 0 && len > max) return CRPC_RESOURCE_EXHAUSTED;
+  if (!call->resp_checked) {
+    call->resp_checked = true;
+    if (scall_md_has_reserved(call->resp_md)) {
+      pthread_mutex_lock(&call->mu);
+      call->md_error = true;
+      pthread_mutex_unlock(&call->mu);
+      return CRPC_INTERNAL;
+    }
+  }
+  if (call->md_error) return CRPC_INTERNAL;
+  crpc_code code;
+  *out = crpc_h2_chunk_frame_encoded(flags & CRPC_SEND_NO_COMPRESS
+                                         ? CRPC_WIRE_ENCODING_IDENTITY
+                                         : call->send_encoding,
+                                     data, len, &code);
+  return *out != NULL ? CRPC_OK : code;
+}
+
+
+/* ---- registration ------------------------------------------------------ */
+
+crpc_code crpc_server_add_async_method(crpc_server *server, const char *path,
+                                       crpc_method_kind kind,
+                                       const crpc_server_reactor *reactor,
+                                       void *user_data) {
+  if (reactor == NULL || reactor->on_start == NULL) {
+    return CRPC_INVALID_ARGUMENT;
+  }
+  server_method m = {.kind = kind, .reactor = *reactor,
+                     .user_data = user_data};
+  return server_add_method_entry(server, path, &m);
+}
+
+crpc_code crpc_server_add_unary_async(crpc_server *server, const char *path,
+                                      crpc_unary_async_fn fn,
+                                      void *user_data) {
+  if (fn == NULL) return CRPC_INVALID_ARGUMENT;
+  server_method m = {.kind = CRPC_UNARY, .unary_fn = fn,
+                     .user_data = user_data};
+  return server_add_method_entry(server, path, &m);
+}
+
+/* ---- the loop's side --------------------------------------------------- */
+
+static void count_live(crpc_server *s, int delta) {
+  pthread_mutex_lock(&s->mu);
+  s->live_calls += (size_t)delta;
+  if (s->live_calls == 0) pthread_cond_broadcast(&s->idle_cond);
+  pthread_mutex_unlock(&s->mu);
+}
+
+void scall_async_start(scall *call) {
+  scall_ref(call); /* the reactor's, dropped after on_done */
+  count_live(call->server, 1);
+  const server_method *m = call->method;
+  if (m->reactor.on_start != NULL && !crpc_ctx_is_done(call->ctx)) {
+    call->rstate = m->reactor.on_start(call, call->ctx, m->user_data);
+  }
+  /* A unary handler waits for its request; a reactor born with a done ctx
+   * hears of it through on_cancel, from the kick its registration
+   * posted. */
+}
+
+/* The inline unary form: one request in, the handler's status out. */
+static void run_unary(scall *call, const crpc_message *msg) {
+  call->unary_ran = true;
+  crpc_code code;
+  if (msg->end) {
+    code = crpc_server_call_error(call, CRPC_INTERNAL,
+                                  "unary call ended without a request");
+  } else {
+    code = call->method->unary_fn(call, call->ctx, msg,
+                                  call->method->user_data);
+  }
+  crpc_server_call_finish(call, code, NULL);
+}
+
+void scall_async_deliver(scall *call) {
+  const server_method *m = call->method;
+  for (;;) {
+    crpc_message msg = {0};
+    pthread_mutex_lock(&call->mu);
+    bool got = false;
+    if (!call->reactor_finished && !call->finished && !call->reset &&
+        call->recv_err == CRPC_OK && !call->end_told) {
+      got = crpc_h2_msgq_pop(&call->in.q, &msg);
+      if (!got && call->recv_end) {
+        msg.end = true;
+        call->end_told = got = true;
+      }
+    }
+    pthread_mutex_unlock(&call->mu);
+    if (!got) break;
+    if (crpc_ctx_is_done(call->ctx)) { /* on_cancel is on its way */
+      free(msg.data);
+      break;
+    }
+    if (m->unary_fn != NULL) {
+      if (!call->unary_ran) run_unary(call, &msg);
+    } else if (m->reactor.on_message != NULL) {
+      m->reactor.on_message(call, &msg, call->rstate);
+    }
+    free(msg.data);
+  }
+  /* Messages taken: give their window back (as a blocking recv would). */
+  pthread_mutex_lock(&call->mu);
+  size_t consume = crpc_h2_inbound_take_consumable(&call->in);
+  pthread_mutex_unlock(&call->mu);
+  if (consume > 0 && call->conn != NULL) {
+    nghttp2_session_consume_stream(call->conn->h2.session, call->stream_id,
+                                   consume);
+  }
+}
+
+void scall_async_events(scall *call) {
+  if (call->done_told) return;
+  const crpc_server_reactor *r = &call->method->reactor;
+  pthread_mutex_lock(&call->mu);
+  bool finished = call->reactor_finished;
+  bool ready = !finished && call->want_ready &&
+               call->out.bytes < call->server->opts.stream_send_buffer;
+  if (ready) call->want_ready = false;
+  pthread_mutex_unlock(&call->mu);
+  if (!finished && !call->cancel_told && crpc_ctx_is_done(call->ctx)) {
+    call->cancel_told = true;
+    if (call->method->unary_fn != NULL) {
+      /* Nothing of the user's runs any more: end with the cause. */
+      crpc_server_call_finish(call, crpc_ctx_err(call->ctx), NULL);
+    } else if (r->on_cancel != NULL) {
+      r->on_cancel(call, crpc_ctx_cause(call->ctx), call->rstate);
+    }
+    return; /* finish (now or later) kicks again for on_done */
+  }
+  if (ready && !call->cancel_told && r->on_send_ready != NULL) {
+    r->on_send_ready(call, call->rstate);
+  }
+  if (!finished) return;
+  call->done_told = true;
+  if (r->on_done != NULL) r->on_done(call, call->rstate);
+  count_live(call->server, -1);
+  scall_unref(call); /* the reactor's; the kick still holds one */
+}
+
+/* ---- the reactor's calls (any thread) ---------------------------------- */
+
+crpc_code crpc_server_call_send_async(crpc_server_call *call,
+                                      const void *data, size_t len,
+                                      unsigned flags) {
+  crpc_code code = crpc_ctx_err(call->ctx);
+  if (code != CRPC_OK) return code;
+  crpc_h2_chunk *chunk;
+  code = scall_frame_response(call, data, len, flags, &chunk);
+  if (code != CRPC_OK) return code;
+  pthread_mutex_lock(&call->mu);
+  if (call->reactor_finished) {
+    code = CRPC_FAILED_PRECONDITION;
+  } else if (call->reset || call->finished) {
+    /* The loop has ended the call and is cancelling the ctx right now. */
+    code = CRPC_CANCELLED;
+  } else {
+    crpc_h2_outq_push(&call->out, chunk);
+    chunk = NULL;
+  }
+  pthread_mutex_unlock(&call->mu);
+  free(chunk);
+  if (code == CRPC_CANCELLED && crpc_ctx_is_done(call->ctx)) {
+    code = crpc_ctx_err(call->ctx);
+  }
+  if (code == CRPC_OK) scall_kick(call);
+  return code;
+}
+
+bool crpc_server_call_can_send(crpc_server_call *call) {
+  pthread_mutex_lock(&call->mu);
+  bool alive = !call->reset && !call->finished && !call->reactor_finished;
+  bool room = call->out.bytes < call->server->opts.stream_send_buffer;
+  if (alive && !room) call->want_ready = true;
+  pthread_mutex_unlock(&call->mu);
+  return alive && room && !crpc_ctx_is_done(call->ctx);
+}
+
+void crpc_server_call_finish(crpc_server_call *call, crpc_code code,
+                             const char *message) {
+  if (message != NULL) {
+    (void)crpc_server_call_error(call, code, "%s", message);
+  }
+  pthread_mutex_lock(&call->mu);
+  bool twice = call->reactor_finished;
+  call->reactor_finished = true;
+  pthread_mutex_unlock(&call->mu);
+  if (twice) return;
+  /* Ends the ctx; its on_cancel kicks the loop, which sends the status
+   * and delivers on_done. If the ctx was done already, kick ourselves. */
+  scall_handler_returned(call, code);
+  scall_kick(call);
+}
+
+const crpc_ctx *crpc_server_call_ctx(const crpc_server_call *call) {
+  return call->ctx;
+}
