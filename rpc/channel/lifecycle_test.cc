@@ -147,8 +147,11 @@ TEST_F(LifecycleTest, CancelWhileWaitingForAStreamSlot) {
   crpc_ctx *ctx1 = crpc_ctx_with_cancel(crpc_ctx_background());
   crpc_ctx *ctx2 = crpc_ctx_with_cancel(crpc_ctx_background());
   crpc_call *first, *second;
+  // A unary handler runs once its request is there: send it whole.
   ASSERT_EQ(crpc_call_start(ch, ctx1, "/test.Svc/Hang", nullptr, &first),
             CRPC_OK);
+  ASSERT_EQ(crpc_call_send(first, "x", 1), CRPC_OK);
+  ASSERT_EQ(crpc_call_close_send(first), CRPC_OK);
   while (started.load() < 1) std::this_thread::yield();
   ASSERT_EQ(crpc_call_start(ch, ctx2, "/test.Svc/Hang", nullptr, &second),
             CRPC_OK);

@@ -3,6 +3,7 @@
  * handler pool, and graceful shutdown.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,18 @@
 #include "rpc/intercept/chain.h"
 #include "rpc/server/server_internal.h"
 #include "rpc/wire/frame.h"
+
+/* One loop per CPU this process may run on (its affinity mask, as Go's
+ * GOMAXPROCS counts): a server pinned to one CPU gets one loop, not as
+ * many as the machine has. */
+static int server_default_loops(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) {
+    return CPU_COUNT(&set);
+  }
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  return cpus > 0 ? (int)cpus : 1;
+}
 
 crpc_server *crpc_server_new(const crpc_server_options *options) {
   const char *bad = options == NULL ? NULL
@@ -53,10 +66,7 @@ crpc_server *crpc_server_new(const crpc_server_options *options) {
   pthread_cond_init(&s->work_cond, NULL);
   pthread_cond_init(&s->idle_cond, NULL);
   s->root = crpc_ctx_with_cancel(crpc_ctx_background());
-  if (s->opts.loop_threads <= 0) {
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    s->opts.loop_threads = cpus > 0 ? (int)cpus : 1;
-  }
+  if (s->opts.loop_threads <= 0) s->opts.loop_threads = server_default_loops();
   s->threads = calloc((size_t)s->opts.handler_threads, sizeof(pthread_t));
   s->loops = calloc((size_t)s->opts.loop_threads, sizeof(server_loop));
   bool ok = s->root != NULL && s->threads != NULL && s->loops != NULL;
@@ -152,7 +162,11 @@ crpc_code crpc_server_start(crpc_server *s) {
   if (s->started || s->shut_down || s->n_listeners == 0) {
     return CRPC_FAILED_PRECONDITION;
   }
-  /* No thread runs the loop yet, so this thread may set up watchers. */
+  /* No thread runs the loops yet, so this thread may set up watchers. */
+  for (int i = 0; i < s->n_loops; i++) {
+    crpc_loop_timer_init(&s->loops[i].pool_timer, s->loops[i].loop,
+                         server_pool_starve_check, &s->loops[i]);
+  }
   for (size_t i = 0; i < s->n_listeners; i++) {
     server_listener *l = &s->listeners[i];
     crpc_loop_io_init(&l->io, s->loops[0].loop, l->fd, server_on_accept, l);
@@ -188,7 +202,28 @@ crpc_code crpc_server_start(crpc_server *s) {
   return CRPC_OK;
 }
 
+void server_count(crpc_server *s, atomic_size_t *counter, int delta) {
+  if (delta > 0) {
+    atomic_fetch_add(counter, 1);
+    return;
+  }
+  if (atomic_fetch_sub(counter, 1) != 1) return;
+  pthread_mutex_lock(&s->mu);
+  pthread_cond_broadcast(&s->idle_cond);
+  pthread_mutex_unlock(&s->mu);
+}
+
 /* ---- handler pool --------------------------------------------------------*/
+
+/* Wakes one idle worker for the queue, unless one is already on its way
+ * (a burst of submits costs one wake-up, not a herd fighting over mu).
+ * Caller holds mu. */
+static void pool_wake_locked(crpc_server *s) {
+  if (s->work_head != NULL && s->n_idle > s->n_waking && s->n_waking == 0) {
+    s->n_waking++;
+    pthread_cond_signal(&s->work_cond);
+  }
+}
 
 static void *worker_main(void *arg) {
   crpc_server *s = arg;
@@ -199,23 +234,66 @@ static void *worker_main(void *arg) {
       s->n_idle++;
       pthread_cond_wait(&s->work_cond, &s->mu);
       s->n_idle--;
+      if (s->n_waking > 0) s->n_waking--; /* (or a spurious wakeup) */
     }
     scall *call = s->work_head;
     if (call == NULL) break; /* stopping and nothing left */
     s->work_head = call->work_next;
     if (s->work_head == NULL) s->work_tail = NULL;
     s->n_queued--;
+    s->pool_taken++;
+    /* More queued: pass the wake-up on, one thread at a time, so the pool
+     * widens only as fast as work keeps arriving. */
+    pool_wake_locked(s);
     pthread_mutex_unlock(&s->mu);
     scall_run_handler(call);
+    server_count(s, &s->live_calls, -1);
     pthread_mutex_lock(&s->mu);
-    s->live_calls--;
-    pthread_cond_broadcast(&s->idle_cond);
   }
   pthread_mutex_unlock(&s->mu);
   return NULL;
 }
 
-void server_pool_submit(crpc_server *s, scall *call) {
+/* How long queued calls may see no worker take anything before the pool
+ * grows. Growing at once whenever every thread is busy made a thread per
+ * concurrent call (64 threads at 64 streams), each hand-off a context
+ * switch; instead the busy workers drain the queue, and threads are added
+ * only when they are all stuck (handlers that block). */
+#define POOL_STARVE_NS (500 * CRPC_MICROSECOND)
+
+/* Starts up to `want` more workers. Caller holds mu. */
+static void pool_grow_locked(crpc_server *s, int want) {
+  while (want-- > 0 && s->n_threads < s->opts.handler_threads &&
+         pthread_create(&s->threads[s->n_threads], NULL, worker_main, s) ==
+             0) {
+    s->n_threads++;
+  }
+}
+
+void server_pool_starve_check(crpc_loop *loop, crpc_loop_timer *timer,
+                              void *arg) {
+  (void)loop;
+  server_loop *sl = arg;
+  crpc_server *s = sl->server;
+  pthread_mutex_lock(&s->mu);
+  /* Queued calls outnumber idle threads (a signalled thread not yet awake
+   * still counts idle) and nobody took one for a whole period. */
+  if (s->n_queued > 0 && s->pool_taken == sl->pool_taken_seen) {
+    if (s->n_idle > s->n_waking) {
+      s->n_waking++; /* an idle thread first */
+      pthread_cond_signal(&s->work_cond);
+    } else {
+      pool_grow_locked(s, s->n_queued);
+    }
+  }
+  sl->pool_taken_seen = s->pool_taken;
+  bool again = s->n_queued > 0;
+  pthread_mutex_unlock(&s->mu);
+  if (again) crpc_loop_timer_start(timer, crpc_now_ns() + POOL_STARVE_NS);
+}
+
+void server_pool_submit(server_loop *sl, scall *call) {
+  crpc_server *s = sl->server;
   pthread_mutex_lock(&s->mu);
   call->work_next = NULL;
   if (s->work_tail != NULL) {
@@ -224,19 +302,14 @@ void server_pool_submit(crpc_server *s, scall *call) {
     s->work_head = call;
   }
   s->work_tail = call;
-  s->live_calls++;
   s->n_queued++;
-  /* Grow the pool when queued calls outnumber idle threads (an idle thread
-   * that has been signalled but not yet woken is still counted idle, so
-   * compare with the queue, not with zero): a blocked handler must never
-   * hold up the next call while threads remain. */
-  if (s->n_queued > s->n_idle && s->n_threads < s->opts.handler_threads) {
-    if (pthread_create(&s->threads[s->n_threads], NULL, worker_main, s) == 0) {
-      s->n_threads++;
-    }
-  }
-  pthread_cond_signal(&s->work_cond);
+  pool_wake_locked(s);
+  bool watch = s->n_idle <= s->n_waking; /* none left to wake */
+  if (watch) sl->pool_taken_seen = s->pool_taken;
   pthread_mutex_unlock(&s->mu);
+  if (watch && !crpc_loop_timer_active(&sl->pool_timer)) {
+    crpc_loop_timer_start(&sl->pool_timer, crpc_now_ns() + POOL_STARVE_NS);
+  }
 }
 
 /* ---- shutdown ------------------------------------------------------------*/

@@ -138,5 +138,5 @@ const char *crpc_server_call_method(const crpc_server_call *call) {
 }
 
 const char *crpc_server_call_peer(const crpc_server_call *call) {
-  return call->peer;
+  return call->peer->addr;
 }

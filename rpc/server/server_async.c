@@ -66,16 +66,9 @@ crpc_code crpc_server_add_unary_async(crpc_server *server, const char *path,
 
 /* ---- the loop's side --------------------------------------------------- */
 
-static void count_live(crpc_server *s, int delta) {
-  pthread_mutex_lock(&s->mu);
-  s->live_calls += (size_t)delta;
-  if (s->live_calls == 0) pthread_cond_broadcast(&s->idle_cond);
-  pthread_mutex_unlock(&s->mu);
-}
-
 void scall_async_start(scall *call) {
   scall_ref(call); /* the reactor's, dropped after on_done */
-  count_live(call->server, 1);
+  server_count(call->server, &call->server->live_calls, 1);
   const server_method *m = call->method;
   if (m->reactor.on_start != NULL && !crpc_ctx_is_done(call->ctx)) {
     call->rstate = m->reactor.on_start(call, call->ctx, m->user_data);
@@ -161,7 +154,7 @@ void scall_async_events(scall *call) {
   if (!finished) return;
   call->done_told = true;
   if (r->on_done != NULL) r->on_done(call, call->rstate);
-  count_live(call->server, -1);
+  server_count(call->server, &call->server->live_calls, -1);
   scall_unref(call); /* the reactor's; the kick still holds one */
 }
 

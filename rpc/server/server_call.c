@@ -21,7 +21,7 @@ scall *scall_new(sconn *conn, int32_t stream_id) {
   if (call == NULL) return NULL;
   atomic_init(&call->refs, 1);
   call->server = conn->server;
-  call->loop = conn->h2.loop;
+  call->sl = conn->sl;
   call->conn = conn;
   call->stream_id = stream_id;
   pthread_mutex_init(&call->mu, NULL);
@@ -33,13 +33,28 @@ scall *scall_new(sconn *conn, int32_t stream_id) {
   }
   crpc_h2_inbound_init(&call->in, call->server->opts.max_recv_message_size,
                        true);
-  memcpy(call->peer, conn->peer, sizeof(call->peer));
-  memcpy(call->peer_identity, conn->peer_identity,
-         sizeof(call->peer_identity));
-  pthread_mutex_lock(&call->server->mu);
-  call->server->live_structs++;
-  pthread_mutex_unlock(&call->server->mu);
+  call->peer = conn->peer;
+  atomic_fetch_add(&call->peer->refs, 1);
+  server_count(call->server, &call->server->live_structs, 1);
   return call;
+}
+
+char *scall_hdr_dup(scall *call, const uint8_t *value, size_t len) {
+  if (len < sizeof(call->hdr_store) - call->hdr_used) {
+    char *p = call->hdr_store + call->hdr_used;
+    memcpy(p, value, len);
+    p[len] = '\0';
+    call->hdr_used += len + 1;
+    return p;
+  }
+  return strndup((const char *)value, len);
+}
+
+void scall_hdr_free(scall *call, char *copy) {
+  /* Space in the store is not reused: a repeated header is rare, and the
+   * store then only fills sooner. */
+  uintptr_t p = (uintptr_t)copy, store = (uintptr_t)call->hdr_store;
+  if (p < store || p >= store + sizeof(call->hdr_store)) free(copy);
 }
 
 void scall_ref(scall *call) { atomic_fetch_add(&call->refs, 1); }
@@ -52,29 +67,27 @@ void scall_unref(scall *call) {
   crpc_metadata_free(call->req_md);
   crpc_metadata_free(call->resp_md);
   crpc_metadata_free(call->trailers_md);
-  free(call->path);
-  free(call->content_type);
-  free(call->http_method);
-  free(call->timeout);
-  free(call->encoding);
-  free(call->accept_encoding);
+  scall_hdr_free(call, call->path);
+  scall_hdr_free(call, call->content_type);
+  scall_hdr_free(call, call->http_method);
+  scall_hdr_free(call, call->timeout);
+  scall_hdr_free(call, call->encoding);
+  scall_hdr_free(call, call->accept_encoding);
   free(call->final_msg);
   free(call->handler_msg);
   pthread_mutex_destroy(&call->mu);
   pthread_cond_destroy(&call->cond);
+  server_peer_unref(call->peer);
   crpc_server *s = call->server;
   free(call);
-  pthread_mutex_lock(&s->mu);
-  s->live_structs--;
-  pthread_cond_broadcast(&s->idle_cond);
-  pthread_mutex_unlock(&s->mu);
+  server_count(s, &s->live_structs, -1);
 }
 
 static void kick_fn(crpc_loop *loop, void *arg);
 
 void scall_kick(scall *call) {
   scall_ref(call);
-  if (!crpc_loop_post_closure(call->loop, &call->kick)) {
+  if (!crpc_loop_post_closure(call->sl->loop, &call->kick)) {
     scall_unref(call); /* already queued, with its own reference */
   }
 }
@@ -84,7 +97,7 @@ void scall_kick(scall *call) {
 static void on_ctx_cancel(void *arg, const crpc_cause *cause) {
   (void)cause;
   scall *call = arg;
-  if (!crpc_loop_post_closure(call->loop, &call->kick)) {
+  if (!crpc_loop_post_closure(call->sl->loop, &call->kick)) {
     scall_unref(call);
   }
 }
@@ -338,6 +351,8 @@ static void kick_fn(crpc_loop *loop, void *arg) {
   scall *call = arg;
   if (call->dispatched && server_method_is_async(call->method)) {
     scall_async_events(call);
+  } else if (call->dispatched) {
+    scall_submit_when_ready(call); /* the ctx may have ended */
   }
   if (call->conn == NULL || call->conn->h2.closed || !call->dispatched) {
     scall_unref(call);
@@ -465,7 +480,7 @@ void scall_dispatch(scall *call) {
   }
   call->dispatched = true;
   crpc_loop_closure_init(&call->kick, kick_fn, call);
-  crpc_loop_timer_init(&call->deadline_timer, call->loop, deadline_fn, call);
+  crpc_loop_timer_init(&call->deadline_timer, call->sl->loop, deadline_fn, call);
   if (deadline != CRPC_NO_DEADLINE) {
     crpc_loop_timer_start(&call->deadline_timer, deadline);
   }
@@ -479,7 +494,26 @@ void scall_dispatch(scall *call) {
     return;
   }
   scall_ref(call); /* the handler's */
-  server_pool_submit(s, call);
+  atomic_fetch_add(&s->live_calls, 1);
+  if (call->method->kind == CRPC_UNARY ||
+      call->method->kind == CRPC_SERVER_STREAMING) {
+    /* Its handler starts with a recv that would only wait: a stalled
+     * request costs memory, never a thread. */
+    call->awaiting_request = true;
+    return; /* END_STREAM in this HEADERS frame submits it */
+  }
+  server_pool_submit(call->sl, call);
+}
+
+void scall_submit_when_ready(scall *call) {
+  if (!call->awaiting_request) return;
+  pthread_mutex_lock(&call->mu);
+  bool ready = call->in.q.count > 0 || call->recv_end ||
+               call->recv_err != CRPC_OK || call->reset;
+  pthread_mutex_unlock(&call->mu);
+  if (!ready && !crpc_ctx_is_done(call->ctx)) return;
+  call->awaiting_request = false;
+  server_pool_submit(call->sl, call);
 }
 
 /* Fails a running call from the loop (bad message): status now, ctx
@@ -496,6 +530,7 @@ static void fail_call(scall *call, crpc_code code, const char *msg) {
   pthread_cond_broadcast(&call->cond);
   pthread_mutex_unlock(&call->mu);
   crpc_ctx_cancel_cause(call->ctx, code, CRPC_ORIGIN_LOCAL, "%s", msg);
+  scall_submit_when_ready(call);
   scall_kick(call);
 }
 
@@ -521,6 +556,8 @@ void scall_on_data(scall *call, const uint8_t *data, size_t len) {
     fail_call(call, code, err.message);
   } else if (server_method_is_async(call->method)) {
     scall_async_deliver(call);
+  } else {
+    scall_submit_when_ready(call);
   }
 }
 
@@ -537,6 +574,8 @@ void scall_on_end_stream(scall *call) {
               crpc_wire_frame_decoder_error(&call->in.decoder)->message);
   } else if (server_method_is_async(call->method)) {
     scall_async_deliver(call);
+  } else {
+    scall_submit_when_ready(call);
   }
 }
 
@@ -556,7 +595,7 @@ void scall_on_close(scall *call, uint32_t error_code, const char *conn_lost) {
     if (conn_lost != NULL) {
       crpc_ctx_cancel_cause(call->ctx, CRPC_UNAVAILABLE,
                             CRPC_ORIGIN_CONNECTION_LOST,
-                            "connection to %s lost: %s", call->peer,
+                            "connection to %s lost: %s", call->peer->addr,
                             conn_lost);
     } else {
       crpc_ctx_cancel_cause(call->ctx, CRPC_CANCELLED, CRPC_ORIGIN_PEER_RESET,

@@ -162,7 +162,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *f,
     return 0;
   }
   if (conn->h2.tls != NULL && !conn->identity_read) {
-    crpc_tls_peer_identity(conn->h2.tls, conn->peer_identity);
+    crpc_tls_peer_identity(conn->h2.tls, conn->peer->identity);
     conn->identity_read = true;
   }
   scall *call = scall_new(conn, f->hd.stream_id);
@@ -174,10 +174,6 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *f,
   nghttp2_session_set_stream_user_data(session, f->hd.stream_id, call);
   link_call(conn, call);
   return 0;
-}
-
-static char *dup_value(const uint8_t *v, size_t n) {
-  return strndup((const char *)v, n);
 }
 
 static int on_header(nghttp2_session *session, const nghttp2_frame *f,
@@ -209,8 +205,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *f,
     slot = &call->accept_encoding;
   }
   if (slot != NULL) {
-    free(*slot);
-    *slot = dup_value(value, valuelen);
+    if (*slot != NULL) scall_hdr_free(call, *slot);
+    *slot = scall_hdr_dup(call, value, valuelen);
     return 0;
   }
   /* Over the limit: keep no more (the call is refused anyway). */
@@ -347,10 +343,15 @@ static void unlink_conn(sconn *conn) {
   count_conn(conn->server, -1);
 }
 
+void server_peer_unref(server_peer *p) {
+  if (atomic_fetch_sub(&p->refs, 1) == 1) free(p);
+}
+
 static void free_conn_fn(crpc_loop *loop, void *arg) {
   (void)loop;
   sconn *conn = arg;
   crpc_h2_conn_destroy(&conn->h2);
+  server_peer_unref(conn->peer);
   free(conn);
 }
 
@@ -394,7 +395,10 @@ static void start_conn(server_loop *sl, int fd, const struct sockaddr *sa,
   sconn *conn = calloc(1, sizeof(*conn));
   nghttp2_option *opt = NULL;
   nghttp2_session *session = NULL;
-  if (conn == NULL || nghttp2_option_new(&opt) != 0) goto fail;
+  if (conn == NULL) goto fail;
+  conn->peer = calloc(1, sizeof(*conn->peer));
+  if (conn->peer == NULL || nghttp2_option_new(&opt) != 0) goto fail;
+  atomic_init(&conn->peer->refs, 1);
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_stream_reset_rate_limit(opt, CRPC_SERVER_RESET_BURST,
                                              CRPC_SERVER_RESET_RATE);
@@ -432,9 +436,10 @@ static void start_conn(server_loop *sl, int fd, const struct sockaddr *sa,
                      ? add_sat(now, jittered_age(conn,
                                                  s->opts.max_connection_age_ns))
                      : INT64_MAX;
-  crpc_h2_format_peer(sa, salen, conn->peer);
-  if (l->unix_path[0] != '\0' && strcmp(conn->peer, "unix:") == 0) {
-    snprintf(conn->peer, sizeof(conn->peer), "unix:%s", l->unix_path);
+  crpc_h2_format_peer(sa, salen, conn->peer->addr);
+  if (l->unix_path[0] != '\0' && strcmp(conn->peer->addr, "unix:") == 0) {
+    snprintf(conn->peer->addr, sizeof(conn->peer->addr), "unix:%s",
+             l->unix_path);
   }
   conn->next = sl->conns;
   if (sl->conns != NULL) sl->conns->prev = conn;
@@ -464,6 +469,7 @@ static void start_conn(server_loop *sl, int fd, const struct sockaddr *sa,
   return;
 fail:
   if (opt != NULL) nghttp2_option_del(opt);
+  if (conn != NULL) free(conn->peer);
   free(conn);
   close(fd);
 }

@@ -74,7 +74,7 @@ static const icpt_server_ops kOps = {
 
 crpc_code scall_run_chain(scall *call) {
   crpc_server_call_info info = {.method = call->path,
-                                .peer = call->peer,
+                                .peer = call->peer->addr,
                                 .kind = call->method->kind,
                                 .start_ns = crpc_now_ns()};
   return icpt_server_run(call->server->icpt, &kOps, call, call->ctx, &info);

@@ -92,6 +92,9 @@ typedef struct server_loop {
   struct crpc_server *server;
   crpc_loop *loop;
   sconn *conns; /* L */
+  /* L: grows the handler pool when queued calls see no progress. */
+  crpc_loop_timer pool_timer;
+  uint64_t pool_taken_seen; /* server mu */
 } server_loop;
 
 struct crpc_server {
@@ -110,14 +113,19 @@ struct crpc_server {
   crpc_server_credentials **tls_creds; /* references held for listeners */
   size_t n_tls_creds;
 
-  pthread_mutex_t mu; /* pool, live_calls */
+  pthread_mutex_t mu; /* pool, idle_cond */
   pthread_cond_t work_cond, idle_cond;
   struct crpc_server_call *work_head, *work_tail;
   pthread_t *threads;
   int n_threads, n_idle, n_queued;
+  int n_waking; /* signalled, not yet awake */
+  uint64_t pool_taken; /* calls workers have taken, ever */
   bool pool_stop;
-  size_t live_calls;   /* dispatched calls whose handler has not finished */
-  size_t live_structs; /* scall structs not yet freed (teardown waits) */
+  /* Counted without the mutex (per call, from every loop); whoever takes
+   * one to zero broadcasts idle_cond under mu, and waiters test it under
+   * mu, so no wakeup is lost (server_count). */
+  atomic_size_t live_calls;   /* dispatched calls not finished */
+  atomic_size_t live_structs; /* scall structs not yet freed */
   size_t live_conns;   /* connections not yet closed (shutdown waits) */
 
   /* Set once shutdown begins; a connection handed to a loop after it is
@@ -128,15 +136,25 @@ struct crpc_server {
   struct icpt_server_chain *icpt;
 };
 
+/* Who is on the other end of a connection, shared by the connection and
+ * its calls (a call may outlive its connection): filled on the loop before
+ * the first call takes a reference, read-only afterwards. */
+typedef struct server_peer {
+  atomic_int refs;
+  char addr[CRPC_H2_PEER_MAX];
+  char identity[CRPC_TLS_IDENTITY_MAX]; /* TLS client cert; "" none */
+} server_peer;
+
+void server_peer_unref(server_peer *p);
+
 struct sconn {
   crpc_h2_conn h2; /* L */
   crpc_server *server;
   server_loop *sl;
   sconn *next, *prev;
   struct crpc_server_call *calls; /* open streams */
-  char peer[CRPC_H2_PEER_MAX];
-  char peer_identity[CRPC_TLS_IDENTITY_MAX]; /* TLS client cert; "" none */
-  bool identity_read; /* peer_identity filled (after the handshake) */
+  server_peer *peer;  /* one reference */
+  bool identity_read; /* peer->identity filled (after the handshake) */
   /* Ping enforcement: when the last client PING came (0: none since the
    * server last sent HEADERS/DATA), strikes so far, GOAWAY queued. */
   int64_t last_ping_recv;
@@ -155,7 +173,7 @@ struct sconn {
 struct crpc_server_call {
   atomic_int refs;
   crpc_server *server;
-  crpc_loop *loop;        /* the loop of the call's connection */
+  server_loop *sl;        /* the loop of the call's connection */
   crpc_loop_closure kick; /* "look at this call" on the loop */
 
   /* L: stream and request parsing */
@@ -166,6 +184,10 @@ struct crpc_server_call {
   bool headers_submitted, end_stream_sent, deferred;
   char *path, *content_type, *http_method, *timeout, *encoding;
   char *accept_encoding; /* the client's grpc-accept-encoding */
+  /* The header strings above live here when they fit (the usual case: no
+   * allocation per header); longer ones are malloc'd (scall_hdr_*). */
+  char hdr_store[160];
+  size_t hdr_used;
   bool bad_header;
   size_t hdr_bytes; /* request header list size, as HTTP/2 counts it */
 
@@ -195,14 +217,16 @@ struct crpc_server_call {
   crpc_on_cancel on_cancel;
   crpc_metadata *req_md;
   crpc_metadata *resp_md, *trailers_md; /* handler writes, loop reads after */
-  char peer[CRPC_H2_PEER_MAX];
-  char peer_identity[CRPC_TLS_IDENTITY_MAX]; /* "" if none */
+  server_peer *peer; /* one reference */
 
   /* Async calls (server_async.c). L: the reactor's state and which of
    * its once-only events have been delivered. M: finish called, and
    * on_send_ready owed (can_send said false). */
   void *rstate;
   bool cancel_told, done_told, unary_ran, end_told;
+  /* L: a blocking call with one request message (unary, server
+   * streaming) waits for it on the loop, costing no thread meanwhile. */
+  bool awaiting_request;
   bool reactor_finished, want_ready;
   /* L: the deadline from grpc-timeout fires on this loop timer (armed at
    * dispatch, stopped when the stream closes). */
@@ -219,9 +243,18 @@ typedef struct crpc_server_call scall;
 
 /* ---- server.c ---- */
 
-/* Queues a dispatched call for a handler thread (starting one if all are
- * busy and the pool may grow). Loop thread. */
-void server_pool_submit(crpc_server *s, scall *call);
+/* Adds delta (+1 or -1) to *counter; the step to zero wakes the
+ * shutdown waiters. Any thread, not with mu held. */
+void server_count(crpc_server *s, atomic_size_t *counter, int delta);
+
+/* Queues a dispatched call for a handler thread; if none is idle, sl's
+ * pool timer grows the pool once the queue has made no progress for a
+ * while. sl's loop thread. */
+void server_pool_submit(server_loop *sl, scall *call);
+
+/* The pool timer's callback (server_loop.pool_timer). */
+void server_pool_starve_check(crpc_loop *loop, crpc_loop_timer *timer,
+                              void *arg);
 
 /* Adds a method (m's path is ignored; a copy of path is made). Before
  * start. As crpc_server_add_method. */
@@ -258,6 +291,12 @@ void server_tls_free(crpc_server *s);
  * memory. Loop thread. */
 scall *scall_new(sconn *conn, int32_t stream_id);
 
+/* A NUL-terminated copy of a request header value, kept until the call
+ * is freed (NULL if out of memory); releasing one early is
+ * scall_hdr_free. Loop thread. */
+char *scall_hdr_dup(scall *call, const uint8_t *value, size_t len);
+void scall_hdr_free(scall *call, char *copy);
+
 void scall_ref(scall *call);
 /* Drops a reference; the last frees the call (any thread). */
 void scall_unref(scall *call);
@@ -290,6 +329,11 @@ void scall_run_handler(scall *call);
 /* Records the handler's result (code, message, metadata checks) and ends
  * the call ctx; the on_cancel kick then sends the status. Any thread. */
 void scall_handler_returned(scall *call, crpc_code code);
+
+/* Hands a call that waits for its request to the handler pool once the
+ * request is there (or the stream ended, failed or was cancelled). Loop
+ * thread. */
+void scall_submit_when_ready(scall *call);
 
 /* ---- server_async.c ---- */
 

@@ -35,5 +35,6 @@ void server_tls_free(crpc_server *s) {
 }
 
 const char *crpc_server_call_peer_identity(const crpc_server_call *call) {
-  return call->peer_identity[0] != '\0' ? call->peer_identity : NULL;
+  const char *id = call->peer->identity;
+  return id[0] != '\0' ? id : NULL;
 }

@@ -65,7 +65,8 @@ typedef struct crpc_server_options {
   size_t max_metadata_size;     /* 0: 8 KiB */
   int handler_threads;          /* 0: 64; max calls running handlers at once
                                    (more wait for a free thread) */
-  /* I/O loop threads (0: one per online CPU). Each accepted connection is
+  /* I/O loop threads (0: one per CPU the process may run on, from its
+   * affinity mask). Each accepted connection is
    * handed to the next loop in turn and stays there: its nghttp2 session,
    * its calls' deadline timers and async handlers (crpc/server_async.h)
    * all run on that loop's thread. */
