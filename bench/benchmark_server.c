@@ -133,12 +133,23 @@ static crpc_code streaming_from_server(crpc_server_call *call,
                                        const SimpleRequest *req,
                                        void *user_data) {
   (void)user_data;
+  int32_t size = req->response_size;
+  if (size < 0 || size > 4 * 1024 * 1024) {
+    return crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
+                                  "response_size %d out of range", size);
+  }
+  /* One response, sent over and over (as the gRPC C++ server does). */
+  uint8_t *body = calloc(1, size > 0 ? (size_t)size : 1);
+  if (body == NULL) return CRPC_RESOURCE_EXHAUSTED;
+  SimpleResponse resp;
+  Grpc__Testing__Payload payload;
+  make_response(&resp, &payload, body, size);
   crpc_code rc = CRPC_OK;
   while (rc == CRPC_OK && !crpc_ctx_is_done(ctx)) {
-    rc = reply_to(
-        call, req,
-        grpc_testing_benchmark_service_streaming_from_server_server_send);
+    rc = grpc_testing_benchmark_service_streaming_from_server_server_send(
+        call, &resp);
   }
+  free(body);
   return rc == CRPC_OK ? crpc_ctx_err(ctx) : rc;
 }
 

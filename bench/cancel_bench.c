@@ -38,9 +38,10 @@
  *
  * t1 in -mode blocking (crpc/server.h, a handler thread per call): entry of
  * an on_cancel callback registered on the handler's ctx, which runs on the
- * thread that ends the ctx (the server loop reading RST_STREAM, or the timer
- * thread for a deadline), like the anchors' OnCancel / add_callback. The
- * handler itself waits in crpc_ctx_wait (idle) or sends (busy).
+ * thread that ends the ctx (the server loop, reading the RST_STREAM or
+ * firing the call's grpc-timeout deadline), like the anchors' OnCancel /
+ * add_callback. The handler itself waits in crpc_ctx_wait (idle) or sends
+ * (busy).
  * t1 in -mode async (crpc/server_async.h, a reactor on the loop thread):
  * entry of the reactor's on_cancel.
  */
@@ -57,20 +58,9 @@
 #include "crpc/server.h"
 #include "crpc/server_async.h"
 
-/* The async server API is being implemented in rpc/server while this bench
- * is written. Weak references let the binary link without it: -mode async
- * then exits with status 3 and says so. Once rpc/server defines these, drop
- * the pragmas (a weak reference alone does not pull an object file out of
- * a static library, so the strong reference is the one to keep). */
-#pragma weak crpc_server_add_async_method
-#pragma weak crpc_server_call_send_async
-#pragma weak crpc_server_call_can_send
-#pragma weak crpc_server_call_finish
-
 #define IDLE_METHOD "/cancelbench.Bench/Idle"
 #define BUSY_METHOD "/cancelbench.Bench/Busy"
 #define MSG_SIZE 1024
-#define EXIT_NO_ASYNC 3
 
 static const uint8_t g_payload[MSG_SIZE];
 
@@ -348,10 +338,24 @@ static void async_on_send_ready(crpc_server_call *call, void *state) {
   if (a->busy && a->started) async_pump(call, a);
 }
 
+/* server_async.h says the state is valid from on_start to on_done, but
+ * crpc skips on_start for a call whose ctx is already done when it is
+ * dispatched (scall_async_start: the deadline passed or the client reset
+ * before the loop got to it) and still delivers on_cancel and on_done,
+ * with a NULL state. Counted and reported at exit instead of crashing;
+ * such calls never sent their first message, so the client side drops
+ * them (skipped_first_msg_late) and no statistic is affected. */
+static atomic_int g_cancel_without_start;
+
 static void async_on_cancel(crpc_server_call *call, const crpc_cause *cause,
                             void *state) {
   int64_t now = crpc_now_ns(); /* first: this is t1 */
   async_call *a = state;
+  if (a == NULL) {
+    atomic_fetch_add(&g_cancel_without_start, 1);
+    crpc_server_call_finish(call, cause->code, NULL);
+    return;
+  }
   a->t1 = now;
   /* A busy reactor stops being asked to send (no on_send_ready after
    * on_cancel), so no send would ever fail by itself. Make the send its
@@ -365,6 +369,7 @@ static void async_on_cancel(crpc_server_call *call, const crpc_cause *cause,
 static void async_on_done(crpc_server_call *call, void *state) {
   (void)call;
   async_call *a = state;
+  if (a == NULL) return; /* on_start never ran: see g_cancel_without_start */
   result r = {.id = a->id,
               .t1 = a->t1,
               .t1send = a->t1send,
@@ -652,12 +657,6 @@ static void pick_scenarios(const options *o, const char *long_name,
   free(list);
 }
 
-static bool async_api_linked(void) {
-  return crpc_server_add_async_method != NULL &&
-         crpc_server_call_send_async != NULL &&
-         crpc_server_call_can_send != NULL && crpc_server_call_finish != NULL;
-}
-
 static void add_methods(crpc_server *s, bool async) {
   crpc_code c1, c2;
   if (async) {
@@ -695,11 +694,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "cancel_bench: a busy scenario needs reads > 0\n");
     return 2;
   }
-  if (o.async && !async_api_linked()) {
-    fprintf(stderr, "cancel_bench: -mode async: this build of crpc has no "
-                    "async server API (crpc/server_async.h)\n");
-    return EXIT_NO_ASYNC;
-  }
   g_impl = o.async ? "crpc-async" : "crpc-blocking";
 
   crpc_server *server = crpc_server_new(NULL);
@@ -724,6 +718,12 @@ int main(int argc, char **argv) {
 
   crpc_channel_free(o.b.ch);
   crpc_server_free(server);
+  int orphans = atomic_load(&g_cancel_without_start);
+  if (orphans != 0) {
+    fprintf(stderr, "cancel_bench: WARNING: crpc called on_cancel with no "
+                    "on_start (NULL state) for %d call(s), contrary to "
+                    "crpc/server_async.h\n", orphans);
+  }
   /* crpc's leak check, as its tests do: every ctx made here is released. */
   size_t live = crpc_ctx_live_count();
   if (live != 0) {

@@ -1,7 +1,8 @@
 /*
  * codegen/emit_file.c - the frame of <file>.crpc.h and <file>.crpc.c:
  * banner, guards, includes, the shared static helpers, and the per-service
- * sections that emit_client.c and emit_server.c fill in.
+ * sections that emit_client.c, emit_server.c and emit_server_async.c fill
+ * in.
  *
  * Output must be byte-identical for the same input: nothing here depends
  * on time, paths outside the request, pointer values or hash order.
@@ -70,7 +71,7 @@ void cg_put_doc(cg_buf *b, const char *indent, const char *heading,
   cg_put(b, " */\n");
 }
 
-static bool any_method(const cg_file *f, bool (*pred)(const cg_method *)) {
+bool cg_any_method(const cg_file *f, bool (*pred)(const cg_method *)) {
   for (size_t i = 0; i < f->n_services; i++) {
     for (size_t j = 0; j < f->services[i].n_methods; j++) {
       if (pred(&f->services[i].methods[j])) return true;
@@ -79,11 +80,31 @@ static bool any_method(const cg_file *f, bool (*pred)(const cg_method *)) {
   return false;
 }
 
+void cg_put_comment(cg_buf *b, const char *indent, const char *text) {
+  const size_t start = strlen(indent) + 2; /* after the opening slash-star */
+  size_t col = start;
+  cg_put(b, "%s/*", indent);
+  for (const char *p = text + strspn(text, " "); *p;) {
+    size_t n = strcspn(p, " ");
+    const char *next = p + n + strspn(p + n, " ");
+    /* The last word also needs room for the closing star-slash. */
+    size_t need = 1 + n + (*next == '\0' ? 3 : 0);
+    if (col + need > 80 && col > start) {
+      cg_put(b, "\n%s *", indent);
+      col = start;
+    }
+    cg_put(b, " %.*s", (int)n, p);
+    col += 1 + n;
+    p = next;
+  }
+  cg_put(b, " */\n");
+}
+
 static bool is_any(const cg_method *m) {
   (void)m;
   return true;
 }
-static bool is_unary(const cg_method *m) {
+bool cg_is_unary(const cg_method *m) {
   return !m->client_streaming && !m->server_streaming;
 }
 static bool client_sends_stream(const cg_method *m) {
@@ -109,14 +130,23 @@ void cg_emit_header(cg_buf *b, const cg_file *f) {
       " *\n"
       " * Client: every call takes a ctx, and it is required (NULL aborts\n"
       " * with a message): the ctx is the call's deadline and cancel switch.\n"
-      " * Server: fill a <service>_handlers struct and pass it to\n"
-      " * <service>_register_handlers.\n"
+      " * Server: fill a <service>_handlers struct (blocking handlers, each "
+      "on a\n"
+      " * handler thread) and pass it to <service>_register_handlers, "
+      "and/or a\n"
+      " * <service>_async_handlers struct (non-blocking, on the loop thread; "
+      "see\n"
+      " * crpc/server_async.h) to <service>_register_async_handlers. Each "
+      "method is\n"
+      " * served one way only: registering it both ways fails with\n"
+      " * CRPC_ALREADY_EXISTS.\n"
       " * Messages are protoc-c's; a received one belongs to the caller, who\n"
       " * frees it with protobuf_c_message_free_unpacked(&msg->base, NULL).\n"
       " */\n"
       "#ifndef %s\n#define %s\n\n"
       "#include \"crpc/channel.h\"\n"
-      "#include \"crpc/server.h\"\n",
+      "#include \"crpc/server.h\"\n"
+      "#include \"crpc/server_async.h\"\n",
       f->proto_name, guard, guard);
   for (size_t i = 0; i < f->n_pb_includes; i++) {
     cg_put(b, "#include \"%s\"\n", f->pb_includes[i]);
@@ -142,6 +172,7 @@ void cg_emit_header(cg_buf *b, const cg_file *f) {
                s->comment);
     cg_emit_client_decls(b, s);
     cg_emit_server_decls(b, s);
+    cg_emit_server_async_decls(b, s);
   }
   cg_put(b, "\n#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s */\n", guard);
   cg_arena_free(&a);
@@ -150,7 +181,7 @@ void cg_emit_header(cg_buf *b, const cg_file *f) {
 /* The static helpers every stub and adapter is built from. Only those the
  * file uses are printed, so -Wunused-function stays quiet. */
 static void emit_helpers(cg_buf *b, const cg_file *f) {
-  if (!any_method(f, is_any)) return;
+  if (!cg_any_method(f, is_any)) return;
   cg_put(
       b,
       "\n/* Catalog line 5: an outgoing call must carry the caller's ctx. A "
@@ -171,21 +202,25 @@ static void emit_helpers(cg_buf *b, const cg_file *f) {
       "  protobuf_c_message_pack(m, buf);\n"
       "  return buf;\n"
       "}\n");
-  if (any_method(f, is_unary) || any_method(f, is_client_streaming_only)) {
+  if (cg_any_method(f, cg_is_unary) ||
+      cg_any_method(f, is_client_streaming_only)) {
     cg_put(b,
-           "\n/* Replaces the status the runtime filled in. */\n"
+           "\n/* Replaces the status the runtime filled in. (No strdup: "
+           "it is POSIX,\n * and this file compiles as strict ISO C.) */\n"
            "static void crpc_gen_set_status(crpc_status *status, crpc_code "
            "code,\n"
            "                                const char *message) {\n"
            "  if (status == NULL) return;\n"
-           "  char *copy = strdup(message);\n"
+           "  size_t len = strlen(message) + 1;\n"
+           "  char *copy = malloc(len);\n"
            "  if (copy == NULL) abort();\n"
+           "  memcpy(copy, message, len);\n"
            "  free(status->message);\n"
            "  status->code = code;\n"
            "  status->message = copy;\n"
            "}\n");
   }
-  if (any_method(f, client_sends_stream)) {
+  if (cg_any_method(f, client_sends_stream)) {
     cg_put(b,
            "\nstatic crpc_code crpc_gen_send(crpc_call *call, const "
            "ProtobufCMessage *m) {\n"
@@ -196,7 +231,7 @@ static void emit_helpers(cg_buf *b, const cg_file *f) {
            "  return code;\n"
            "}\n");
   }
-  if (any_method(f, client_recvs)) {
+  if (cg_any_method(f, client_recvs)) {
     cg_put(
         b,
         "\n/* *out is NULL at the end of the stream; INTERNAL if the "
@@ -224,8 +259,21 @@ static void emit_helpers(cg_buf *b, const cg_file *f) {
       "  free(buf);\n"
       "  return code;\n"
       "}\n"
-      "\n/* *out is NULL at the end of the stream. A request that does not "
-      "parse\n * fails the call with INTERNAL, as gRPC's own servers do. */\n"
+      "\n/* A request that does not parse fails the call with INTERNAL, as "
+      "gRPC's\n * own servers do. */\n"
+      "static crpc_code crpc_gen_server_unpack(crpc_server_call *call,\n"
+      "                                        const "
+      "ProtobufCMessageDescriptor *desc,\n"
+      "                                        const uint8_t *data, size_t "
+      "len,\n"
+      "                                        ProtobufCMessage **out) {\n"
+      "  *out = protobuf_c_message_unpack(desc, NULL, len, data);\n"
+      "  if (*out != NULL) return CRPC_OK;\n"
+      "  return crpc_server_call_error(call, CRPC_INTERNAL,\n"
+      "                                \"crpc: cannot parse request as %%s\",\n"
+      "                                desc->name);\n"
+      "}\n"
+      "\n/* *out is NULL at the end of the stream. */\n"
       "static crpc_code crpc_gen_server_recv(crpc_server_call *call,\n"
       "                                      const ProtobufCMessageDescriptor "
       "*desc,\n"
@@ -234,14 +282,11 @@ static void emit_helpers(cg_buf *b, const cg_file *f) {
       "  *out = NULL;\n"
       "  crpc_code code = crpc_server_call_recv(call, &msg);\n"
       "  if (code != CRPC_OK || msg.end) return code;\n"
-      "  *out = protobuf_c_message_unpack(desc, NULL, msg.len, msg.data);\n"
+      "  code = crpc_gen_server_unpack(call, desc, msg.data, msg.len, out);\n"
       "  free(msg.data);\n"
-      "  if (*out != NULL) return CRPC_OK;\n"
-      "  return crpc_server_call_error(call, CRPC_INTERNAL,\n"
-      "                                \"crpc: cannot parse request as %%s\",\n"
-      "                                desc->name);\n"
+      "  return code;\n"
       "}\n");
-  if (any_method(f, needs_one_request)) {
+  if (cg_any_method(f, needs_one_request)) {
     cg_put(b,
            "\n/* Unary and server-streaming methods take exactly one request. "
            "*/\n"
@@ -258,6 +303,7 @@ static void emit_helpers(cg_buf *b, const cg_file *f) {
            "  return code;\n"
            "}\n");
   }
+  cg_emit_server_async_helpers(b, f);
 }
 
 void cg_emit_source(cg_buf *b, const cg_file *f) {
@@ -265,6 +311,7 @@ void cg_emit_source(cg_buf *b, const cg_file *f) {
          "/* Generated by protoc-gen-crpc from %s.\n"
          " * DO NOT EDIT. */\n"
          "#include \"%s.crpc.h\"\n\n"
+         "#include <stdbool.h>\n"
          "#include <stdint.h>\n"
          "#include <stdio.h>\n"
          "#include <stdlib.h>\n"
@@ -276,6 +323,7 @@ void cg_emit_source(cg_buf *b, const cg_file *f) {
     cg_put(b, "\n/* ==== service %s ==== */\n", s->full_name);
     cg_emit_client_defs(b, s);
     cg_emit_server_defs(b, s);
+    cg_emit_server_async_defs(b, s);
   }
 }
 

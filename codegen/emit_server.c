@@ -1,7 +1,8 @@
 /*
- * codegen/emit_server.c - the typed server side of a service: send/recv
- * wrappers, the handlers struct, the adapters that crpc_server_add_method
- * runs, and <service>_register_handlers.
+ * codegen/emit_server.c - the typed blocking server side of a service:
+ * send/recv wrappers, the handlers struct, the adapters that
+ * crpc_server_add_method runs, and <service>_register_handlers; plus the
+ * pieces emit_server_async.c prints the same way.
  *
  * Handlers send their own responses (<m>_server_send) instead of returning
  * a message for the adapter to pack: the handler owns the message and its
@@ -10,16 +11,71 @@
  */
 #include "codegen/gen.h"
 
-static const char *handler_params(cg_arena *a, const cg_method *m,
-                                  const char **p, size_t *n) {
-  *n = 0;
-  p[(*n)++] = "crpc_server_call *call";
-  p[(*n)++] = "const crpc_ctx *ctx";
+size_t cg_handler_params(cg_arena *a, const cg_method *m, const char **p) {
+  size_t n = 0;
+  p[n++] = "crpc_server_call *call";
+  p[n++] = "const crpc_ctx *ctx";
   if (!m->client_streaming) {
-    p[(*n)++] = cg_strf(a, "const %s *req", m->in->c_type);
+    p[n++] = cg_strf(a, "const %s *req", m->in->c_type);
   }
-  p[(*n)++] = "void *user_data";
-  return cg_strf(a, "(*%s)", m->member);
+  p[n++] = "void *user_data";
+  return n;
+}
+
+void cg_put_server_send(cg_buf *b, cg_arena *a, const cg_method *m,
+                        const char *suffix, const char *helper) {
+  const char *p[2] = {"crpc_server_call *call",
+                      cg_strf(a, "const %s *msg", m->out->c_type)};
+  cg_put_proto(b, "crpc_code", cg_strf(a, "%s%s", m->fn, suffix), p, 2,
+               helper ? " {\n" : ";\n");
+  if (helper) cg_put(b, "  return %s(call, &msg->base);\n}\n", helper);
+}
+
+void cg_put_typed_call(cg_buf *b, const cg_method *m) {
+  cg_put(b,
+         "  if (code != CRPC_OK) return code;\n"
+         "  code = h->%s(\n"
+         "      call, ctx, (const %s *)req, h->user_data);\n"
+         "  protobuf_c_message_free_unpacked(req, NULL);\n"
+         "  return code;\n"
+         "}\n",
+         m->member, m->in->c_type);
+}
+
+static void put_register_proto(cg_buf *b, const cg_service *s,
+                               const char *name, const char *type,
+                               const char *end) {
+  cg_arena a = {0};
+  const char *p[2] = {"crpc_server *server",
+                      cg_strf(&a, "const %s%s *handlers", s->prefix, type)};
+  cg_put_proto(b, "crpc_code", cg_strf(&a, "%s%s", s->prefix, name), p, 2,
+               end);
+  cg_arena_free(&a);
+}
+
+void cg_put_register_decl(cg_buf *b, const cg_service *s, const char *name,
+                          const char *type) {
+  put_register_proto(b, s, name, type, ";\n");
+}
+
+void cg_put_register(cg_buf *b, const cg_service *s, const char *name,
+                     const char *type, cg_method_fn check, cg_method_fn add) {
+  cg_put(b, "\n");
+  put_register_proto(b, s, name, type, " {\n");
+  cg_put(b,
+         "  (void)server; /* unused when the service has no methods */\n"
+         "  if (handlers == NULL) return CRPC_INVALID_ARGUMENT;\n");
+  for (size_t i = 0; check != NULL && i < s->n_methods; i++) {
+    check(b, &s->methods[i]);
+  }
+  cg_put(b, "  crpc_code code = CRPC_OK;\n");
+  for (size_t i = 0; i < s->n_methods; i++) {
+    const cg_method *m = &s->methods[i];
+    cg_put(b, "  if (code == CRPC_OK && handlers->%s != NULL) {\n", m->member);
+    add(b, m);
+    cg_put(b, "  }\n");
+  }
+  cg_put(b, "  return code;\n}\n");
 }
 
 void cg_emit_server_decls(cg_buf *b, const cg_service *s) {
@@ -32,10 +88,7 @@ void cg_emit_server_decls(cg_buf *b, const cg_service *s) {
            m->server_streaming ? ""
                                : "\n * The handler sends exactly one before "
                                  "returning CRPC_OK.");
-    const char *sp[2] = {"crpc_server_call *call",
-                         cg_strf(&a, "const %s *msg", m->out->c_type)};
-    cg_put_proto(b, "crpc_code", cg_strf(&a, "%s_server_send", m->fn), sp, 2,
-                 ";\n");
+    cg_put_server_send(b, &a, m, "_server_send", NULL);
     if (m->client_streaming) {
       cg_put(b,
              "/* %s: next request, NULL once the client has finished "
@@ -63,19 +116,16 @@ void cg_emit_server_decls(cg_buf *b, const cg_service *s) {
         b, "  /* %s (%s)%s */\n", m->proto_name, cg_kind_words(m),
         m->client_streaming ? "" : ": req is freed when the handler returns");
     const char *p[4];
-    size_t n;
-    const char *name = handler_params(&a, m, p, &n);
-    cg_put_proto(b, "  crpc_code", name, p, n, ";\n");
+    size_t n = cg_handler_params(&a, m, p);
+    cg_put_proto(b, "  crpc_code", cg_strf(&a, "(*%s)", m->member), p, n,
+                 ";\n");
   }
   cg_put(b, "} %s_handlers;\n", s->prefix);
   cg_put(b,
          "\n/* Registers every non-NULL handler (before crpc_server_start). "
          "handlers must\n * outlive the server. CRPC_OK or the first error "
          "of crpc_server_add_method. */\n");
-  const char *rp[2] = {"crpc_server *server",
-                       cg_strf(&a, "const %s_handlers *handlers", s->prefix)};
-  cg_put_proto(b, "crpc_code", cg_strf(&a, "%s_register_handlers", s->prefix),
-               rp, 2, ";\n");
+  cg_put_register_decl(b, s, "_register_handlers", "_handlers");
   cg_arena_free(&a);
 }
 
@@ -94,26 +144,26 @@ static void emit_adapter(cg_buf *b, cg_arena *a, const cg_service *s,
   cg_put(b,
          "  ProtobufCMessage *req = NULL;\n"
          "  crpc_code code = crpc_gen_server_recv_one(\n"
-         "      call, &%s, &req);\n"
-         "  if (code != CRPC_OK) return code;\n"
-         "  code = h->%s(\n"
-         "      call, ctx, (const %s *)req, h->user_data);\n"
-         "  protobuf_c_message_free_unpacked(req, NULL);\n"
-         "  return code;\n"
-         "}\n",
-         m->in->c_desc, m->member, m->in->c_type);
+         "      call, &%s, &req);\n",
+         m->in->c_desc);
+  cg_put_typed_call(b, m);
+}
+
+static void add_blocking(cg_buf *b, const cg_method *m) {
+  cg_put(b,
+         "    code = crpc_server_add_method(server, \"%s\",\n"
+         "                                  %s,\n"
+         "                                  %s_serve,\n"
+         "                                  (void *)handlers);\n",
+         m->path, cg_kind_macro(m), m->fn);
 }
 
 void cg_emit_server_defs(cg_buf *b, const cg_service *s) {
   cg_arena a = {0};
   for (size_t i = 0; i < s->n_methods; i++) {
     const cg_method *m = &s->methods[i];
-    const char *sp[2] = {"crpc_server_call *call",
-                         cg_strf(&a, "const %s *msg", m->out->c_type)};
     cg_put(b, "\n");
-    cg_put_proto(b, "crpc_code", cg_strf(&a, "%s_server_send", m->fn), sp, 2,
-                 " {\n");
-    cg_put(b, "  return crpc_gen_server_send(call, &msg->base);\n}\n");
+    cg_put_server_send(b, &a, m, "_server_send", "crpc_gen_server_send");
     if (m->client_streaming) {
       const char *rp[2] = {"crpc_server_call *call",
                            cg_strf(&a, "%s **msg", m->in->c_type)};
@@ -131,26 +181,6 @@ void cg_emit_server_defs(cg_buf *b, const cg_service *s) {
     }
     emit_adapter(b, &a, s, m);
   }
-  const char *rp[2] = {"crpc_server *server",
-                       cg_strf(&a, "const %s_handlers *handlers", s->prefix)};
-  cg_put(b, "\n");
-  cg_put_proto(b, "crpc_code", cg_strf(&a, "%s_register_handlers", s->prefix),
-               rp, 2, " {\n");
-  cg_put(b,
-         "  (void)server; /* unused when the service has no methods */\n"
-         "  if (handlers == NULL) return CRPC_INVALID_ARGUMENT;\n"
-         "  crpc_code code = CRPC_OK;\n");
-  for (size_t i = 0; i < s->n_methods; i++) {
-    const cg_method *m = &s->methods[i];
-    cg_put(b,
-           "  if (code == CRPC_OK && handlers->%s != NULL) {\n"
-           "    code = crpc_server_add_method(server, \"%s\",\n"
-           "                                  %s,\n"
-           "                                  %s_serve,\n"
-           "                                  (void *)handlers);\n"
-           "  }\n",
-           m->member, m->path, cg_kind_macro(m), m->fn);
-  }
-  cg_put(b, "  return code;\n}\n");
+  cg_put_register(b, s, "_register_handlers", "_handlers", NULL, add_blocking);
   cg_arena_free(&a);
 }

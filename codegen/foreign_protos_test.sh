@@ -24,7 +24,8 @@ n=0
 for proto in "${protos[@]}"; do
   base=${proto%.proto}
   for cc in gcc clang; do
-    "$cc" -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror "${inc[@]}" \
+    # No feature-test macro: the generated code is ISO C.
+    "$cc" -std=c11 -Wall -Wextra -Werror "${inc[@]}" \
       -fsyntax-only "$tmp/$base.crpc.c"
     # protoc-c's own INIT macro for messages with oneofs trips gcc's
     # -Wmissing-braces (load_reporter.proto); that is not crpc's code.

@@ -120,6 +120,10 @@ bool cg_model_build(cg_arena *a,
 
 /* ---- emitters ---- */
 
+/* True if some method of some service of f satisfies pred. */
+bool cg_any_method(const cg_file *f, bool (*pred)(const cg_method *));
+/* One request, one response. */
+bool cg_is_unary(const cg_method *m);
 /* The method's shape as crpc names it: "CRPC_UNARY", ... */
 const char *cg_kind_macro(const cg_method *m);
 /* "unary", "client streaming", ... for comments. */
@@ -128,6 +132,10 @@ const char *cg_kind_words(const cg_method *m);
  * breaking up comment delimiters. Either may be NULL; nothing if both are. */
 void cg_put_doc(cg_buf *b, const char *indent, const char *heading,
                 const char *comment);
+
+/* Prints text (one paragraph) as a C comment starting at `indent`, words
+ * wrapped at 80 columns, so names of any length keep the lines short. */
+void cg_put_comment(cg_buf *b, const char *indent, const char *text);
 
 /* Prints "ret name(params...)" then `end` (";\n" or " {\n"), wrapping
  * the parameters at 80 columns the way clang-format would. */
@@ -140,10 +148,43 @@ void cg_emit_header(cg_buf *b, const cg_file *f);
 void cg_emit_source(cg_buf *b, const cg_file *f);
 
 /* Per-service parts, shared by the two files (emit_client.c,
- * emit_server.c). decl: header prototypes; def: definitions. */
+ * emit_server.c, emit_server_async.c). decl: header prototypes; def:
+ * definitions. */
 void cg_emit_client_decls(cg_buf *b, const cg_service *s);
 void cg_emit_client_defs(cg_buf *b, const cg_service *s);
 void cg_emit_server_decls(cg_buf *b, const cg_service *s);
 void cg_emit_server_defs(cg_buf *b, const cg_service *s);
+void cg_emit_server_async_decls(cg_buf *b, const cg_service *s);
+void cg_emit_server_async_defs(cg_buf *b, const cg_service *s);
+/* The static helpers of <file>.crpc.c that only the async glue uses. */
+void cg_emit_server_async_helpers(cg_buf *b, const cg_file *f);
+
+/* ---- pieces both server emitters print (emit_server.c) ---- */
+
+/* The parameters of a handler that gets its request unpacked:
+ * (call, ctx, [const In *req,] user_data), the request only if the client
+ * sends one. Fills p (4 entries) and returns the count. */
+size_t cg_handler_params(cg_arena *a, const cg_method *m, const char **p);
+/* "crpc_code <fn><suffix>(crpc_server_call *call, const Out *msg)": with
+ * helper NULL a declaration, else a definition forwarding to that static
+ * helper of <file>.crpc.c. */
+void cg_put_server_send(cg_buf *b, cg_arena *a, const cg_method *m,
+                        const char *suffix, const char *helper);
+/* The tail of an adapter whose ProtobufCMessage *req and crpc_code code are
+ * set: calls h-><member> with the typed request, frees it, returns. */
+void cg_put_typed_call(cg_buf *b, const cg_method *m);
+/* "crpc_code <prefix><name>(crpc_server *server, const <prefix><type>
+ * *handlers);" */
+void cg_put_register_decl(cg_buf *b, const cg_service *s, const char *name,
+                          const char *type);
+/* Per-method lines inside a register function (handlers->member is known
+ * to be non-NULL where `add` runs). */
+typedef void (*cg_method_fn)(cg_buf *b, const cg_method *m);
+/* "crpc_code <prefix><name>(server, const <prefix><type> *handlers)" with
+ * the shared frame around `check` (may be NULL; may return
+ * CRPC_INVALID_ARGUMENT before anything is registered) and `add` (sets
+ * code) for each method, registering until the first error. */
+void cg_put_register(cg_buf *b, const cg_service *s, const char *name,
+                     const char *type, cg_method_fn check, cg_method_fn add);
 
 #endif /* CRPC_CODEGEN_GEN_H */

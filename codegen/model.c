@@ -153,10 +153,18 @@ static size_t method_idents(cg_arena *a, const cg_method *m, char **out) {
   out[n++] = cg_strf(a, "%s_method", m->fn);
   out[n++] = cg_strf(a, "%s_server_send", m->fn);
   out[n++] = cg_strf(a, "%s_serve", m->fn); /* static adapter */
+  out[n++] = cg_strf(a, "%s_send_async", m->fn);
   if (!m->client_streaming && !m->server_streaming) {
     out[n++] = cg_strf(a, "%s", m->fn);
+    out[n++] = cg_strf(a, "%s_async_fn", m->fn);
+    out[n++] = cg_strf(a, "%s_serve_async", m->fn); /* static glue */
     return n;
   }
+  out[n++] = cg_strf(a, "%s_reactor", m->fn);
+  /* static glue */
+  out[n++] = cg_strf(a, "%s_async_start", m->fn);
+  out[n++] = cg_strf(a, "%s_async_message", m->fn);
+  out[n++] = cg_strf(a, "%s_async_reactor", m->fn);
   out[n++] = cg_strf(a, "%s_start", m->fn);
   if (m->client_streaming) {
     out[n++] = cg_strf(a, "%s_send", m->fn);
@@ -170,9 +178,9 @@ static size_t method_idents(cg_arena *a, const cg_method *m, char **out) {
 }
 
 static bool check_unique(cg_arena *a, const cg_file *f, char **error) {
-  size_t cap = 2;
+  size_t cap = 4;
   for (size_t i = 0; i < f->n_services; i++) {
-    cap += 2 + 8 * f->services[i].n_methods;
+    cap += 4 + 12 * f->services[i].n_methods;
   }
   char **ids = cg_alloc(a, cap * sizeof *ids);
   size_t n = 0;
@@ -180,6 +188,8 @@ static bool check_unique(cg_arena *a, const cg_file *f, char **error) {
     const cg_service *s = &f->services[i];
     ids[n++] = cg_strf(a, "%s_handlers", s->prefix);
     ids[n++] = cg_strf(a, "%s_register_handlers", s->prefix);
+    ids[n++] = cg_strf(a, "%s_async_handlers", s->prefix);
+    ids[n++] = cg_strf(a, "%s_register_async_handlers", s->prefix);
     for (size_t j = 0; j < s->n_methods; j++) {
       n += method_idents(a, &s->methods[j], ids + n);
       for (size_t k = 0; k < j; k++) {

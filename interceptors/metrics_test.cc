@@ -37,7 +37,8 @@ TEST_F(MetricsTest, CountsLatencyCancellationsAndPrometheusText) {
           return crpc_metrics_calls(m, M("Hang").c_str(), CRPC_CANCELLED) == 1 &&
                  crpc_metrics_calls(m, M("Hang").c_str(), CRPC_DEADLINE_EXCEEDED) == 1;
         },
-        3000));
+        3000)) << crpc_metrics_calls(m, M("Hang").c_str(), CRPC_CANCELLED) << " cancelled, "
+               << crpc_metrics_calls(m, M("Hang").c_str(), CRPC_DEADLINE_EXCEEDED) << " deadline";
   }
   EXPECT_EQ(3u, crpc_metrics_calls(m, M("Echo").c_str(), CRPC_OK));
   EXPECT_EQ(1u, crpc_metrics_calls(m, M("Echo").c_str(), CRPC_NOT_FOUND));

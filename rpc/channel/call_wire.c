@@ -117,6 +117,7 @@ static bool mark_unsent(ccall *call) {
     if (call->replay != NULL) {
       /* What went to nghttp2 goes first again, then what was queued. */
       call->replay->off = 0;
+      call->replay->refs = 1; /* the queue's, from now on */
       crpc_h2_outq_push_front(&call->out, call->replay);
       call->replay = NULL;
       call->replay_cap = 0;
@@ -556,6 +557,8 @@ static void init_callbacks(void) {
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+  nghttp2_session_callbacks_set_data_source_read_length_callback(
+      cbs, crpc_h2_data_length);
   g_cbs = cbs;
 }
 

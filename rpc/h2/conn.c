@@ -55,33 +55,48 @@ void crpc_h2_conn_close(crpc_h2_conn *conn, const char *why) {
   if (!conn->in_io) finish_close(conn);
 }
 
-/* Appends to the output buffer; false if out of memory. */
-static bool out_append(crpc_h2_conn *conn, const uint8_t *p, size_t n) {
-  if (conn->out_len + n > conn->out_cap) {
-    size_t cap = conn->out_cap ? conn->out_cap : 16 * 1024;
-    while (cap < conn->out_len + n) cap *= 2;
-    uint8_t *q = realloc(conn->out, cap);
-    if (q == NULL) return false;
-    conn->out = q;
-    conn->out_cap = cap;
-  }
-  memcpy(conn->out + conn->out_len, p, n);
-  conn->out_len += n;
-  return true;
+ssize_t crpc_h2_data_length(nghttp2_session *session, uint8_t frame_type,
+                            int32_t stream_id, int32_t session_window,
+                            int32_t stream_window, uint32_t remote_max_frame,
+                            void *user_data) {
+  (void)session;
+  (void)frame_type;
+  (void)stream_id;
+  (void)user_data;
+  int64_t n = session_window < stream_window ? session_window : stream_window;
+  if (n > (int64_t)remote_max_frame) n = remote_max_frame;
+  return n > 0 ? (ssize_t)n : 1;
+}
+
+bool crpc_h2_conn_zero_copy(const crpc_h2_conn *conn) {
+  return conn->tls == NULL;
+}
+
+static bool take_slice(void *arg, crpc_h2_chunk *chunk, const uint8_t *p,
+                       size_t n) {
+  return crpc_h2_outbuf_ref(arg, chunk, p, n);
+}
+
+int crpc_h2_conn_send_data(crpc_h2_conn *conn, const uint8_t *framehd,
+                           crpc_h2_outq *q, size_t length) {
+  bool ok = crpc_h2_outbuf_copy(&conn->out, framehd, 9);
+  ok = crpc_h2_outq_take(q, length, take_slice, &conn->out) && ok;
+  return ok ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
 /* The flush proper; returns false if the connection must close. */
 static bool flush_inner(crpc_h2_conn *conn) {
   for (;;) {
-    while (conn->out_off < conn->out_len) {
+    while (conn->out.bytes > 0) {
       /* send(MSG_NOSIGNAL), not write: a peer that closed must be an
        * error return, never a SIGPIPE that kills the process. */
       if (conn->tls != NULL) {
         size_t done = 0;
+        const uint8_t *p;
+        size_t n;
+        crpc_h2_outbuf_flat(&conn->out, &p, &n);
         char err[CRPC_TLS_ERR_MAX];
-        crpc_tls_status st =
-            crpc_tls_write(conn->tls, conn->out + conn->out_off,
-                           conn->out_len - conn->out_off, &done, err);
+        crpc_tls_status st = crpc_tls_write(conn->tls, p, n, &done, err);
         if (st == CRPC_TLS_WANT_READ || st == CRPC_TLS_WANT_WRITE) {
           /* Retried with the same bytes on the next readiness. */
           crpc_loop_io_set(&conn->io, st == CRPC_TLS_WANT_WRITE
@@ -95,28 +110,24 @@ static bool flush_inner(crpc_h2_conn *conn) {
                    (int)sizeof(conn->close_why) - 1, err);
           return false;
         }
-        conn->out_off += done;
+        crpc_h2_outbuf_consume_flat(&conn->out, done);
         continue;
       }
-      ssize_t n = send(conn->fd, conn->out + conn->out_off,
-                       conn->out_len - conn->out_off, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      int rc = crpc_h2_outbuf_send(&conn->out, conn->fd);
+      if (rc == -EAGAIN) {
         crpc_loop_io_set(&conn->io, CRPC_LOOP_READABLE | CRPC_LOOP_WRITABLE);
         return true;
       }
-      if (n < 0) {
+      if (rc < 0) {
         snprintf(conn->close_why, sizeof(conn->close_why), "write: %s",
-                 strerror(errno));
+                 strerror(-rc));
         return false;
       }
-      conn->out_off += (size_t)n;
     }
-    conn->out_off = conn->out_len = 0;
     /* A close requested from a callback (e.g. after a GOAWAY went out):
      * what was pulled has been written; pull nothing more. */
     if (conn->close_pending) return false;
-    while (conn->out_len < OUT_HIGH_WATER) {
+    while (conn->out.bytes < OUT_HIGH_WATER) {
       const uint8_t *p;
       ssize_t n = nghttp2_session_mem_send(conn->session, &p);
       if (n < 0) {
@@ -125,12 +136,12 @@ static bool flush_inner(crpc_h2_conn *conn) {
         return false;
       }
       if (n == 0) break;
-      if (!out_append(conn, p, (size_t)n)) {
+      if (!crpc_h2_outbuf_copy(&conn->out, p, (size_t)n)) {
         snprintf(conn->close_why, sizeof(conn->close_why), "out of memory");
         return false;
       }
     }
-    if (conn->out_len == 0) break;
+    if (conn->out.bytes == 0) break;
   }
   crpc_loop_io_set(&conn->io, conn->tls_read_wants_write
                                   ? CRPC_LOOP_READABLE | CRPC_LOOP_WRITABLE
@@ -419,7 +430,5 @@ void crpc_h2_conn_destroy(crpc_h2_conn *conn) {
     nghttp2_session_del(conn->session);
     conn->session = NULL;
   }
-  free(conn->out);
-  conn->out = NULL;
-  conn->out_len = conn->out_off = conn->out_cap = 0;
+  crpc_h2_outbuf_clear(&conn->out);
 }

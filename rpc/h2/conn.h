@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rpc/h2/outbuf.h"
 #include "rpc/loop/loop.h"
 
 #ifdef __cplusplus
@@ -58,8 +59,7 @@ struct crpc_h2_conn {
   crpc_loop_io io;
   crpc_loop_closure flush_closure; /* coalesced "session has output" */
   crpc_h2_conn_close_fn on_close;
-  uint8_t *out; /* bytes pulled from the session, not yet written */
-  size_t out_len, out_off, out_cap;
+  crpc_h2_outbuf out; /* pulled from the session, not yet written */
   bool in_io;         /* inside recv/flush: defer flushes and closes */
   bool closed;        /* on_close has been called */
   bool close_pending; /* close requested while in_io */
@@ -126,6 +126,30 @@ void crpc_h2_conn_want_flush(crpc_h2_conn *conn);
  * right after the current recv/flush if inside one); a lingering one at
  * once. Idempotent. */
 void crpc_h2_conn_close(crpc_h2_conn *conn, const char *why);
+
+/* True if DATA payloads may go out by reference (the owner's data
+ * provider sets NGHTTP2_DATA_FLAG_NO_COPY and its send_data_callback calls
+ * crpc_h2_conn_send_data): plaintext only, as TLS encrypts from one
+ * buffer. Loop thread. */
+bool crpc_h2_conn_zero_copy(const crpc_h2_conn *conn);
+
+/* The body of an nghttp2 send_data_callback: queues the 9-byte frame
+ * header and the next `length` bytes of q (taken by reference). The caller
+ * holds whatever lock guards q. Returns 0 or NGHTTP2_ERR_CALLBACK_FAILURE
+ * (out of memory: the connection then ends). */
+int crpc_h2_conn_send_data(crpc_h2_conn *conn, const uint8_t *framehd,
+                           crpc_h2_outq *q, size_t length);
+
+/* An nghttp2 data_source_read_length_callback for every session: DATA
+ * frames as large as the peer's SETTINGS_MAX_FRAME_SIZE and the windows
+ * allow, instead of nghttp2's 16 KiB default. A 64 KiB message is then one
+ * frame when the peer accepts that: measured with the gRPC C++ client,
+ * which spends its CPU per frame, 16 KiB frames cut 64 KiB streaming to a
+ * tenth. */
+ssize_t crpc_h2_data_length(nghttp2_session *session, uint8_t frame_type,
+                            int32_t stream_id, int32_t session_window,
+                            int32_t stream_window, uint32_t remote_max_frame,
+                            void *user_data);
 
 /* Frees the session and buffers after on_close. Loop thread. Idempotent. */
 void crpc_h2_conn_destroy(crpc_h2_conn *conn);

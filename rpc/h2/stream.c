@@ -14,6 +14,7 @@ crpc_h2_chunk *crpc_h2_chunk_frame(const void *msg, size_t len) {
   if (c == NULL) return NULL;
   c->next = NULL;
   c->off = 0;
+  c->refs = 1;
   c->len = CRPC_WIRE_FRAME_PREFIX_LEN + len;
   crpc_wire_frame_encode_prefix(c->data, false, len);
   if (len > 0) memcpy(c->data + CRPC_WIRE_FRAME_PREFIX_LEN, msg, len);
@@ -69,18 +70,47 @@ size_t crpc_h2_outq_read(crpc_h2_outq *q, uint8_t *buf, size_t cap) {
     if (c->off == c->len) {
       q->head = c->next;
       if (q->head == NULL) q->tail = NULL;
-      free(c);
+      crpc_h2_chunk_unref(c);
     }
   }
   q->bytes -= done;
   return done;
 }
 
+void crpc_h2_chunk_unref(crpc_h2_chunk *chunk) {
+  if (chunk != NULL &&
+      __atomic_sub_fetch(&chunk->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+    free(chunk);
+  }
+}
+
+bool crpc_h2_outq_take(crpc_h2_outq *q, size_t len, crpc_h2_slice_fn fn,
+                       void *arg) {
+  bool ok = true;
+  q->bytes -= len;
+  while (len > 0 && q->head != NULL) {
+    crpc_h2_chunk *c = q->head;
+    size_t n = c->len - c->off;
+    if (n > len) n = len;
+    const uint8_t *p = c->data + c->off;
+    c->off += n;
+    len -= n;
+    if (c->off == c->len) { /* the queue's reference goes with it */
+      q->head = c->next;
+      if (q->head == NULL) q->tail = NULL;
+    } else {
+      __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+    }
+    ok = fn(arg, c, p, n) && ok;
+  }
+  return ok;
+}
+
 void crpc_h2_outq_clear(crpc_h2_outq *q) {
   crpc_h2_chunk *c = q->head;
   while (c != NULL) {
     crpc_h2_chunk *next = c->next;
-    free(c);
+    crpc_h2_chunk_unref(c);
     c = next;
   }
   q->head = q->tail = NULL;
@@ -96,7 +126,7 @@ void crpc_h2_outq_drop_unstarted(crpc_h2_outq *q) {
   crpc_h2_chunk *c = keep->next;
   while (c != NULL) {
     crpc_h2_chunk *next = c->next;
-    free(c);
+    crpc_h2_chunk_unref(c);
     c = next;
   }
   keep->next = NULL;

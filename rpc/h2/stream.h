@@ -39,8 +39,15 @@ extern "C" {
 typedef struct crpc_h2_chunk {
   struct crpc_h2_chunk *next;
   size_t len, off;
+  /* The queue's reference plus one per pending write of its bytes (a
+   * connection's outbuf). Atomic (GCC builtins: the header is shared with
+   * C++): the last unref may come from a user thread. */
+  int refs;
   uint8_t data[];
 } crpc_h2_chunk;
+
+/* Drops a reference; the last frees the chunk. */
+void crpc_h2_chunk_unref(crpc_h2_chunk *chunk);
 
 typedef struct crpc_h2_outq {
   crpc_h2_chunk *head, *tail;
@@ -68,6 +75,17 @@ void crpc_h2_outq_push_front(crpc_h2_outq *q, crpc_h2_chunk *chunk);
 /* Copies up to cap bytes from the front of q into buf, freeing chunks as
  * they are used up; returns the number copied. */
 size_t crpc_h2_outq_read(crpc_h2_outq *q, uint8_t *buf, size_t cap);
+
+/* Receives one slice of a chunk and a reference to it, which it owns
+ * from now on; false if out of memory. */
+typedef bool (*crpc_h2_slice_fn)(void *arg, crpc_h2_chunk *chunk,
+                                 const uint8_t *p, size_t n);
+
+/* Takes the next len (<= q->bytes) bytes off q without copying, handing
+ * them to fn slice by slice with a reference each. False if fn failed
+ * (the bytes are consumed anyway: the stream is then broken). */
+bool crpc_h2_outq_take(crpc_h2_outq *q, size_t len, crpc_h2_slice_fn fn,
+                       void *arg);
 
 /* Frees everything queued. */
 void crpc_h2_outq_clear(crpc_h2_outq *q);

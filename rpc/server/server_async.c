@@ -70,12 +70,13 @@ void scall_async_start(scall *call) {
   scall_ref(call); /* the reactor's, dropped after on_done */
   server_count(call->server, &call->server->live_calls, 1);
   const server_method *m = call->method;
-  if (m->reactor.on_start != NULL && !crpc_ctx_is_done(call->ctx)) {
+  /* Always, even with the ctx already done (deadline passed, reset): the
+   * reactor's state must exist for on_cancel and on_done, which follow
+   * from the kick the ctx registration posted. A unary handler instead
+   * waits for its request. */
+  if (m->reactor.on_start != NULL) {
     call->rstate = m->reactor.on_start(call, call->ctx, m->user_data);
   }
-  /* A unary handler waits for its request; a reactor born with a done ctx
-   * hears of it through on_cancel, from the kick its registration
-   * posted. */
 }
 
 /* The inline unary form: one request in, the handler's status out. */

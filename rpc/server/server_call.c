@@ -300,8 +300,18 @@ static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
   (void)user_data;
   scall *call = source->ptr;
   pthread_mutex_lock(&call->mu);
-  size_t n = crpc_h2_outq_read(&call->out, buf, length);
-  bool finish = call->finished && call->out.bytes == 0;
+  size_t n;
+  bool finish;
+  if (crpc_h2_conn_zero_copy(&call->conn->h2)) {
+    /* The bytes stay queued; scall_send_data takes them by reference
+     * right after, within the same nghttp2_session_mem_send. */
+    n = call->out.bytes < length ? call->out.bytes : length;
+    finish = call->finished && call->out.bytes == n;
+    if (n > 0) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  } else {
+    n = crpc_h2_outq_read(&call->out, buf, length);
+    finish = call->finished && call->out.bytes == 0;
+  }
   crpc_code code = call->final_code;
   bool user_trailers = call->final_user_trailers;
   if (n > 0) pthread_cond_broadcast(&call->cond); /* room for the sender */
@@ -317,6 +327,20 @@ static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
     submit_trailers(call, code, call->final_msg, user_trailers);
   }
   return (ssize_t)n;
+}
+
+int scall_send_data(scall *call, const uint8_t *framehd, size_t length) {
+  pthread_mutex_lock(&call->mu);
+  int rc = crpc_h2_conn_send_data(&call->conn->h2, framehd, &call->out,
+                                  length);
+  size_t limit = call->server->opts.stream_send_buffer;
+  bool ready = call->want_ready && call->out.bytes < limit;
+  /* A blocked sender waits for room for a whole message: wake it when half
+   * the buffer is free, not after every 16 KiB frame. */
+  if (call->out.bytes <= limit / 2) pthread_cond_broadcast(&call->cond);
+  pthread_mutex_unlock(&call->mu);
+  if (ready) scall_kick(call);
+  return rc;
 }
 
 /* Decides the final status if the handler returned or the ctx ended.

@@ -375,6 +375,15 @@ static void on_conn_close(crpc_h2_conn *h2, const char *why) {
   }
 }
 
+static int on_send_data(nghttp2_session *session, nghttp2_frame *frame,
+                        const uint8_t *framehd, size_t length,
+                        nghttp2_data_source *source, void *user_data) {
+  (void)session;
+  (void)user_data;
+  (void)frame; /* crpc never pads DATA frames */
+  return scall_send_data(source->ptr, framehd, length);
+}
+
 static nghttp2_session_callbacks *g_cbs;
 static void init_callbacks(void) {
   nghttp2_session_callbacks *cbs;
@@ -386,6 +395,9 @@ static void init_callbacks(void) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+  nghttp2_session_callbacks_set_send_data_callback(cbs, on_send_data);
+  nghttp2_session_callbacks_set_data_source_read_length_callback(
+      cbs, crpc_h2_data_length);
   g_cbs = cbs;
 }
 

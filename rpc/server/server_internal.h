@@ -311,6 +311,11 @@ void scall_dispatch(scall *call);
 /* A DATA chunk for the call. Loop thread, inside nghttp2 callbacks. */
 void scall_on_data(scall *call, const uint8_t *data, size_t len);
 
+/* nghttp2's send_data_callback for the call's stream (zero-copy DATA):
+ * queues the frame header and `length` queued bytes by reference on the
+ * connection. Loop thread. */
+int scall_send_data(scall *call, const uint8_t *framehd, size_t length);
+
 /* The client half-closed. Loop thread. */
 void scall_on_end_stream(scall *call);
 

@@ -2,6 +2,7 @@
  * DO NOT EDIT. */
 #include "codegen/testdata/helloworld.crpc.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +26,15 @@ static uint8_t *crpc_gen_pack(const ProtobufCMessage *m, size_t *len) {
   return buf;
 }
 
-/* Replaces the status the runtime filled in. */
+/* Replaces the status the runtime filled in. (No strdup: it is POSIX,
+ * and this file compiles as strict ISO C.) */
 static void crpc_gen_set_status(crpc_status *status, crpc_code code,
                                 const char *message) {
   if (status == NULL) return;
-  char *copy = strdup(message);
+  size_t len = strlen(message) + 1;
+  char *copy = malloc(len);
   if (copy == NULL) abort();
+  memcpy(copy, message, len);
   free(status->message);
   status->code = code;
   status->message = copy;
@@ -45,8 +49,20 @@ static crpc_code crpc_gen_server_send(crpc_server_call *call,
   return code;
 }
 
-/* *out is NULL at the end of the stream. A request that does not parse
- * fails the call with INTERNAL, as gRPC's own servers do. */
+/* A request that does not parse fails the call with INTERNAL, as gRPC's
+ * own servers do. */
+static crpc_code crpc_gen_server_unpack(crpc_server_call *call,
+                                        const ProtobufCMessageDescriptor *desc,
+                                        const uint8_t *data, size_t len,
+                                        ProtobufCMessage **out) {
+  *out = protobuf_c_message_unpack(desc, NULL, len, data);
+  if (*out != NULL) return CRPC_OK;
+  return crpc_server_call_error(call, CRPC_INTERNAL,
+                                "crpc: cannot parse request as %s",
+                                desc->name);
+}
+
+/* *out is NULL at the end of the stream. */
 static crpc_code crpc_gen_server_recv(crpc_server_call *call,
                                       const ProtobufCMessageDescriptor *desc,
                                       ProtobufCMessage **out) {
@@ -54,12 +70,9 @@ static crpc_code crpc_gen_server_recv(crpc_server_call *call,
   *out = NULL;
   crpc_code code = crpc_server_call_recv(call, &msg);
   if (code != CRPC_OK || msg.end) return code;
-  *out = protobuf_c_message_unpack(desc, NULL, msg.len, msg.data);
+  code = crpc_gen_server_unpack(call, desc, msg.data, msg.len, out);
   free(msg.data);
-  if (*out != NULL) return CRPC_OK;
-  return crpc_server_call_error(call, CRPC_INTERNAL,
-                                "crpc: cannot parse request as %s",
-                                desc->name);
+  return code;
 }
 
 /* Unary and server-streaming methods take exactly one request. */
@@ -71,6 +84,20 @@ static crpc_code crpc_gen_server_recv_one(
     code = crpc_server_call_error(call, CRPC_INTERNAL,
                                   "crpc: missing request message");
   }
+  return code;
+}
+
+/* Packs m on the stack when it fits (no malloc per message on the loop
+ * thread), else into a malloc'd buffer; the runtime copies what it queues. */
+static crpc_code crpc_gen_send_async(crpc_server_call *call,
+                                     const ProtobufCMessage *m) {
+  uint8_t small[512];
+  size_t len = protobuf_c_message_get_packed_size(m);
+  uint8_t *buf = len <= sizeof small ? small : malloc(len);
+  if (buf == NULL) abort();
+  protobuf_c_message_pack(m, buf);
+  crpc_code code = crpc_server_call_send_async(call, buf, len, 0);
+  if (buf != small) free(buf);
   return code;
 }
 
@@ -129,6 +156,39 @@ crpc_code helloworld_greeter_register_handlers(
                                   CRPC_UNARY,
                                   helloworld_greeter_say_hello_serve,
                                   (void *)handlers);
+  }
+  return code;
+}
+
+crpc_code helloworld_greeter_say_hello_send_async(
+    crpc_server_call *call, const Helloworld__HelloReply *msg) {
+  return crpc_gen_send_async(call, &msg->base);
+}
+
+static crpc_code helloworld_greeter_say_hello_serve_async(
+    crpc_server_call *call, const crpc_ctx *ctx, const crpc_message *request,
+    void *user_data) {
+  const helloworld_greeter_async_handlers *h = user_data;
+  ProtobufCMessage *req = NULL;
+  crpc_code code = crpc_gen_server_unpack(
+      call, &helloworld__hello_request__descriptor, request->data, request->len,
+      &req);
+  if (code != CRPC_OK) return code;
+  code = h->say_hello(
+      call, ctx, (const Helloworld__HelloRequest *)req, h->user_data);
+  protobuf_c_message_free_unpacked(req, NULL);
+  return code;
+}
+
+crpc_code helloworld_greeter_register_async_handlers(
+    crpc_server *server, const helloworld_greeter_async_handlers *handlers) {
+  (void)server; /* unused when the service has no methods */
+  if (handlers == NULL) return CRPC_INVALID_ARGUMENT;
+  crpc_code code = CRPC_OK;
+  if (code == CRPC_OK && handlers->say_hello != NULL) {
+    code = crpc_server_add_unary_async(
+        server, "/helloworld.Greeter/SayHello",
+        helloworld_greeter_say_hello_serve_async, (void *)handlers);
   }
   return code;
 }

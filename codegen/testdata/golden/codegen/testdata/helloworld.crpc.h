@@ -3,8 +3,12 @@
  *
  * Client: every call takes a ctx, and it is required (NULL aborts
  * with a message): the ctx is the call's deadline and cancel switch.
- * Server: fill a <service>_handlers struct and pass it to
- * <service>_register_handlers.
+ * Server: fill a <service>_handlers struct (blocking handlers, each on a
+ * handler thread) and pass it to <service>_register_handlers, and/or a
+ * <service>_async_handlers struct (non-blocking, on the loop thread; see
+ * crpc/server_async.h) to <service>_register_async_handlers. Each method is
+ * served one way only: registering it both ways fails with
+ * CRPC_ALREADY_EXISTS.
  * Messages are protoc-c's; a received one belongs to the caller, who
  * frees it with protobuf_c_message_free_unpacked(&msg->base, NULL).
  */
@@ -13,6 +17,7 @@
 
 #include "crpc/channel.h"
 #include "crpc/server.h"
+#include "crpc/server_async.h"
 #include "codegen/testdata/helloworld.pb-c.h"
 
 #ifdef __cplusplus
@@ -67,6 +72,38 @@ typedef struct helloworld_greeter_handlers {
  * outlive the server. CRPC_OK or the first error of crpc_server_add_method. */
 crpc_code helloworld_greeter_register_handlers(
     crpc_server *server, const helloworld_greeter_handlers *handlers);
+
+/* ---- Greeter async server (crpc/server_async.h) ---- */
+
+/* SayHello inline handler: runs on the loop thread and must not block; req is
+ * freed when it returns. Sends at most one response with
+ * helloworld_greeter_say_hello_send_async and returns the status; not called
+ * once the ctx is done. */
+typedef crpc_code (*helloworld_greeter_say_hello_async_fn)(
+    crpc_server_call *call, const crpc_ctx *ctx,
+    const Helloworld__HelloRequest *req, void *user_data);
+/* SayHello: queues one response (copied; msg stays yours) without blocking,
+ * from any thread until finish. Once the ctx is done: its cause's code, nothing
+ * queued. Exactly one before an OK finish. */
+crpc_code helloworld_greeter_say_hello_send_async(
+    crpc_server_call *call, const Helloworld__HelloReply *msg);
+
+/* Greeter's async handlers: a NULL entry is not registered, so each method is
+ * served by these or by helloworld_greeter_handlers, not both (the second
+ * registration fails with CRPC_ALREADY_EXISTS). Server interceptors do not run
+ * for them. */
+typedef struct helloworld_greeter_async_handlers {
+  void *user_data; /* passed to every inline handler and on_start */
+  /* SayHello (unary) */
+  helloworld_greeter_say_hello_async_fn say_hello;
+} helloworld_greeter_async_handlers;
+
+/* Registers every non-NULL entry (before crpc_server_start); handlers and its
+ * reactors must outlive the server. CRPC_OK, CRPC_INVALID_ARGUMENT (a reactor
+ * lacks on_start or on_cancel; nothing is registered) or the first error of
+ * crpc_server_add_unary_async / crpc_server_add_async_method. */
+crpc_code helloworld_greeter_register_async_handlers(
+    crpc_server *server, const helloworld_greeter_async_handlers *handlers);
 
 #ifdef __cplusplus
 }

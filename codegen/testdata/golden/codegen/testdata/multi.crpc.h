@@ -3,8 +3,12 @@
  *
  * Client: every call takes a ctx, and it is required (NULL aborts
  * with a message): the ctx is the call's deadline and cancel switch.
- * Server: fill a <service>_handlers struct and pass it to
- * <service>_register_handlers.
+ * Server: fill a <service>_handlers struct (blocking handlers, each on a
+ * handler thread) and pass it to <service>_register_handlers, and/or a
+ * <service>_async_handlers struct (non-blocking, on the loop thread; see
+ * crpc/server_async.h) to <service>_register_async_handlers. Each method is
+ * served one way only: registering it both ways fails with
+ * CRPC_ALREADY_EXISTS.
  * Messages are protoc-c's; a received one belongs to the caller, who
  * frees it with protobuf_c_message_free_unpacked(&msg->base, NULL).
  */
@@ -13,6 +17,7 @@
 
 #include "crpc/channel.h"
 #include "crpc/server.h"
+#include "crpc/server_async.h"
 #include "codegen/testdata/common/common.pb-c.h"
 #include "codegen/testdata/multi.pb-c.h"
 #include "google/protobuf/empty.pb-c.h"
@@ -112,6 +117,85 @@ crpc_code crpc_test_multi_pkg_item_store_register_handlers(
     crpc_server *server,
     const crpc_test_multi_pkg_item_store_handlers *handlers);
 
+/* ---- ItemStore async server (crpc/server_async.h) ---- */
+
+/* List (server streaming) reactor, as crpc_server_reactor: every callback runs
+ * on the loop thread, one at a time per call, and must not block; call and
+ * state stay valid until on_done returns. on_start and on_cancel are
+ * required. */
+typedef struct crpc_test_multi_pkg_item_store_list_reactor {
+  /* Returns the call's state (passed to the rest); may send or finish. If the
+   * ctx is done before the call starts, no callback runs for it at all. */
+  void *(*on_start)(
+      crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
+  /* The one request (freed when this returns), then NULL at half-close. */
+  void (*on_message)(
+      crpc_server_call *call, const Crpc__Test__MultiPkg__ListReq *msg,
+      void *state);
+  /* The send buffer drained after crpc_server_call_can_send said false. */
+  void (*on_send_ready)(crpc_server_call *call, void *state);
+  /* The ctx is done, or the request was missing or did not parse (INTERNAL; the
+   * ctx is not done). No on_message follows; call crpc_server_call_finish(call,
+   * cause->code, NULL) so the client gets the cause. */
+  void (*on_cancel)(
+      crpc_server_call *call, const crpc_cause *cause, void *state);
+  /* The last callback, after finish: free the state here. */
+  void (*on_done)(crpc_server_call *call, void *state);
+} crpc_test_multi_pkg_item_store_list_reactor;
+/* List: queues one response (copied; msg stays yours) without blocking, from
+ * any thread until finish. Once the ctx is done: its cause's code, nothing
+ * queued. */
+crpc_code crpc_test_multi_pkg_item_store_list_send_async(
+    crpc_server_call *call, const Crpc__Test__MultiPkg__Item *msg);
+
+/* Ping inline handler: runs on the loop thread and must not block; req is freed
+ * when it returns. Sends at most one response with
+ * crpc_test_multi_pkg_item_store_ping_send_async and returns the status; not
+ * called once the ctx is done. */
+typedef crpc_code (*crpc_test_multi_pkg_item_store_ping_async_fn)(
+    crpc_server_call *call, const crpc_ctx *ctx,
+    const Google__Protobuf__Empty *req, void *user_data);
+/* Ping: queues one response (copied; msg stays yours) without blocking, from
+ * any thread until finish. Once the ctx is done: its cause's code, nothing
+ * queued. Exactly one before an OK finish. */
+crpc_code crpc_test_multi_pkg_item_store_ping_send_async(
+    crpc_server_call *call, const Google__Protobuf__Empty *msg);
+
+/* Seek inline handler: runs on the loop thread and must not block; req is freed
+ * when it returns. Sends at most one response with
+ * crpc_test_multi_pkg_item_store_seek_send_async and returns the status; not
+ * called once the ctx is done. */
+typedef crpc_code (*crpc_test_multi_pkg_item_store_seek_async_fn)(
+    crpc_server_call *call, const crpc_ctx *ctx,
+    const Crpc__Test__CommonTypes__PageToken__HTTPCursor *req, void *user_data);
+/* Seek: queues one response (copied; msg stays yours) without blocking, from
+ * any thread until finish. Once the ctx is done: its cause's code, nothing
+ * queued. Exactly one before an OK finish. */
+crpc_code crpc_test_multi_pkg_item_store_seek_send_async(
+    crpc_server_call *call, const Google__Protobuf__Timestamp *msg);
+
+/* ItemStore's async handlers: a NULL entry is not registered, so each method is
+ * served by these or by crpc_test_multi_pkg_item_store_handlers, not both (the
+ * second registration fails with CRPC_ALREADY_EXISTS). Server interceptors do
+ * not run for them. */
+typedef struct crpc_test_multi_pkg_item_store_async_handlers {
+  void *user_data; /* passed to every inline handler and on_start */
+  /* List (server streaming) */
+  const crpc_test_multi_pkg_item_store_list_reactor *list;
+  /* Ping (unary) */
+  crpc_test_multi_pkg_item_store_ping_async_fn ping;
+  /* Seek (unary) */
+  crpc_test_multi_pkg_item_store_seek_async_fn seek;
+} crpc_test_multi_pkg_item_store_async_handlers;
+
+/* Registers every non-NULL entry (before crpc_server_start); handlers and its
+ * reactors must outlive the server. CRPC_OK, CRPC_INVALID_ARGUMENT (a reactor
+ * lacks on_start or on_cancel; nothing is registered) or the first error of
+ * crpc_server_add_unary_async / crpc_server_add_async_method. */
+crpc_code crpc_test_multi_pkg_item_store_register_async_handlers(
+    crpc_server *server,
+    const crpc_test_multi_pkg_item_store_async_handlers *handlers);
+
 /* ==== service crpc.test.multi_pkg.admin_service ====
  * A second service in the same file. */
 
@@ -180,6 +264,86 @@ typedef struct crpc_test_multi_pkg_admin_service_handlers {
 crpc_code crpc_test_multi_pkg_admin_service_register_handlers(
     crpc_server *server,
     const crpc_test_multi_pkg_admin_service_handlers *handlers);
+
+/* ---- admin_service async server (crpc/server_async.h) ---- */
+
+/* Upload (client streaming) reactor, as crpc_server_reactor: every callback
+ * runs on the loop thread, one at a time per call, and must not block; call and
+ * state stay valid until on_done returns. on_start and on_cancel are
+ * required. */
+typedef struct crpc_test_multi_pkg_admin_service_upload_reactor {
+  /* Returns the call's state (passed to the rest); may send or finish. If the
+   * ctx is done before the call starts, no callback runs for it at all. */
+  void *(*on_start)(
+      crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
+  /* Each request (freed when this returns), then NULL at half-close. */
+  void (*on_message)(
+      crpc_server_call *call, const Crpc__Test__MultiPkg__Item *msg,
+      void *state);
+  /* The send buffer drained after crpc_server_call_can_send said false. */
+  void (*on_send_ready)(crpc_server_call *call, void *state);
+  /* The ctx is done, or the request did not parse (INTERNAL; the ctx is not
+   * done). No on_message follows; call crpc_server_call_finish(call,
+   * cause->code, NULL) so the client gets the cause. */
+  void (*on_cancel)(
+      crpc_server_call *call, const crpc_cause *cause, void *state);
+  /* The last callback, after finish: free the state here. */
+  void (*on_done)(crpc_server_call *call, void *state);
+} crpc_test_multi_pkg_admin_service_upload_reactor;
+/* Upload: queues one response (copied; msg stays yours) without blocking, from
+ * any thread until finish. Once the ctx is done: its cause's code, nothing
+ * queued. Exactly one before an OK finish. */
+crpc_code crpc_test_multi_pkg_admin_service_upload_send_async(
+    crpc_server_call *call, const Google__Protobuf__Empty *msg);
+
+/* Mirror (bidi streaming) reactor, as crpc_server_reactor: every callback runs
+ * on the loop thread, one at a time per call, and must not block; call and
+ * state stay valid until on_done returns. on_start and on_cancel are
+ * required. */
+typedef struct crpc_test_multi_pkg_admin_service_mirror_reactor {
+  /* Returns the call's state (passed to the rest); may send or finish. If the
+   * ctx is done before the call starts, no callback runs for it at all. */
+  void *(*on_start)(
+      crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
+  /* Each request (freed when this returns), then NULL at half-close. */
+  void (*on_message)(
+      crpc_server_call *call, const Crpc__Test__MultiPkg__Item *msg,
+      void *state);
+  /* The send buffer drained after crpc_server_call_can_send said false. */
+  void (*on_send_ready)(crpc_server_call *call, void *state);
+  /* The ctx is done, or the request did not parse (INTERNAL; the ctx is not
+   * done). No on_message follows; call crpc_server_call_finish(call,
+   * cause->code, NULL) so the client gets the cause. */
+  void (*on_cancel)(
+      crpc_server_call *call, const crpc_cause *cause, void *state);
+  /* The last callback, after finish: free the state here. */
+  void (*on_done)(crpc_server_call *call, void *state);
+} crpc_test_multi_pkg_admin_service_mirror_reactor;
+/* Mirror: queues one response (copied; msg stays yours) without blocking, from
+ * any thread until finish. Once the ctx is done: its cause's code, nothing
+ * queued. */
+crpc_code crpc_test_multi_pkg_admin_service_mirror_send_async(
+    crpc_server_call *call, const Crpc__Test__MultiPkg__Item *msg);
+
+/* admin_service's async handlers: a NULL entry is not registered, so each
+ * method is served by these or by crpc_test_multi_pkg_admin_service_handlers,
+ * not both (the second registration fails with CRPC_ALREADY_EXISTS). Server
+ * interceptors do not run for them. */
+typedef struct crpc_test_multi_pkg_admin_service_async_handlers {
+  void *user_data; /* passed to every inline handler and on_start */
+  /* Upload (client streaming) */
+  const crpc_test_multi_pkg_admin_service_upload_reactor *upload;
+  /* Mirror (bidi streaming) */
+  const crpc_test_multi_pkg_admin_service_mirror_reactor *mirror;
+} crpc_test_multi_pkg_admin_service_async_handlers;
+
+/* Registers every non-NULL entry (before crpc_server_start); handlers and its
+ * reactors must outlive the server. CRPC_OK, CRPC_INVALID_ARGUMENT (a reactor
+ * lacks on_start or on_cancel; nothing is registered) or the first error of
+ * crpc_server_add_unary_async / crpc_server_add_async_method. */
+crpc_code crpc_test_multi_pkg_admin_service_register_async_handlers(
+    crpc_server *server,
+    const crpc_test_multi_pkg_admin_service_async_handlers *handlers);
 
 #ifdef __cplusplus
 }

@@ -3,8 +3,12 @@
  *
  * Client: every call takes a ctx, and it is required (NULL aborts
  * with a message): the ctx is the call's deadline and cancel switch.
- * Server: fill a <service>_handlers struct and pass it to
- * <service>_register_handlers.
+ * Server: fill a <service>_handlers struct (blocking handlers, each on a
+ * handler thread) and pass it to <service>_register_handlers, and/or a
+ * <service>_async_handlers struct (non-blocking, on the loop thread; see
+ * crpc/server_async.h) to <service>_register_async_handlers. Each method is
+ * served one way only: registering it both ways fails with
+ * CRPC_ALREADY_EXISTS.
  * Messages are protoc-c's; a received one belongs to the caller, who
  * frees it with protobuf_c_message_free_unpacked(&msg->base, NULL).
  */
@@ -13,6 +17,7 @@
 
 #include "crpc/channel.h"
 #include "crpc/server.h"
+#include "crpc/server_async.h"
 #include "codegen/testdata/nopkg.pb-c.h"
 
 #ifdef __cplusplus
@@ -136,6 +141,117 @@ typedef struct int_handlers {
 crpc_code int_register_handlers(
     crpc_server *server, const int_handlers *handlers);
 
+/* ---- int async server (crpc/server_async.h) ---- */
+
+/* Get inline handler: runs on the loop thread and must not block; req is freed
+ * when it returns. Sends at most one response with int_Get_send_async and
+ * returns the status; not called once the ctx is done. */
+typedef crpc_code (*int_Get_async_fn)(
+    crpc_server_call *call, const crpc_ctx *ctx, const Req *req,
+    void *user_data);
+/* Get: queues one response (copied; msg stays yours) without blocking, from any
+ * thread until finish. Once the ctx is done: its cause's code, nothing queued.
+ * Exactly one before an OK finish. */
+crpc_code int_Get_send_async(crpc_server_call *call, const Resp *msg);
+
+/* get inline handler: runs on the loop thread and must not block; req is freed
+ * when it returns. Sends at most one response with int_get_send_async and
+ * returns the status; not called once the ctx is done. */
+typedef crpc_code (*int_get_async_fn)(
+    crpc_server_call *call, const crpc_ctx *ctx, const Req *req,
+    void *user_data);
+/* get: queues one response (copied; msg stays yours) without blocking, from any
+ * thread until finish. Once the ctx is done: its cause's code, nothing queued.
+ * Exactly one before an OK finish. */
+crpc_code int_get_send_async(crpc_server_call *call, const Resp *msg);
+
+/* Delete inline handler: runs on the loop thread and must not block; req is
+ * freed when it returns. Sends at most one response with int_delete_send_async
+ * and returns the status; not called once the ctx is done. */
+typedef crpc_code (*int_delete_async_fn)(
+    crpc_server_call *call, const crpc_ctx *ctx, const Req *req,
+    void *user_data);
+/* Delete: queues one response (copied; msg stays yours) without blocking, from
+ * any thread until finish. Once the ctx is done: its cause's code, nothing
+ * queued. Exactly one before an OK finish. */
+crpc_code int_delete_send_async(crpc_server_call *call, const Resp *msg);
+
+/* register (server streaming) reactor, as crpc_server_reactor: every callback
+ * runs on the loop thread, one at a time per call, and must not block; call and
+ * state stay valid until on_done returns. on_start and on_cancel are
+ * required. */
+typedef struct int_register_reactor {
+  /* Returns the call's state (passed to the rest); may send or finish. If the
+   * ctx is done before the call starts, no callback runs for it at all. */
+  void *(*on_start)(
+      crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
+  /* The one request (freed when this returns), then NULL at half-close. */
+  void (*on_message)(crpc_server_call *call, const Req *msg, void *state);
+  /* The send buffer drained after crpc_server_call_can_send said false. */
+  void (*on_send_ready)(crpc_server_call *call, void *state);
+  /* The ctx is done, or the request was missing or did not parse (INTERNAL; the
+   * ctx is not done). No on_message follows; call crpc_server_call_finish(call,
+   * cause->code, NULL) so the client gets the cause. */
+  void (*on_cancel)(
+      crpc_server_call *call, const crpc_cause *cause, void *state);
+  /* The last callback, after finish: free the state here. */
+  void (*on_done)(crpc_server_call *call, void *state);
+} int_register_reactor;
+/* register: queues one response (copied; msg stays yours) without blocking,
+ * from any thread until finish. Once the ctx is done: its cause's code, nothing
+ * queued. */
+crpc_code int_register_send_async(crpc_server_call *call, const Resp *msg);
+
+/* UserData (client streaming) reactor, as crpc_server_reactor: every callback
+ * runs on the loop thread, one at a time per call, and must not block; call and
+ * state stay valid until on_done returns. on_start and on_cancel are
+ * required. */
+typedef struct int_user_data_reactor {
+  /* Returns the call's state (passed to the rest); may send or finish. If the
+   * ctx is done before the call starts, no callback runs for it at all. */
+  void *(*on_start)(
+      crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
+  /* Each request (freed when this returns), then NULL at half-close. */
+  void (*on_message)(crpc_server_call *call, const Req *msg, void *state);
+  /* The send buffer drained after crpc_server_call_can_send said false. */
+  void (*on_send_ready)(crpc_server_call *call, void *state);
+  /* The ctx is done, or the request did not parse (INTERNAL; the ctx is not
+   * done). No on_message follows; call crpc_server_call_finish(call,
+   * cause->code, NULL) so the client gets the cause. */
+  void (*on_cancel)(
+      crpc_server_call *call, const crpc_cause *cause, void *state);
+  /* The last callback, after finish: free the state here. */
+  void (*on_done)(crpc_server_call *call, void *state);
+} int_user_data_reactor;
+/* UserData: queues one response (copied; msg stays yours) without blocking,
+ * from any thread until finish. Once the ctx is done: its cause's code, nothing
+ * queued. Exactly one before an OK finish. */
+crpc_code int_user_data_send_async(crpc_server_call *call, const Resp *msg);
+
+/* int's async handlers: a NULL entry is not registered, so each method is
+ * served by these or by int_handlers, not both (the second registration fails
+ * with CRPC_ALREADY_EXISTS). Server interceptors do not run for them. */
+typedef struct int_async_handlers {
+  void *user_data; /* passed to every inline handler and on_start */
+  /* Get (unary) */
+  int_Get_async_fn Get;
+  /* get (unary) */
+  int_get_async_fn get;
+  /* Delete (unary) */
+  int_delete_async_fn delete_;
+  /* register (server streaming) */
+  const int_register_reactor *register_;
+  /* UserData (client streaming) */
+  const int_user_data_reactor *user_data_;
+} int_async_handlers;
+
+/* Registers every non-NULL entry (before crpc_server_start); handlers and its
+ * reactors must outlive the server. CRPC_OK, CRPC_INVALID_ARGUMENT (a reactor
+ * lacks on_start or on_cancel; nothing is registered) or the first error of
+ * crpc_server_add_unary_async / crpc_server_add_async_method. */
+crpc_code int_register_async_handlers(
+    crpc_server *server, const int_async_handlers *handlers);
+
 /* ==== service Empty ==== */
 
 /* ---- Empty server ---- */
@@ -152,6 +268,22 @@ typedef struct empty_handlers {
  * outlive the server. CRPC_OK or the first error of crpc_server_add_method. */
 crpc_code empty_register_handlers(
     crpc_server *server, const empty_handlers *handlers);
+
+/* ---- Empty async server (crpc/server_async.h) ---- */
+
+/* Empty's async handlers: a NULL entry is not registered, so each method is
+ * served by these or by empty_handlers, not both (the second registration fails
+ * with CRPC_ALREADY_EXISTS). Server interceptors do not run for them. */
+typedef struct empty_async_handlers {
+  void *user_data; /* passed to every inline handler and on_start */
+} empty_async_handlers;
+
+/* Registers every non-NULL entry (before crpc_server_start); handlers and its
+ * reactors must outlive the server. CRPC_OK, CRPC_INVALID_ARGUMENT (a reactor
+ * lacks on_start or on_cancel; nothing is registered) or the first error of
+ * crpc_server_add_unary_async / crpc_server_add_async_method. */
+crpc_code empty_register_async_handlers(
+    crpc_server *server, const empty_async_handlers *handlers);
 
 #ifdef __cplusplus
 }

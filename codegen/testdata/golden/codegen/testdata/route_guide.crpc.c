@@ -2,6 +2,7 @@
  * DO NOT EDIT. */
 #include "codegen/testdata/route_guide.crpc.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +26,15 @@ static uint8_t *crpc_gen_pack(const ProtobufCMessage *m, size_t *len) {
   return buf;
 }
 
-/* Replaces the status the runtime filled in. */
+/* Replaces the status the runtime filled in. (No strdup: it is POSIX,
+ * and this file compiles as strict ISO C.) */
 static void crpc_gen_set_status(crpc_status *status, crpc_code code,
                                 const char *message) {
   if (status == NULL) return;
-  char *copy = strdup(message);
+  size_t len = strlen(message) + 1;
+  char *copy = malloc(len);
   if (copy == NULL) abort();
+  memcpy(copy, message, len);
   free(status->message);
   status->code = code;
   status->message = copy;
@@ -67,8 +71,20 @@ static crpc_code crpc_gen_server_send(crpc_server_call *call,
   return code;
 }
 
-/* *out is NULL at the end of the stream. A request that does not parse
- * fails the call with INTERNAL, as gRPC's own servers do. */
+/* A request that does not parse fails the call with INTERNAL, as gRPC's
+ * own servers do. */
+static crpc_code crpc_gen_server_unpack(crpc_server_call *call,
+                                        const ProtobufCMessageDescriptor *desc,
+                                        const uint8_t *data, size_t len,
+                                        ProtobufCMessage **out) {
+  *out = protobuf_c_message_unpack(desc, NULL, len, data);
+  if (*out != NULL) return CRPC_OK;
+  return crpc_server_call_error(call, CRPC_INTERNAL,
+                                "crpc: cannot parse request as %s",
+                                desc->name);
+}
+
+/* *out is NULL at the end of the stream. */
 static crpc_code crpc_gen_server_recv(crpc_server_call *call,
                                       const ProtobufCMessageDescriptor *desc,
                                       ProtobufCMessage **out) {
@@ -76,12 +92,9 @@ static crpc_code crpc_gen_server_recv(crpc_server_call *call,
   *out = NULL;
   crpc_code code = crpc_server_call_recv(call, &msg);
   if (code != CRPC_OK || msg.end) return code;
-  *out = protobuf_c_message_unpack(desc, NULL, msg.len, msg.data);
+  code = crpc_gen_server_unpack(call, desc, msg.data, msg.len, out);
   free(msg.data);
-  if (*out != NULL) return CRPC_OK;
-  return crpc_server_call_error(call, CRPC_INTERNAL,
-                                "crpc: cannot parse request as %s",
-                                desc->name);
+  return code;
 }
 
 /* Unary and server-streaming methods take exactly one request. */
@@ -94,6 +107,109 @@ static crpc_code crpc_gen_server_recv_one(
                                   "crpc: missing request message");
   }
   return code;
+}
+
+/* Packs m on the stack when it fits (no malloc per message on the loop
+ * thread), else into a malloc'd buffer; the runtime copies what it queues. */
+static crpc_code crpc_gen_send_async(crpc_server_call *call,
+                                     const ProtobufCMessage *m) {
+  uint8_t small[512];
+  size_t len = protobuf_c_message_get_packed_size(m);
+  uint8_t *buf = len <= sizeof small ? small : malloc(len);
+  if (buf == NULL) abort();
+  protobuf_c_message_pack(m, buf);
+  crpc_code code = crpc_server_call_send_async(call, buf, len, 0);
+  if (buf != small) free(buf);
+  return code;
+}
+
+/* An async streaming call's record: the runtime passes later callbacks only
+ * what on_start returned, so the glue returns this, holding the typed
+ * reactor's callbacks and the user's state. */
+typedef struct crpc_gen_reactor_call {
+  const void *reactor; /* the method's typed reactor, for on_message */
+  void *state;         /* what its on_start returned */
+  void (*on_send_ready)(crpc_server_call *call, void *state);
+  void (*on_cancel)(crpc_server_call *call, const crpc_cause *cause,
+                    void *state);
+  void (*on_done)(crpc_server_call *call, void *state);
+  bool got_request; /* for methods that take exactly one */
+  bool cancelled;   /* on_cancel ran: no on_message, no second one */
+} crpc_gen_reactor_call;
+
+static crpc_gen_reactor_call *crpc_gen_reactor_call_new(const void *reactor) {
+  crpc_gen_reactor_call *c = calloc(1, sizeof *c);
+  if (c == NULL) abort();
+  c->reactor = reactor;
+  return c;
+}
+
+/* Ends the reactor's input after a bad request the way a cancel would: the
+ * ctx is not done, so the reactor's finish code (cause->code) is what the
+ * client gets, with this message. */
+static void crpc_gen_reactor_fail(crpc_server_call *call,
+                                  crpc_gen_reactor_call *c, const char *what,
+                                  const char *type) {
+  crpc_cause cause;
+  memset(&cause, 0, sizeof cause);
+  cause.code = CRPC_INTERNAL;
+  cause.origin = CRPC_ORIGIN_LOCAL;
+  snprintf(cause.message, sizeof cause.message, "crpc: %s%s", what, type);
+  crpc_server_call_error(call, CRPC_INTERNAL, "%s", cause.message);
+  c->cancelled = true;
+  c->on_cancel(call, &cause, c->state);
+}
+
+/* The typed on_message argument for msg: true with *out NULL at the end of
+ * the stream; false if there is nothing to deliver: after on_cancel, an extra
+ * request (one: the method takes exactly one, the first counts), or a bad
+ * request, which goes to on_cancel instead. */
+static bool crpc_gen_reactor_take(crpc_server_call *call,
+                                  crpc_gen_reactor_call *c,
+                                  const ProtobufCMessageDescriptor *desc,
+                                  const crpc_message *msg, bool one,
+                                  ProtobufCMessage **out) {
+  *out = NULL;
+  if (c->cancelled) return false;
+  if (msg->end) {
+    if (!one || c->got_request) return true;
+    crpc_gen_reactor_fail(call, c, "missing request message", "");
+    return false;
+  }
+  if (one && c->got_request) return false;
+  c->got_request = true;
+  *out = protobuf_c_message_unpack(desc, NULL, msg->len, msg->data);
+  if (*out != NULL) return true;
+  crpc_gen_reactor_fail(call, c, "cannot parse request as ", desc->name);
+  return false;
+}
+
+/* state is NULL in the callbacks below when the runtime skipped on_start
+ * because the ctx was done first: the typed reactor never saw that call. */
+
+static void crpc_gen_reactor_send_ready(crpc_server_call *call, void *state) {
+  crpc_gen_reactor_call *c = state;
+  if (c == NULL || c->on_send_ready == NULL) return;
+  c->on_send_ready(call, c->state);
+}
+
+static void crpc_gen_reactor_cancel(crpc_server_call *call,
+                                    const crpc_cause *cause, void *state) {
+  crpc_gen_reactor_call *c = state;
+  if (c == NULL) {
+    crpc_server_call_finish(call, cause->code, NULL);
+    return;
+  }
+  if (c->cancelled) return; /* a bad request already told it */
+  c->cancelled = true;
+  c->on_cancel(call, cause, c->state);
+}
+
+static void crpc_gen_reactor_done(crpc_server_call *call, void *state) {
+  crpc_gen_reactor_call *c = state;
+  if (c == NULL) return;
+  if (c->on_done != NULL) c->on_done(call, c->state);
+  free(c);
 }
 
 /* ==== service routeguide.RouteGuide ==== */
@@ -313,6 +429,188 @@ crpc_code routeguide_route_guide_register_handlers(
                                   CRPC_BIDI_STREAMING,
                                   routeguide_route_guide_route_chat_serve,
                                   (void *)handlers);
+  }
+  return code;
+}
+
+crpc_code routeguide_route_guide_get_feature_send_async(
+    crpc_server_call *call, const Routeguide__Feature *msg) {
+  return crpc_gen_send_async(call, &msg->base);
+}
+
+static crpc_code routeguide_route_guide_get_feature_serve_async(
+    crpc_server_call *call, const crpc_ctx *ctx, const crpc_message *request,
+    void *user_data) {
+  const routeguide_route_guide_async_handlers *h = user_data;
+  ProtobufCMessage *req = NULL;
+  crpc_code code = crpc_gen_server_unpack(
+      call, &routeguide__point__descriptor, request->data, request->len, &req);
+  if (code != CRPC_OK) return code;
+  code = h->get_feature(
+      call, ctx, (const Routeguide__Point *)req, h->user_data);
+  protobuf_c_message_free_unpacked(req, NULL);
+  return code;
+}
+
+crpc_code routeguide_route_guide_list_features_send_async(
+    crpc_server_call *call, const Routeguide__Feature *msg) {
+  return crpc_gen_send_async(call, &msg->base);
+}
+
+static void *routeguide_route_guide_list_features_async_start(
+    crpc_server_call *call, const crpc_ctx *ctx, void *user_data) {
+  const routeguide_route_guide_async_handlers *h = user_data;
+  const routeguide_route_guide_list_features_reactor *r = h->list_features;
+  crpc_gen_reactor_call *c = crpc_gen_reactor_call_new(r);
+  c->on_send_ready = r->on_send_ready;
+  c->on_cancel = r->on_cancel;
+  c->on_done = r->on_done;
+  c->state = r->on_start(call, ctx, h->user_data);
+  return c;
+}
+
+static void routeguide_route_guide_list_features_async_message(
+    crpc_server_call *call, const crpc_message *msg, void *state) {
+  crpc_gen_reactor_call *c = state;
+  if (c == NULL) return;
+  const routeguide_route_guide_list_features_reactor *r = c->reactor;
+  if (r->on_message == NULL) return;
+  ProtobufCMessage *m = NULL;
+  bool deliver = crpc_gen_reactor_take(
+      call, c, &routeguide__rectangle__descriptor, msg, true, &m);
+  if (!deliver) return;
+  r->on_message(call, (const Routeguide__Rectangle *)m, c->state);
+  if (m != NULL) protobuf_c_message_free_unpacked(m, NULL);
+}
+
+static const crpc_server_reactor
+    routeguide_route_guide_list_features_async_reactor = {
+    .on_start = routeguide_route_guide_list_features_async_start,
+    .on_message = routeguide_route_guide_list_features_async_message,
+    .on_send_ready = crpc_gen_reactor_send_ready,
+    .on_cancel = crpc_gen_reactor_cancel,
+    .on_done = crpc_gen_reactor_done,
+};
+
+crpc_code routeguide_route_guide_record_route_send_async(
+    crpc_server_call *call, const Routeguide__RouteSummary *msg) {
+  return crpc_gen_send_async(call, &msg->base);
+}
+
+static void *routeguide_route_guide_record_route_async_start(
+    crpc_server_call *call, const crpc_ctx *ctx, void *user_data) {
+  const routeguide_route_guide_async_handlers *h = user_data;
+  const routeguide_route_guide_record_route_reactor *r = h->record_route;
+  crpc_gen_reactor_call *c = crpc_gen_reactor_call_new(r);
+  c->on_send_ready = r->on_send_ready;
+  c->on_cancel = r->on_cancel;
+  c->on_done = r->on_done;
+  c->state = r->on_start(call, ctx, h->user_data);
+  return c;
+}
+
+static void routeguide_route_guide_record_route_async_message(
+    crpc_server_call *call, const crpc_message *msg, void *state) {
+  crpc_gen_reactor_call *c = state;
+  if (c == NULL) return;
+  const routeguide_route_guide_record_route_reactor *r = c->reactor;
+  if (r->on_message == NULL) return;
+  ProtobufCMessage *m = NULL;
+  bool deliver = crpc_gen_reactor_take(
+      call, c, &routeguide__point__descriptor, msg, false, &m);
+  if (!deliver) return;
+  r->on_message(call, (const Routeguide__Point *)m, c->state);
+  if (m != NULL) protobuf_c_message_free_unpacked(m, NULL);
+}
+
+static const crpc_server_reactor
+    routeguide_route_guide_record_route_async_reactor = {
+    .on_start = routeguide_route_guide_record_route_async_start,
+    .on_message = routeguide_route_guide_record_route_async_message,
+    .on_send_ready = crpc_gen_reactor_send_ready,
+    .on_cancel = crpc_gen_reactor_cancel,
+    .on_done = crpc_gen_reactor_done,
+};
+
+crpc_code routeguide_route_guide_route_chat_send_async(
+    crpc_server_call *call, const Routeguide__RouteNote *msg) {
+  return crpc_gen_send_async(call, &msg->base);
+}
+
+static void *routeguide_route_guide_route_chat_async_start(
+    crpc_server_call *call, const crpc_ctx *ctx, void *user_data) {
+  const routeguide_route_guide_async_handlers *h = user_data;
+  const routeguide_route_guide_route_chat_reactor *r = h->route_chat;
+  crpc_gen_reactor_call *c = crpc_gen_reactor_call_new(r);
+  c->on_send_ready = r->on_send_ready;
+  c->on_cancel = r->on_cancel;
+  c->on_done = r->on_done;
+  c->state = r->on_start(call, ctx, h->user_data);
+  return c;
+}
+
+static void routeguide_route_guide_route_chat_async_message(
+    crpc_server_call *call, const crpc_message *msg, void *state) {
+  crpc_gen_reactor_call *c = state;
+  if (c == NULL) return;
+  const routeguide_route_guide_route_chat_reactor *r = c->reactor;
+  if (r->on_message == NULL) return;
+  ProtobufCMessage *m = NULL;
+  bool deliver = crpc_gen_reactor_take(
+      call, c, &routeguide__route_note__descriptor, msg, false, &m);
+  if (!deliver) return;
+  r->on_message(call, (const Routeguide__RouteNote *)m, c->state);
+  if (m != NULL) protobuf_c_message_free_unpacked(m, NULL);
+}
+
+static const crpc_server_reactor
+    routeguide_route_guide_route_chat_async_reactor = {
+    .on_start = routeguide_route_guide_route_chat_async_start,
+    .on_message = routeguide_route_guide_route_chat_async_message,
+    .on_send_ready = crpc_gen_reactor_send_ready,
+    .on_cancel = crpc_gen_reactor_cancel,
+    .on_done = crpc_gen_reactor_done,
+};
+
+crpc_code routeguide_route_guide_register_async_handlers(
+    crpc_server *server, const routeguide_route_guide_async_handlers *handlers) {
+  (void)server; /* unused when the service has no methods */
+  if (handlers == NULL) return CRPC_INVALID_ARGUMENT;
+  if (handlers->list_features != NULL &&
+      (handlers->list_features->on_start == NULL ||
+       handlers->list_features->on_cancel == NULL)) {
+    return CRPC_INVALID_ARGUMENT;
+  }
+  if (handlers->record_route != NULL &&
+      (handlers->record_route->on_start == NULL ||
+       handlers->record_route->on_cancel == NULL)) {
+    return CRPC_INVALID_ARGUMENT;
+  }
+  if (handlers->route_chat != NULL &&
+      (handlers->route_chat->on_start == NULL ||
+       handlers->route_chat->on_cancel == NULL)) {
+    return CRPC_INVALID_ARGUMENT;
+  }
+  crpc_code code = CRPC_OK;
+  if (code == CRPC_OK && handlers->get_feature != NULL) {
+    code = crpc_server_add_unary_async(
+        server, "/routeguide.RouteGuide/GetFeature",
+        routeguide_route_guide_get_feature_serve_async, (void *)handlers);
+  }
+  if (code == CRPC_OK && handlers->list_features != NULL) {
+    code = crpc_server_add_async_method(
+        server, "/routeguide.RouteGuide/ListFeatures", CRPC_SERVER_STREAMING,
+        &routeguide_route_guide_list_features_async_reactor, (void *)handlers);
+  }
+  if (code == CRPC_OK && handlers->record_route != NULL) {
+    code = crpc_server_add_async_method(
+        server, "/routeguide.RouteGuide/RecordRoute", CRPC_CLIENT_STREAMING,
+        &routeguide_route_guide_record_route_async_reactor, (void *)handlers);
+  }
+  if (code == CRPC_OK && handlers->route_chat != NULL) {
+    code = crpc_server_add_async_method(
+        server, "/routeguide.RouteGuide/RouteChat", CRPC_BIDI_STREAMING,
+        &routeguide_route_guide_route_chat_async_reactor, (void *)handlers);
   }
   return code;
 }

@@ -3,8 +3,12 @@
  *
  * Client: every call takes a ctx, and it is required (NULL aborts
  * with a message): the ctx is the call's deadline and cancel switch.
- * Server: fill a <service>_handlers struct and pass it to
- * <service>_register_handlers.
+ * Server: fill a <service>_handlers struct (blocking handlers, each on a
+ * handler thread) and pass it to <service>_register_handlers, and/or a
+ * <service>_async_handlers struct (non-blocking, on the loop thread; see
+ * crpc/server_async.h) to <service>_register_async_handlers. Each method is
+ * served one way only: registering it both ways fails with
+ * CRPC_ALREADY_EXISTS.
  * Messages are protoc-c's; a received one belongs to the caller, who
  * frees it with protobuf_c_message_free_unpacked(&msg->base, NULL).
  */
@@ -13,6 +17,7 @@
 
 #include "crpc/channel.h"
 #include "crpc/server.h"
+#include "crpc/server_async.h"
 #include "codegen/testdata/route_guide.pb-c.h"
 
 #ifdef __cplusplus
@@ -137,6 +142,128 @@ typedef struct routeguide_route_guide_handlers {
  * outlive the server. CRPC_OK or the first error of crpc_server_add_method. */
 crpc_code routeguide_route_guide_register_handlers(
     crpc_server *server, const routeguide_route_guide_handlers *handlers);
+
+/* ---- RouteGuide async server (crpc/server_async.h) ---- */
+
+/* GetFeature inline handler: runs on the loop thread and must not block; req is
+ * freed when it returns. Sends at most one response with
+ * routeguide_route_guide_get_feature_send_async and returns the status; not
+ * called once the ctx is done. */
+typedef crpc_code (*routeguide_route_guide_get_feature_async_fn)(
+    crpc_server_call *call, const crpc_ctx *ctx, const Routeguide__Point *req,
+    void *user_data);
+/* GetFeature: queues one response (copied; msg stays yours) without blocking,
+ * from any thread until finish. Once the ctx is done: its cause's code, nothing
+ * queued. Exactly one before an OK finish. */
+crpc_code routeguide_route_guide_get_feature_send_async(
+    crpc_server_call *call, const Routeguide__Feature *msg);
+
+/* ListFeatures (server streaming) reactor, as crpc_server_reactor: every
+ * callback runs on the loop thread, one at a time per call, and must not block;
+ * call and state stay valid until on_done returns. on_start and on_cancel are
+ * required. */
+typedef struct routeguide_route_guide_list_features_reactor {
+  /* Returns the call's state (passed to the rest); may send or finish. If the
+   * ctx is done before the call starts, no callback runs for it at all. */
+  void *(*on_start)(
+      crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
+  /* The one request (freed when this returns), then NULL at half-close. */
+  void (*on_message)(
+      crpc_server_call *call, const Routeguide__Rectangle *msg, void *state);
+  /* The send buffer drained after crpc_server_call_can_send said false. */
+  void (*on_send_ready)(crpc_server_call *call, void *state);
+  /* The ctx is done, or the request was missing or did not parse (INTERNAL; the
+   * ctx is not done). No on_message follows; call crpc_server_call_finish(call,
+   * cause->code, NULL) so the client gets the cause. */
+  void (*on_cancel)(
+      crpc_server_call *call, const crpc_cause *cause, void *state);
+  /* The last callback, after finish: free the state here. */
+  void (*on_done)(crpc_server_call *call, void *state);
+} routeguide_route_guide_list_features_reactor;
+/* ListFeatures: queues one response (copied; msg stays yours) without blocking,
+ * from any thread until finish. Once the ctx is done: its cause's code, nothing
+ * queued. */
+crpc_code routeguide_route_guide_list_features_send_async(
+    crpc_server_call *call, const Routeguide__Feature *msg);
+
+/* RecordRoute (client streaming) reactor, as crpc_server_reactor: every
+ * callback runs on the loop thread, one at a time per call, and must not block;
+ * call and state stay valid until on_done returns. on_start and on_cancel are
+ * required. */
+typedef struct routeguide_route_guide_record_route_reactor {
+  /* Returns the call's state (passed to the rest); may send or finish. If the
+   * ctx is done before the call starts, no callback runs for it at all. */
+  void *(*on_start)(
+      crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
+  /* Each request (freed when this returns), then NULL at half-close. */
+  void (*on_message)(
+      crpc_server_call *call, const Routeguide__Point *msg, void *state);
+  /* The send buffer drained after crpc_server_call_can_send said false. */
+  void (*on_send_ready)(crpc_server_call *call, void *state);
+  /* The ctx is done, or the request did not parse (INTERNAL; the ctx is not
+   * done). No on_message follows; call crpc_server_call_finish(call,
+   * cause->code, NULL) so the client gets the cause. */
+  void (*on_cancel)(
+      crpc_server_call *call, const crpc_cause *cause, void *state);
+  /* The last callback, after finish: free the state here. */
+  void (*on_done)(crpc_server_call *call, void *state);
+} routeguide_route_guide_record_route_reactor;
+/* RecordRoute: queues one response (copied; msg stays yours) without blocking,
+ * from any thread until finish. Once the ctx is done: its cause's code, nothing
+ * queued. Exactly one before an OK finish. */
+crpc_code routeguide_route_guide_record_route_send_async(
+    crpc_server_call *call, const Routeguide__RouteSummary *msg);
+
+/* RouteChat (bidi streaming) reactor, as crpc_server_reactor: every callback
+ * runs on the loop thread, one at a time per call, and must not block; call and
+ * state stay valid until on_done returns. on_start and on_cancel are
+ * required. */
+typedef struct routeguide_route_guide_route_chat_reactor {
+  /* Returns the call's state (passed to the rest); may send or finish. If the
+   * ctx is done before the call starts, no callback runs for it at all. */
+  void *(*on_start)(
+      crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
+  /* Each request (freed when this returns), then NULL at half-close. */
+  void (*on_message)(
+      crpc_server_call *call, const Routeguide__RouteNote *msg, void *state);
+  /* The send buffer drained after crpc_server_call_can_send said false. */
+  void (*on_send_ready)(crpc_server_call *call, void *state);
+  /* The ctx is done, or the request did not parse (INTERNAL; the ctx is not
+   * done). No on_message follows; call crpc_server_call_finish(call,
+   * cause->code, NULL) so the client gets the cause. */
+  void (*on_cancel)(
+      crpc_server_call *call, const crpc_cause *cause, void *state);
+  /* The last callback, after finish: free the state here. */
+  void (*on_done)(crpc_server_call *call, void *state);
+} routeguide_route_guide_route_chat_reactor;
+/* RouteChat: queues one response (copied; msg stays yours) without blocking,
+ * from any thread until finish. Once the ctx is done: its cause's code, nothing
+ * queued. */
+crpc_code routeguide_route_guide_route_chat_send_async(
+    crpc_server_call *call, const Routeguide__RouteNote *msg);
+
+/* RouteGuide's async handlers: a NULL entry is not registered, so each method
+ * is served by these or by routeguide_route_guide_handlers, not both (the
+ * second registration fails with CRPC_ALREADY_EXISTS). Server interceptors do
+ * not run for them. */
+typedef struct routeguide_route_guide_async_handlers {
+  void *user_data; /* passed to every inline handler and on_start */
+  /* GetFeature (unary) */
+  routeguide_route_guide_get_feature_async_fn get_feature;
+  /* ListFeatures (server streaming) */
+  const routeguide_route_guide_list_features_reactor *list_features;
+  /* RecordRoute (client streaming) */
+  const routeguide_route_guide_record_route_reactor *record_route;
+  /* RouteChat (bidi streaming) */
+  const routeguide_route_guide_route_chat_reactor *route_chat;
+} routeguide_route_guide_async_handlers;
+
+/* Registers every non-NULL entry (before crpc_server_start); handlers and its
+ * reactors must outlive the server. CRPC_OK, CRPC_INVALID_ARGUMENT (a reactor
+ * lacks on_start or on_cancel; nothing is registered) or the first error of
+ * crpc_server_add_unary_async / crpc_server_add_async_method. */
+crpc_code routeguide_route_guide_register_async_handlers(
+    crpc_server *server, const routeguide_route_guide_async_handlers *handlers);
 
 #ifdef __cplusplus
 }

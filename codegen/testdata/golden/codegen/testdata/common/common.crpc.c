@@ -2,6 +2,7 @@
  * DO NOT EDIT. */
 #include "codegen/testdata/common/common.crpc.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

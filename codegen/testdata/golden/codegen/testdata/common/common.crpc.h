@@ -3,8 +3,12 @@
  *
  * Client: every call takes a ctx, and it is required (NULL aborts
  * with a message): the ctx is the call's deadline and cancel switch.
- * Server: fill a <service>_handlers struct and pass it to
- * <service>_register_handlers.
+ * Server: fill a <service>_handlers struct (blocking handlers, each on a
+ * handler thread) and pass it to <service>_register_handlers, and/or a
+ * <service>_async_handlers struct (non-blocking, on the loop thread; see
+ * crpc/server_async.h) to <service>_register_async_handlers. Each method is
+ * served one way only: registering it both ways fails with
+ * CRPC_ALREADY_EXISTS.
  * Messages are protoc-c's; a received one belongs to the caller, who
  * frees it with protobuf_c_message_free_unpacked(&msg->base, NULL).
  */
@@ -13,6 +17,7 @@
 
 #include "crpc/channel.h"
 #include "crpc/server.h"
+#include "crpc/server_async.h"
 #include "codegen/testdata/common/common.pb-c.h"
 
 #ifdef __cplusplus
