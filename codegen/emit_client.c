@@ -6,7 +6,8 @@
  *   server streaming  <m>_start(ch, ctx, md, req, &call), <m>_recv
  *   client streaming  <m>_start(ch, ctx, md, &call), <m>_send, <m>_finish
  *   bidi streaming    <m>_start(ch, ctx, md, &call), <m>_send, <m>_recv
- * Every entry point that starts a call checks ctx first (catalog line 5).
+ * Every entry point that starts a call checks ctx first (failure catalog
+ * line 5, DESIGN.md).
  */
 #include "codegen/gen.h"
 

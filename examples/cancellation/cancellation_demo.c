@@ -84,6 +84,12 @@ static bool run_client(crpc_channel *ch, crpc_ctx *ctx, uint64_t cancel_after,
   v->recv_code = code;
   crpc_call_finish(call, &v->status);
   crpc_call_free(call);
+  if (v->status.code == CRPC_DEADLINE_EXCEEDED && !crpc_ctx_is_done(ctx)) {
+    /* The server enforces the deadline too, on its own timer: its status
+     * can arrive just before our ctx's timer fires. That one is due now;
+     * wait for it, so the line below shows when our ctx really ended. */
+    crpc_ctx_wait(ctx);
+  }
   if (done_stamp_stop(&v->stamp)) {
     v->ctx_done_ns = v->stamp.at_ns;
     v->cause = v->stamp.cause;
@@ -123,7 +129,11 @@ static bool report_round(firehose *f, const client_view *v,
   char detail[256];
 
   if (v->ctx_done_ns == 0) {
-    printf("  !! the client's ctx did not end\n");
+    printf("  !! the client's ctx did not end (recv returned %s after %" PRIu64
+           " messages; status %s \"%s\")\n",
+           crpc_code_name(v->recv_code), v->received,
+           crpc_code_name(v->status.code),
+           v->status.message ? v->status.message : "");
     return false;
   }
   snprintf(detail, sizeof detail, "%s: \"%s\"",

@@ -4,7 +4,8 @@
  * A "request" ctx gets a 300 ms deadline. Three workers hang off it:
  *   - one waits in poll() on the ctx fd next to its own socket,
  *   - one is stuck in a blocking read() that knows nothing about crpc, and
- *     is freed by an on_cancel callback (failure catalog line 6),
+ *     is freed by an on_cancel callback (failure catalog line 6 in
+ *     DESIGN.md),
  *   - one sleeps in crpc_ctx_sleep for 10 s.
  * Round 1 lets the deadline expire; round 2 cancels by hand after 50 ms.
  * Every worker prints how long after the end it noticed, and why.

@@ -44,7 +44,7 @@ static crpc_code connect_addrs(crpc_channel *ch,
   crpc_tls *tls = NULL;
   if (code == CRPC_OK && ch->tls != NULL) {
     /* The handshake, like the connect, is bounded by the caller's ctx
-     * (catalog line 13). */
+     * (failure catalog line 13, DESIGN.md). */
     code = crpc_tls_client_connect(ch->tls, fd, ch->target.tls_name,
                                    ch->target.authority, ctx, &tls, err);
   }

@@ -1,4 +1,4 @@
-// One test per applicable line of the failure catalog (design.md). Each
+// One test per applicable line of the failure catalog (DESIGN.md). Each
 // shows that crpc's ctx makes the failure impossible or loudly visible.
 // Line 10 (lost wakeups) lives in ctx_stress_test.cc.
 #include <fcntl.h>

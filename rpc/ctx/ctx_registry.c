@@ -1,6 +1,6 @@
 /*
  * ctx_registry.c - which derived contexts are still unreleased, and where
- * they were made (failure catalog lines 1 and 14).
+ * they were made (failure catalog lines 1 and 14, DESIGN.md).
  *
  * The count is a single atomic and always on. The list of live contexts with
  * their creation sites costs a global lock per derive/release, so it exists

@@ -1,11 +1,12 @@
 // Concurrency stress (run under ThreadSanitizer too, tag "tsan").
 //
-// Catalog line 10: no lost wakeup between "check cancelled" and "go to
-// sleep". At least 100,000 cancel/wait pairs race: producers derive a ctx,
-// hand it to a pool of long-lived waiter threads, and cancel it at a random
-// moment (before the waiter starts, as it enters the wait, or once it is
-// blocked), directly, through a parent, or by a tiny deadline. A watchdog
-// turns any wait that does not return into a loud failure, not a hang.
+// Failure catalog line 10 (DESIGN.md): no lost wakeup between "check
+// cancelled" and "go to sleep". At least 100,000 cancel/wait pairs race:
+// producers derive a ctx, hand it to a pool of long-lived waiter threads, and
+// cancel it at a random moment (before the waiter starts, as it enters the
+// wait, or once it is blocked), directly, through a parent, or by a tiny
+// deadline. A watchdog turns any wait that does not return into a loud
+// failure, not a hang.
 #include <poll.h>
 #include <unistd.h>
 

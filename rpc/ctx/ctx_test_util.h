@@ -116,7 +116,8 @@ inline std::string DumpToString() {
 }
 
 // Every test starts and ends with the same number of live contexts: a
-// derived ctx that a test forgets to release fails that test (catalog 1).
+// derived ctx that a test forgets to release fails that test (failure
+// catalog line 1, DESIGN.md).
 class CtxTest : public ::testing::Test {
  protected:
   void SetUp() override { live_at_start_ = crpc_ctx_live_count(); }

@@ -1,12 +1,12 @@
 /*
  * ctx_wait.c - waiting for a ctx to be done without polling.
  *
- * The race every wait must avoid (catalog line 10) is "checked: not done;
- * then went to sleep" with the cancel landing in between. Waits on the ctx
- * itself close it by checking `done` and sleeping on ctx->cond under ctx->mu,
- * the same lock cancel holds while setting `done` and reading `waiters`.
- * Waits on a user's condition variable close it with an on_cancel callback
- * that takes the user's mutex before broadcasting.
+ * The race every wait must avoid (failure catalog line 10, DESIGN.md) is
+ * "checked: not done; then went to sleep" with the cancel landing in between.
+ * Waits on the ctx itself close it by checking `done` and sleeping on
+ * ctx->cond under ctx->mu, the same lock cancel holds while setting `done` and
+ * reading `waiters`. Waits on a user's condition variable close it with an
+ * on_cancel callback that takes the user's mutex before broadcasting.
  */
 #include <errno.h>
 #include <poll.h>

@@ -1,5 +1,5 @@
 // Cancellation end to end over loopback, crpc client <-> crpc server: every
-// row of the design's wire-to-context table that involves both ends.
+// row of DESIGN.md's wire-to-context table that involves both ends.
 // Latencies are printed (p50/p99); only generous bounds are asserted.
 #include <stdio.h>
 #include <stdlib.h>
@@ -490,8 +490,9 @@ TEST_F(CancelTest, ClientCancel_BufferedResponsesDropped_LaterRecvReturnsCancell
   ASSERT_TRUE(probe.done.WaitMs(kPromptMs));
 }
 
-// Catalog line 11: a send that fails because the client reset the stream
-// must find the handler's ctx already done, so the handler can ask why.
+// Failure catalog line 11 (DESIGN.md): a send that fails because the client
+// reset the stream must find the handler's ctx already done, so the handler
+// can ask why.
 TEST_F(CancelTest, ServerSendFailsAfterClientCancel_OnlyOnceHandlerCtxIsDoneWithCause) {
   Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe); });
   const int n = 200 / kSlow;

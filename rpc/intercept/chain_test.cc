@@ -1,5 +1,6 @@
 // The interceptor chain API: order, metadata, messages both ways, final
-// status, short-circuit, the ctx rule (catalog line 9), client and server.
+// status, short-circuit, the ctx rule (failure catalog line 9, DESIGN.md),
+// client and server.
 #include <atomic>
 #include <mutex>
 
@@ -222,7 +223,7 @@ TEST_F(ChainTest, ServerMessagesBothDirectionsBidiAndClientStreaming) {
   EXPECT_EQ(CRPC_OK, crpc_call_finish(c2.get(), nullptr));
 }
 
-// ---- catalog line 9 ----------------------------------------------------------
+// ---- failure catalog line 9 (DESIGN.md) --------------------------------------
 
 crpc_code RogueBackground(crpc_server_call *, const crpc_ctx *, const crpc_server_call_info *,
                           crpc_server_next *next, void *) {

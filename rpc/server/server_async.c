@@ -202,15 +202,22 @@ void crpc_server_call_finish(crpc_server_call *call, crpc_code code,
   if (message != NULL) {
     (void)crpc_server_call_error(call, code, "%s", message);
   }
+  /* From another thread, the loop may deliver on_done and drop the
+   * reactor's reference (and the stream's) as soon as reactor_finished is
+   * set below, e.g. in a kick already queued by a peer reset; this
+   * reference keeps the call alive until we are done with it. */
+  scall_ref(call);
   pthread_mutex_lock(&call->mu);
   bool twice = call->reactor_finished;
   call->reactor_finished = true;
   pthread_mutex_unlock(&call->mu);
-  if (twice) return;
-  /* Ends the ctx; its on_cancel kicks the loop, which sends the status
-   * and delivers on_done. If the ctx was done already, kick ourselves. */
-  scall_handler_returned(call, code);
-  scall_kick(call);
+  if (!twice) {
+    /* Ends the ctx; its on_cancel kicks the loop, which sends the status
+     * and delivers on_done. If the ctx was done already, kick ourselves. */
+    scall_handler_returned(call, code);
+    scall_kick(call);
+  }
+  scall_unref(call);
 }
 
 const crpc_ctx *crpc_server_call_ctx(const crpc_server_call *call) {

@@ -410,6 +410,16 @@ static void kick_fn(crpc_loop *loop, void *arg) {
 
 /* ---- request checks and dispatch -------------------------------------- */
 
+/* An async call's reactor hears of its ctx ending in the same loop
+ * iteration, not one kick later: cancel latency is what crpc promises.
+ * Safe inside nghttp2 callbacks, as whatever the reactor does in
+ * on_cancel (send, finish) only queues and kicks. Loop thread. */
+static void tell_reactor_now(scall *call) {
+  if (call->dispatched && server_method_is_async(call->method)) {
+    scall_async_events(call);
+  }
+}
+
 /* The grpc-timeout expired: the call ctx ends DEADLINE_EXCEEDED, and its
  * on_cancel kick sends that status. Loop thread. */
 static void deadline_fn(crpc_loop *loop, crpc_loop_timer *timer, void *arg) {
@@ -418,6 +428,7 @@ static void deadline_fn(crpc_loop *loop, crpc_loop_timer *timer, void *arg) {
   scall *call = arg;
   crpc_ctx_cancel_cause(call->ctx, CRPC_DEADLINE_EXCEEDED,
                         CRPC_ORIGIN_DEADLINE, "deadline exceeded");
+  tell_reactor_now(call);
 }
 
 /* An error answer before any handler ran; the call stays a "rejected"
@@ -626,6 +637,7 @@ void scall_on_close(scall *call, uint32_t error_code, const char *conn_lost) {
                             "peer reset the stream (HTTP/2 error %u)",
                             error_code);
     }
+    tell_reactor_now(call);
   }
   scall_unref(call);
 }

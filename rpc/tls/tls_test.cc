@@ -2,8 +2,9 @@
 // a TLS listener and crpc channels with channel credentials. Certificates
 // are made at test time (test_pki.h). Every failure must end the call with
 // a clear status (UNAVAILABLE with the reason in the message); connecting
-// and handshaking are bounded by the call's ctx (catalog line 13). Every
-// test ends with crpc_ctx_live_count() back at its starting value.
+// and handshaking are bounded by the call's ctx (failure catalog line 13,
+// DESIGN.md). Every test ends with crpc_ctx_live_count() back at its
+// starting value.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -342,7 +343,7 @@ TEST_F(TlsTest, TlsClientToPlaintextServerIsUnavailable) {
   EXPECT_LT(r.elapsed_ms, 3000);
 }
 
-// ---- the handshake is bounded by the call's ctx (catalog line 13) ---------------
+// ---- the handshake is bounded by the call's ctx (catalog line 13, DESIGN.md) ----
 
 TEST_F(TlsTest, StalledHandshakeEndsAtDeadline) {
   int port = SilentListener();

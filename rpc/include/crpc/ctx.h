@@ -16,7 +16,7 @@
  * Owner vs reader: functions that can end a ctx take `crpc_ctx *` (the owner
  * handle). Everything else takes `const crpc_ctx *`, the read-only view that
  * crpc hands to handlers and interceptors, so code that merely receives a ctx
- * cannot cancel it without a cast (failure catalog line 3).
+ * cannot cancel it without a cast (failure catalog line 3, DESIGN.md).
  *
  * Threads: every function is safe to call from any thread, concurrently,
  * except that a ctx must not be used after its owner released it.
@@ -30,8 +30,9 @@
  * their own, except crpc_ctx_sleep whose duration is the point.
  *
  * Cost: deriving, cancelling and releasing make no system call on the common
- * path. All deadlines share one timer thread and heap; the waitable fd is
- * created only when someone asks for it.
+ * path. Deadlines share one timer thread and heap (except a server call's
+ * own ctx, whose deadline its connection's loop timer fires); the waitable
+ * fd is created only when someone asks for it.
  */
 #ifndef CRPC_CTX_H
 #define CRPC_CTX_H
@@ -91,10 +92,11 @@ crpc_ctx *crpc_ctx_with_cancel_at(const crpc_ctx *parent, const char *file,
   crpc_ctx_with_cancel_at((parent), __FILE__, __LINE__)
 
 /* Child whose deadline is min(parent's deadline, deadline_ns), always: a
- * child can narrow a deadline but never extend it (catalog line 8). When it
- * passes, the ctx is cancelled with DEADLINE_EXCEEDED / origin deadline,
- * by the shared timer thread, whether or not anyone waits. A deadline already
- * in the past gives a ctx born done. */
+ * child can narrow a deadline but never extend it (failure catalog line 8,
+ * DESIGN.md). When it passes, the ctx is cancelled with DEADLINE_EXCEEDED /
+ * origin deadline, by the shared timer thread (a server call ctx: by its
+ * loop's timer), whether or not anyone waits.
+ * A deadline already in the past gives a ctx born done. */
 crpc_ctx *crpc_ctx_with_deadline_at(const crpc_ctx *parent,
                                     int64_t deadline_ns, const char *file,
                                     int line);
@@ -111,11 +113,11 @@ crpc_ctx *crpc_ctx_with_timeout_at(const crpc_ctx *parent, int64_t timeout_ns,
 
 /* Child carrying (key -> value), found by crpc_ctx_value on it and its
  * descendants. It stays linked to the parent's cancellation like any other
- * child (catalog line 4). Keys compare by address (use the address of a
- * static variable). `free_value`, if not NULL, is called with `value` exactly
- * once, when the ctx's memory is freed (after the release of this ctx and of
- * all its descendants), on whichever thread drops the last reference; not
- * at all if this function returns NULL. */
+ * child (failure catalog line 4, DESIGN.md). Keys compare by address (use the
+ * address of a static variable). `free_value`, if not NULL, is called with
+ * `value` exactly once, when the ctx's memory is freed (after the release of
+ * this ctx and of all its descendants), on whichever thread drops the last
+ * reference; not at all if this function returns NULL. */
 crpc_ctx *crpc_ctx_with_value_at(const crpc_ctx *parent, const void *key,
                                  void *value, void (*free_value)(void *),
                                  const char *file, int line);
@@ -168,7 +170,7 @@ void *crpc_ctx_value(const crpc_ctx *ctx, const void *key);
 /* True if ctx is `ancestor` or was derived (at any depth) from it. */
 bool crpc_ctx_is_descendant(const crpc_ctx *ctx, const crpc_ctx *ancestor);
 
-/* ---- waiting without polling (catalog line 2) --------------------------
+/* ---- waiting without polling (catalog line 2, DESIGN.md) ---------------
  * Every wait returns as soon as the ctx is done, with the cause's code; a
  * deadline on the ctx is how a wait gets a time limit. None of them may be
  * called from an on_cancel callback. */
@@ -201,7 +203,7 @@ crpc_code crpc_ctx_wait_cond(const crpc_ctx *ctx, pthread_cond_t *cond,
 crpc_code crpc_ctx_wait_fd(const crpc_ctx *ctx, int fd, short events,
                            short *revents);
 
-/* ---- cancel callbacks (catalog line 6) --------------------------------
+/* ---- cancel callbacks (catalog line 6, DESIGN.md) ---------------------
  * Let code that blocks outside crpc (a query, a child process, a socket)
  * abort when the ctx ends. The registration lives in caller storage; no
  * allocation. A callback runs at most once, on the thread that cancels the
@@ -248,7 +250,7 @@ bool crpc_ctx_on_cancel(const crpc_ctx *ctx, crpc_on_cancel *reg,
  * it has returned. */
 crpc_on_cancel_state crpc_ctx_remove_on_cancel(crpc_on_cancel *reg);
 
-/* ---- debug registry (catalog lines 1 and 14) ---------------------------
+/* ---- debug registry (catalog lines 1 and 14, DESIGN.md) ----------------
  * Every derived ctx not yet released, with its creation site and age. The
  * count is always maintained; sites and the dump need a build without
  * NDEBUG (the default for tests). */

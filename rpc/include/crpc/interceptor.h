@@ -19,15 +19,15 @@
  * The outermost interceptor therefore sees the call first and its final
  * status last.
  *
- * Contexts (failure catalog line 9): a call hook receives the call ctx (or
- * what the previous link passed) and passes a ctx on to `next`; that ctx
- * must be the call ctx or a descendant of it. Anything else (a fresh
- * background ctx, another call's ctx, NULL) fails the call with INTERNAL and
- * a line on stderr naming the interceptor; the handler never runs. A
- * descendant that ends earlier than the call ctx (say a tighter deadline)
- * ends the whole call with its cause. A ctx a link derives must outlive
- * what it passes it to: on the server, until `next` returns; on the client,
- * until the call is freed (prefer info->deadline_ns for client deadlines).
+ * Contexts (failure catalog line 9, DESIGN.md): a call hook receives the call
+ * ctx (or what the previous link passed) and passes a ctx on to `next`; that
+ * ctx must be the call ctx or a descendant of it. Anything else (a fresh
+ * background ctx, another call's ctx, NULL) fails the call with INTERNAL and a
+ * line on stderr naming the interceptor; the handler never runs. A descendant
+ * that ends earlier than the call ctx (say a tighter deadline) ends the whole
+ * call with its cause. A ctx a link derives must outlive what it passes it to:
+ * on the server, until `next` returns; on the client, until the call is freed
+ * (prefer info->deadline_ns for client deadlines).
  *
  * Guarantee: whatever interceptors do, once the server call ctx is done
  * (client cancelled, deadline, connection lost, shutdown) a handler's send

@@ -33,7 +33,7 @@ typedef enum crpc_code {
 } crpc_code;
 
 /* Where a cancellation came from. Kept with the cause so that "cancelled"
- * is never the whole story (failure catalog line 11). */
+ * is never the whole story (failure catalog line 11, DESIGN.md). */
 typedef enum crpc_origin {
   CRPC_ORIGIN_NONE = 0,        /* not cancelled */
   CRPC_ORIGIN_LOCAL,           /* the owner called crpc_ctx_cancel/release */
