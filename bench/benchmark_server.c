@@ -27,30 +27,36 @@ typedef Grpc__Testing__SimpleRequest SimpleRequest;
 typedef Grpc__Testing__SimpleResponse SimpleResponse;
 
 /* A response carrying `size` zero bytes; the body buffer is the caller's. */
-static void make_response(SimpleResponse *resp, Grpc__Testing__Payload *payload,
-                          uint8_t *body, int32_t size) {
+/* The response `req` asks for: *body (the caller frees it) holds its
+ * zero bytes. CRPC_OK, or why not (the message set on the call). */
+static crpc_code make_response(crpc_server_call *call, const SimpleRequest *req,
+                               SimpleResponse *resp,
+                               Grpc__Testing__Payload *payload,
+                               uint8_t **body) {
+  int32_t size = req->response_size;
+  if (size < 0 || size > 4 * 1024 * 1024) {
+    return crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
+                                  "response_size %d out of range", size);
+  }
+  *body = calloc(1, size > 0 ? (size_t)size : 1);
+  if (*body == NULL) return CRPC_RESOURCE_EXHAUSTED;
   grpc__testing__simple_response__init(resp);
   grpc__testing__payload__init(payload);
-  payload->body.data = body;
-  payload->body.len = size > 0 ? (size_t)size : 0;
+  payload->body.data = *body;
+  payload->body.len = (size_t)size;
   resp->payload = payload;
+  return CRPC_OK;
 }
 
 /* Sends one response sized as `req` asks. */
 static crpc_code reply_to(crpc_server_call *call, const SimpleRequest *req,
                           crpc_code (*send)(crpc_server_call *,
                                             const SimpleResponse *)) {
-  int32_t size = req->response_size;
-  if (size < 0 || size > 4 * 1024 * 1024) {
-    return crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
-                                  "response_size %d out of range", size);
-  }
-  uint8_t *body = calloc(1, size > 0 ? (size_t)size : 1);
-  if (body == NULL) return CRPC_RESOURCE_EXHAUSTED;
   SimpleResponse resp;
   Grpc__Testing__Payload payload;
-  make_response(&resp, &payload, body, size);
-  crpc_code rc = send(call, &resp);
+  uint8_t *body = NULL;
+  crpc_code rc = make_response(call, req, &resp, &payload, &body);
+  if (rc == CRPC_OK) rc = send(call, &resp);
   free(body);
   return rc;
 }
@@ -133,18 +139,12 @@ static crpc_code streaming_from_server(crpc_server_call *call,
                                        const SimpleRequest *req,
                                        void *user_data) {
   (void)user_data;
-  int32_t size = req->response_size;
-  if (size < 0 || size > 4 * 1024 * 1024) {
-    return crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
-                                  "response_size %d out of range", size);
-  }
   /* One response, sent over and over (as the gRPC C++ server does). */
-  uint8_t *body = calloc(1, size > 0 ? (size_t)size : 1);
-  if (body == NULL) return CRPC_RESOURCE_EXHAUSTED;
   SimpleResponse resp;
   Grpc__Testing__Payload payload;
-  make_response(&resp, &payload, body, size);
-  crpc_code rc = CRPC_OK;
+  uint8_t *body = NULL;
+  crpc_code rc = make_response(call, req, &resp, &payload, &body);
+  if (rc != CRPC_OK) return rc;
   while (rc == CRPC_OK && !crpc_ctx_is_done(ctx)) {
     rc = grpc_testing_benchmark_service_streaming_from_server_server_send(
         call, &resp);

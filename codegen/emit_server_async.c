@@ -46,8 +46,8 @@ static void put_reactor_decl(cg_buf *b, cg_arena *a, const cg_method *m) {
   cg_put(b, "typedef struct %s_reactor {\n", m->fn);
   cg_put_comment(b, "  ",
                  "Returns the call's state (passed to the rest); may send or "
-                 "finish. If the ctx is done before the call starts, no "
-                 "callback runs for it at all.");
+                 "finish. Runs even if the ctx is already done (on_cancel "
+                 "then follows).");
   const char *start[3] = {"crpc_server_call *call", "const crpc_ctx *ctx",
                           "void *user_data"};
   cg_put_proto(b, "  void", "*(*on_start)", start, 3, ";\n");

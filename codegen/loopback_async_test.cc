@@ -313,13 +313,15 @@ TEST_F(LoopbackAsync, RuntimeCancelReachesTheTypedReactor) {
             log_.events);
 }
 
-TEST_F(LoopbackAsync, CtxDoneBeforeStartNeverReachesTheReactor) {
+TEST_F(LoopbackAsync, CtxDoneBeforeStartStillStartsThenCancels) {
   server_.done_before_start = true;
   crpc_code code;
   EXPECT_TRUE(Chat({"a"}, &code).empty());
-  // The glue finished the call itself, with the cause's code.
   EXPECT_EQ(CRPC_DEADLINE_EXCEEDED, code);
-  EXPECT_TRUE(log_.events.empty());
+  // The reactor's state exists for on_cancel and on_done.
+  EXPECT_EQ((std::vector<std::string>{
+                "start", "cancel:DEADLINE_EXCEEDED:done before start", "done"}),
+            log_.events);
 }
 
 TEST(LoopbackAsyncRegister, NullEntriesAreSkippedAndKindsKept) {

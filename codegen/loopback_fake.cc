@@ -60,13 +60,12 @@ crpc_code ServeReactor(const crpc_server *server, const Method &m,
   const crpc_server_reactor &r = m.reactor;
   void *state = nullptr;
   bool cancelled = false;
+  state = r.on_start(sc, ctx, m.user_data);
+  sc->reactor_state = state;
   if (server->done_before_start) {
     crpc_cause c = Cause(CRPC_DEADLINE_EXCEEDED, "done before start");
     cancelled = true;
     r.on_cancel(sc, &c, state);
-  } else {
-    state = r.on_start(sc, ctx, m.user_data);
-    sc->reactor_state = state;
   }
   int delivered = 0;
   while (!cancelled && sc->finishes == 0) {

@@ -35,8 +35,8 @@ struct crpc_server {
   // Reactor calls: after this many request messages the ctx is cancelled
   // (on_cancel, CANCELLED) instead of delivering the rest; -1: never.
   int cancel_after = -1;
-  // Reactor calls: the ctx is done before the call starts, so on_start is
-  // skipped and on_cancel / on_done get a NULL state (as the runtime does).
+  // Reactor calls: the ctx is done before the call starts: on_start still
+  // runs, then on_cancel with its state (as the runtime does).
   bool done_before_start = false;
 };
 

@@ -124,8 +124,8 @@ crpc_code crpc_test_multi_pkg_item_store_register_handlers(
  * state stay valid until on_done returns. on_start and on_cancel are
  * required. */
 typedef struct crpc_test_multi_pkg_item_store_list_reactor {
-  /* Returns the call's state (passed to the rest); may send or finish. If the
-   * ctx is done before the call starts, no callback runs for it at all. */
+  /* Returns the call's state (passed to the rest); may send or finish. Runs
+   * even if the ctx is already done (on_cancel then follows). */
   void *(*on_start)(
       crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
   /* The one request (freed when this returns), then NULL at half-close. */
@@ -272,8 +272,8 @@ crpc_code crpc_test_multi_pkg_admin_service_register_handlers(
  * state stay valid until on_done returns. on_start and on_cancel are
  * required. */
 typedef struct crpc_test_multi_pkg_admin_service_upload_reactor {
-  /* Returns the call's state (passed to the rest); may send or finish. If the
-   * ctx is done before the call starts, no callback runs for it at all. */
+  /* Returns the call's state (passed to the rest); may send or finish. Runs
+   * even if the ctx is already done (on_cancel then follows). */
   void *(*on_start)(
       crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
   /* Each request (freed when this returns), then NULL at half-close. */
@@ -301,8 +301,8 @@ crpc_code crpc_test_multi_pkg_admin_service_upload_send_async(
  * state stay valid until on_done returns. on_start and on_cancel are
  * required. */
 typedef struct crpc_test_multi_pkg_admin_service_mirror_reactor {
-  /* Returns the call's state (passed to the rest); may send or finish. If the
-   * ctx is done before the call starts, no callback runs for it at all. */
+  /* Returns the call's state (passed to the rest); may send or finish. Runs
+   * even if the ctx is already done (on_cancel then follows). */
   void *(*on_start)(
       crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
   /* Each request (freed when this returns), then NULL at half-close. */

@@ -181,8 +181,8 @@ crpc_code int_delete_send_async(crpc_server_call *call, const Resp *msg);
  * state stay valid until on_done returns. on_start and on_cancel are
  * required. */
 typedef struct int_register_reactor {
-  /* Returns the call's state (passed to the rest); may send or finish. If the
-   * ctx is done before the call starts, no callback runs for it at all. */
+  /* Returns the call's state (passed to the rest); may send or finish. Runs
+   * even if the ctx is already done (on_cancel then follows). */
   void *(*on_start)(
       crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
   /* The one request (freed when this returns), then NULL at half-close. */
@@ -207,8 +207,8 @@ crpc_code int_register_send_async(crpc_server_call *call, const Resp *msg);
  * state stay valid until on_done returns. on_start and on_cancel are
  * required. */
 typedef struct int_user_data_reactor {
-  /* Returns the call's state (passed to the rest); may send or finish. If the
-   * ctx is done before the call starts, no callback runs for it at all. */
+  /* Returns the call's state (passed to the rest); may send or finish. Runs
+   * even if the ctx is already done (on_cancel then follows). */
   void *(*on_start)(
       crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
   /* Each request (freed when this returns), then NULL at half-close. */

@@ -163,8 +163,8 @@ crpc_code routeguide_route_guide_get_feature_send_async(
  * call and state stay valid until on_done returns. on_start and on_cancel are
  * required. */
 typedef struct routeguide_route_guide_list_features_reactor {
-  /* Returns the call's state (passed to the rest); may send or finish. If the
-   * ctx is done before the call starts, no callback runs for it at all. */
+  /* Returns the call's state (passed to the rest); may send or finish. Runs
+   * even if the ctx is already done (on_cancel then follows). */
   void *(*on_start)(
       crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
   /* The one request (freed when this returns), then NULL at half-close. */
@@ -191,8 +191,8 @@ crpc_code routeguide_route_guide_list_features_send_async(
  * call and state stay valid until on_done returns. on_start and on_cancel are
  * required. */
 typedef struct routeguide_route_guide_record_route_reactor {
-  /* Returns the call's state (passed to the rest); may send or finish. If the
-   * ctx is done before the call starts, no callback runs for it at all. */
+  /* Returns the call's state (passed to the rest); may send or finish. Runs
+   * even if the ctx is already done (on_cancel then follows). */
   void *(*on_start)(
       crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
   /* Each request (freed when this returns), then NULL at half-close. */
@@ -219,8 +219,8 @@ crpc_code routeguide_route_guide_record_route_send_async(
  * state stay valid until on_done returns. on_start and on_cancel are
  * required. */
 typedef struct routeguide_route_guide_route_chat_reactor {
-  /* Returns the call's state (passed to the rest); may send or finish. If the
-   * ctx is done before the call starts, no callback runs for it at all. */
+  /* Returns the call's state (passed to the rest); may send or finish. Runs
+   * even if the ctx is already done (on_cancel then follows). */
   void *(*on_start)(
       crpc_server_call *call, const crpc_ctx *ctx, void *user_data);
   /* Each request (freed when this returns), then NULL at half-close. */
