@@ -133,13 +133,17 @@ void scall_async_deliver(scall *call) {
 void scall_async_events(scall *call) {
   if (call->done_told) return;
   const crpc_server_reactor *r = &call->method->reactor;
+  /* The ctx before reactor_finished: finish sets the flag and only then
+   * ends the ctx ("call finished"), so a done ctx seen before an unset flag
+   * is a real cause, never the reactor's own finish. */
+  bool ctx_done = crpc_ctx_is_done(call->ctx);
   pthread_mutex_lock(&call->mu);
   bool finished = call->reactor_finished;
   bool ready = !finished && call->want_ready &&
                call->out.bytes < call->server->opts.stream_send_buffer;
   if (ready) call->want_ready = false;
   pthread_mutex_unlock(&call->mu);
-  if (!finished && !call->cancel_told && crpc_ctx_is_done(call->ctx)) {
+  if (!finished && !call->cancel_told && ctx_done) {
     call->cancel_told = true;
     if (call->method->unary_fn != NULL) {
       /* Nothing of the user's runs any more: end with the cause. */
@@ -181,7 +185,12 @@ crpc_code crpc_server_call_send_async(crpc_server_call *call,
   }
   pthread_mutex_unlock(&call->mu);
   free(chunk);
-  if (code == CRPC_CANCELLED && crpc_ctx_is_done(call->ctx)) {
+  if (code == CRPC_CANCELLED && !crpc_loop_in_loop_thread(call->sl->loop)) {
+    /* Off the loop, the loop may be between marking the stream gone and
+     * cancelling the ctx: wait for that (it is immediate) so the caller
+     * gets the cause's code, as the blocking send does. */
+    code = crpc_ctx_wait(call->ctx);
+  } else if (code == CRPC_CANCELLED && crpc_ctx_is_done(call->ctx)) {
     code = crpc_ctx_err(call->ctx);
   }
   if (code == CRPC_OK) scall_kick(call);

@@ -36,7 +36,10 @@
  * Lifetime (one rule): the call handle and the state are valid from
  * on_start until on_done returns. on_done always comes, exactly once, after
  * crpc_server_call_finish, and after on_cancel if that came; no callback
- * comes after it. Interceptors (crpc/interceptor.h) wrap blocking handlers
+ * comes after it. on_start always runs, even when the ctx is already done
+ * (on_cancel then follows). A finish made on another thread races with
+ * the loop: on_cancel or on_send_ready may still arrive while it runs
+ * (the state is valid until on_done, so this is safe; ignore them). Interceptors (crpc/interceptor.h) wrap blocking handlers
  * only: an async method runs without the server's interceptor chain.
  */
 #ifndef CRPC_SERVER_ASYNC_H
