@@ -180,7 +180,11 @@ Call StartCall(crpc_channel *ch, const crpc_ctx *ctx, const std::string &method,
   EXPECT_EQ(CRPC_OK, rc) << method;
   if (rc != CRPC_OK) return Call();
   EXPECT_EQ(CRPC_OK, crpc_call_send(raw, req.data(), req.size()));
-  EXPECT_EQ(CRPC_OK, crpc_call_close_send(raw));
+  // A handler starts as soon as its request message is in, so a fast one
+  // may end the call before the half-close: close_send then returns the
+  // call's final code (channel.h), which the tests check through recv and
+  // finish.
+  (void)crpc_call_close_send(raw);
   return Call(raw);
 }
 
