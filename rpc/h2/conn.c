@@ -292,6 +292,7 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
     uint8_t buf[READ_CHUNK];
     char why[96];
     conn->in_io = true;
+    conn->reading = true;
     ssize_t n;
     do {
       n = conn_read(conn, buf, sizeof(buf), why, sizeof(why));
@@ -303,6 +304,7 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
         snprintf(conn->close_why, sizeof(conn->close_why), "nghttp2: %s",
                  nghttp2_strerror((int)used));
         conn->in_io = false;
+        conn->reading = false;
         conn->linger = false; /* an error is no graceful end */
         crpc_h2_conn_flush(conn);
         crpc_h2_conn_close(conn, conn->close_why);
@@ -311,6 +313,7 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
     } while (conn->tls != NULL && crpc_tls_pending(conn->tls) &&
              !conn->close_pending);
     conn->in_io = false;
+    conn->reading = false;
     if (conn->ka_ping_sent != 0 && conn->last_read_ns >= conn->ka_ping_sent) {
       /* The PING is answered: the next one is due keepalive_time from now
        * (one timer restart per PING, none per read otherwise). */
@@ -327,6 +330,7 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
       return;
     }
   }
+  if (conn->after_read != NULL) conn->after_read(conn);
   /* Whatever was read may have produced output (SETTINGS ack, WINDOW_UPDATE,
    * responses submitted from callbacks); write interest means room again. */
   crpc_h2_conn_flush(conn);

@@ -61,6 +61,12 @@ struct crpc_h2_conn {
   crpc_h2_conn_close_fn on_close;
   crpc_h2_outbuf out; /* pulled from the session, not yet written */
   bool in_io;         /* inside recv/flush: defer flushes and closes */
+  bool reading;       /* inside the read loop (nghttp2 receive callbacks) */
+  /* Called after a batch of input has been processed and before the
+   * flush that follows it (NULL: none): the owner answers what the batch
+   * asked for in the same loop iteration, so a response goes out with the
+   * flush that follows the read, not one iteration later. */
+  void (*after_read)(struct crpc_h2_conn *conn);
   bool closed;        /* on_close has been called */
   bool close_pending; /* close requested while in_io */
   struct crpc_tls *tls; /* NULL: plaintext; owned, freed at close */

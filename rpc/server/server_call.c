@@ -85,20 +85,48 @@ void scall_unref(scall *call) {
 
 static void kick_fn(crpc_loop *loop, void *arg);
 
-void scall_kick(scall *call) {
-  scall_ref(call);
+/* Queues a kick holding the caller's reference: on the connection's
+ * list if its input is being read on this thread (it runs before the
+ * flush that follows), else as a closure. */
+static void kick_with_ref(scall *call) {
+  if (crpc_loop_in_loop_thread(call->sl->loop) && call->conn != NULL &&
+      call->conn->h2.reading) {
+    if (call->kick_local) {
+      scall_unref(call); /* queued already, with its own reference */
+      return;
+    }
+    call->kick_local = true;
+    call->local_next = call->conn->local_kicks;
+    call->conn->local_kicks = call;
+    return;
+  }
   if (!crpc_loop_post_closure(call->sl->loop, &call->kick)) {
     scall_unref(call); /* already queued, with its own reference */
   }
 }
 
+void scall_kick(scall *call) {
+  scall_ref(call);
+  kick_with_ref(call);
+}
+
 /* The call ctx's on_cancel: the reference of the registration moves to the
- * kick closure (or is dropped if one is queued already). Any thread. */
+ * kick (or is dropped if one is queued already). Any thread. */
 static void on_ctx_cancel(void *arg, const crpc_cause *cause) {
   (void)cause;
-  scall *call = arg;
-  if (!crpc_loop_post_closure(call->sl->loop, &call->kick)) {
-    scall_unref(call);
+  kick_with_ref(arg);
+}
+
+void scall_run_local_kicks(sconn *conn, bool post) {
+  while (conn->local_kicks != NULL) {
+    scall *call = conn->local_kicks;
+    conn->local_kicks = call->local_next;
+    call->kick_local = false;
+    if (!post) {
+      kick_fn(NULL, call); /* drops the reference */
+    } else if (!crpc_loop_post_closure(call->sl->loop, &call->kick)) {
+      scall_unref(call);
+    }
   }
 }
 

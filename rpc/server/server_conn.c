@@ -361,6 +361,7 @@ static void free_conn_fn(crpc_loop *loop, void *arg) {
 static void on_conn_close(crpc_h2_conn *h2, const char *why) {
   sconn *conn = (sconn *)h2;
   crpc_loop_timer_stop(&conn->life_timer);
+  scall_run_local_kicks(conn, true); /* the kicks still deliver on_done */
   while (conn->calls != NULL) {
     scall *call = conn->calls;
     unlink_call(conn, call);
@@ -382,6 +383,10 @@ static int on_send_data(nghttp2_session *session, nghttp2_frame *frame,
   (void)user_data;
   (void)frame; /* crpc never pads DATA frames */
   return scall_send_data(source->ptr, framehd, length);
+}
+
+static void after_read(crpc_h2_conn *h2) {
+  scall_run_local_kicks((sconn *)h2, false);
 }
 
 static nghttp2_session_callbacks *g_cbs;
@@ -474,6 +479,7 @@ static void start_conn(server_loop *sl, int fd, const struct sockaddr *sa,
   } else {
     crpc_h2_conn_start(&conn->h2, sl->loop, fd, session, on_conn_close);
   }
+  conn->h2.after_read = after_read; /* start zeroed it */
   /* A no-op if start has already closed it (freed by a posted closure). */
   crpc_h2_conn_keepalive(&conn->h2, s->opts.keepalive_time_ns,
                          s->opts.keepalive_timeout_ns, NULL);

@@ -155,6 +155,11 @@ struct sconn {
   struct crpc_server_call *calls; /* open streams */
   server_peer *peer;  /* one reference */
   bool identity_read; /* peer->identity filled (after the handshake) */
+  /* Calls kicked by this connection's own input while it was being read:
+   * their kicks run right after the read (h2.after_read), before the
+   * flush, instead of as closures on the next iteration. Each holds a
+   * reference. */
+  struct crpc_server_call *local_kicks;
   /* Ping enforcement: when the last client PING came (0: none since the
    * server last sent HEADERS/DATA), strikes so far, GOAWAY queued. */
   int64_t last_ping_recv;
@@ -175,6 +180,8 @@ struct crpc_server_call {
   crpc_server *server;
   server_loop *sl;        /* the loop of the call's connection */
   crpc_loop_closure kick; /* "look at this call" on the loop */
+  struct crpc_server_call *local_next; /* L: in conn->local_kicks */
+  bool kick_local;                     /* L: in conn->local_kicks */
 
   /* L: stream and request parsing */
   sconn *conn; /* NULL once the stream is closed or the connection died */
@@ -303,6 +310,10 @@ void scall_unref(scall *call);
 
 /* Posts the call's kick closure holding a reference. Any thread. */
 void scall_kick(scall *call);
+
+/* Runs the kicks its connection's input queued (sconn.local_kicks), or,
+ * with the connection gone, posts them as closures. Loop thread. */
+void scall_run_local_kicks(sconn *conn, bool post);
 
 /* Checks the request headers and either starts the call (ctx, handler) or
  * answers it with an error. Loop thread, inside an nghttp2 callback. */
