@@ -106,7 +106,9 @@ crpc_code crpc_server_add_unary_async(crpc_server *server, const char *path,
  * Never blocks. Any thread, until finish. CRPC_OK when queued; the ctx's
  * cause code at once once the ctx is done (nothing queued);
  * RESOURCE_EXHAUSTED over max_send_message_size; INTERNAL if a reserved
- * header was set or compressing failed. Memory is bounded by the caller:
+ * header was set or compressing failed; FAILED_PRECONDITION after finish.
+ * Off the loop thread it may wait (briefly) for the loop to finish
+ * cancelling a call whose stream just went, so the code is the cause's. Memory is bounded by the caller:
  * send while crpc_server_call_can_send says true. */
 crpc_code crpc_server_call_send_async(crpc_server_call *call,
                                       const void *data, size_t len,
