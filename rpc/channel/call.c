@@ -90,10 +90,9 @@ crpc_code crpc_call_start(crpc_channel *ch, const crpc_ctx *ctx,
   return crpc_call_start_compressed(ch, ctx, method, metadata, NULL, out);
 }
 
-crpc_code ccall_start_core(crpc_channel *ch, const crpc_ctx *ctx,
-                           const char *method, const crpc_metadata *metadata,
-                           const char *encoding, int64_t deadline,
-                           crpc_call **out) {
+crpc_code ccall_new(crpc_channel *ch, const crpc_ctx *ctx, const char *method,
+                    const crpc_metadata *metadata, const char *encoding,
+                    int64_t deadline, ccall **out) {
   *out = NULL;
   if (ctx == NULL) {
     fprintf(stderr, "crpc_call_start: ctx is required (NULL given)\n");
@@ -125,24 +124,44 @@ crpc_code ccall_start_core(crpc_channel *ch, const crpc_ctx *ctx,
   call->ctx = deadline == CRPC_NO_DEADLINE
                   ? crpc_ctx_with_cancel(ctx)
                   : crpc_ctx_with_deadline(ctx, deadline);
-  if (call->path == NULL || call->ctx == NULL) {
-    ccall_unref(call);
-    return CRPC_RESOURCE_EXHAUSTED;
-  }
-  code = build_headers(call, method, metadata);
-  if (code == CRPC_OK) {
-    call->conn = channel_get_conn(ch, call->ctx, &code);
-  }
+  code = call->path == NULL || call->ctx == NULL
+             ? CRPC_RESOURCE_EXHAUSTED
+             : build_headers(call, method, metadata);
   if (code != CRPC_OK) {
-    crpc_ctx_cancel(call->ctx, CRPC_CANCELLED, "call not started");
+    if (call->ctx != NULL) {
+      crpc_ctx_cancel(call->ctx, CRPC_CANCELLED, "call not started");
+    }
     ccall_unref(call);
     return code;
   }
+  *out = call;
+  return CRPC_OK;
+}
+
+void ccall_launch(ccall *call) {
   atomic_fetch_add(&call->refs, 1); /* the registration's */
   if (!crpc_ctx_on_cancel(call->ctx, &call->on_cancel, on_ctx_cancel, call)) {
     on_ctx_cancel(call, NULL); /* done meanwhile: the kick settles it */
   }
   ccall_kick(call); /* submit the request */
+}
+
+crpc_code ccall_start_core(crpc_channel *ch, const crpc_ctx *ctx,
+                           const char *method, const crpc_metadata *metadata,
+                           const char *encoding, int64_t deadline,
+                           crpc_call **out) {
+  ccall *call;
+  crpc_code code =
+      ccall_new(ch, ctx, method, metadata, encoding, deadline, &call);
+  *out = NULL;
+  if (code != CRPC_OK) return code;
+  call->conn = channel_get_conn(ch, call->ctx, &code);
+  if (code != CRPC_OK) {
+    crpc_ctx_cancel(call->ctx, CRPC_CANCELLED, "call not started");
+    ccall_unref(call);
+    return code;
+  }
+  ccall_launch(call);
   *out = call;
   return CRPC_OK;
 }
@@ -186,6 +205,14 @@ crpc_code crpc_call_send(crpc_call *call, const void *data, size_t len) {
 
 crpc_code ccall_send_core(ccall *call, const void *data, size_t len,
                           unsigned flags) {
+  if (call->async) return CRPC_FAILED_PRECONDITION; /* would block a loop */
+  crpc_code code = ccall_send_queue(call, data, len, flags, true);
+  if (code == CRPC_OK) ccall_kick(call);
+  return code;
+}
+
+crpc_code ccall_send_queue(ccall *call, const void *data, size_t len,
+                           unsigned flags, bool wait) {
   if (call->ch->max_send != 0 && len > call->ch->max_send) {
     return CRPC_RESOURCE_EXHAUSTED;
   }
@@ -204,7 +231,8 @@ crpc_code ccall_send_core(ccall *call, const void *data, size_t len,
       code = CRPC_FAILED_PRECONDITION;
       break;
     }
-    if (call->out.bytes == 0 ||
+    /* Without waiting, the caller bounds the buffer (can_send). */
+    if (!wait || call->out.bytes == 0 ||
         call->out.bytes + chunk->len <= CHANNEL_SEND_BUFFER) {
       crpc_h2_outq_push(&call->out, chunk);
       chunk = NULL;
@@ -218,7 +246,6 @@ crpc_code ccall_send_core(ccall *call, const void *data, size_t len,
   }
   pthread_mutex_unlock(&call->mu);
   free(chunk);
-  if (code == CRPC_OK) ccall_kick(call);
   return code;
 }
 
@@ -228,7 +255,7 @@ crpc_code crpc_call_close_send(crpc_call *call) {
   bool was = call->send_closed;
   call->send_closed = true;
   pthread_mutex_unlock(&call->mu);
-  if (code == CRPC_OK && !was) ccall_kick(call);
+  if (code == CRPC_OK && !was) ccall_kick_from_user(call);
   return code == CRPC_OK || was ? CRPC_OK : code;
 }
 
@@ -237,6 +264,7 @@ crpc_code ccall_recv_core(ccall *call, crpc_message *msg) {
   msg->len = 0;
   msg->end = false;
   msg->compressed = false;
+  if (call->async) return CRPC_FAILED_PRECONDITION; /* on_message has them */
   crpc_code code = CRPC_OK;
   bool kick = false;
   pthread_mutex_lock(&call->mu);
@@ -270,7 +298,8 @@ crpc_code ccall_recv_core(ccall *call, crpc_message *msg) {
 const crpc_metadata *crpc_call_response_headers(crpc_call *call) {
   const crpc_metadata *md = NULL;
   pthread_mutex_lock(&call->mu);
-  while (!call->got_headers && !call->ended) {
+  /* An async call never waits here (a callback may be asking). */
+  while (!call->async && !call->got_headers && !call->ended) {
     if (call->unsent && crpc_ctx_err(call->ctx) == CRPC_OK) {
       resend_locked(call);
       continue;
@@ -288,6 +317,10 @@ crpc_code ccall_finish_core(ccall *call, crpc_status *status) {
   crpc_code code;
   const char *msg = "";
   const crpc_metadata *trailers = NULL;
+  if (call->async) {
+    if (status != NULL) memset(status, 0, sizeof(*status));
+    return CRPC_FAILED_PRECONDITION; /* on_done has the status */
+  }
   pthread_mutex_lock(&call->mu);
   for (;;) {
     if (call->ended) {

@@ -28,6 +28,7 @@ void ccall_settle(ccall *call, crpc_code code, const char *msg) {
   }
   pthread_cond_broadcast(&call->cond);
   pthread_mutex_unlock(&call->mu);
+  if (call->async) ccall_kick(call); /* on_done */
 }
 
 /* The status for a stream that ended without one in its trailers: the
@@ -125,6 +126,8 @@ static bool mark_unsent(ccall *call) {
     pthread_cond_broadcast(&call->cond);
   }
   pthread_mutex_unlock(&call->mu);
+  /* No user thread waits on an async call to resend it. */
+  if (ok && call->async) ccall_async_connect(call);
   return ok;
 }
 
@@ -200,7 +203,9 @@ static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
   }
   if (n > 0) pthread_cond_broadcast(&call->cond);
   if (n == 0 && !eof) call->deferred = true;
+  bool ready = call->want_send_ready && call->out.bytes < CHANNEL_SEND_BUFFER;
   pthread_mutex_unlock(&call->mu);
+  if (ready) ccall_kick(call); /* on_send_ready */
   if (n == 0 && !eof) return NGHTTP2_ERR_DEFERRED;
   if (eof) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
   return (ssize_t)n;
@@ -270,7 +275,7 @@ static void adopt_next_conn(ccall *call) {
   call->next_conn = NULL;
   pthread_mutex_unlock(&call->mu);
   if (next == NULL) return;
-  cconn_release(call->conn);
+  if (call->conn != NULL) cconn_release(call->conn);
   call->conn = next;
   call->stream_id = 0;
   call->submitted = call->rst_sent = call->deferred = false;
@@ -284,7 +289,18 @@ static void kick_fn(crpc_loop *loop, void *arg) {
   (void)loop;
   ccall *call = arg;
   adopt_next_conn(call);
+  if (call->async) ccall_deliver(call);
   cconn *conn = call->conn;
+  if (conn == NULL) {
+    /* An async call the helper thread is still connecting for: only its
+     * ctx can end it meanwhile. */
+    if (crpc_ctx_is_done(call->ctx) && !call->submitted) {
+      call->submitted = true;
+      settle_abnormal(call, NGHTTP2_CANCEL, NULL);
+    }
+    ccall_unref(call);
+    return;
+  }
   if (!call->submitted) {
     if (!crpc_ctx_is_done(call->ctx) && !atomic_load(&conn->dead)) {
       cconn_attach(conn);
@@ -481,8 +497,10 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
       call->ended ? CRPC_OK : crpc_h2_inbound_feed(&call->in, data, len, &err);
   if (call->ended) call->in.held += len;
   size_t consume = crpc_h2_inbound_take_consumable(&call->in);
-  if (call->in.q.count > 0) pthread_cond_broadcast(&call->cond);
+  bool arrived = call->in.q.count > 0;
+  if (arrived) pthread_cond_broadcast(&call->cond);
   pthread_mutex_unlock(&call->mu);
+  if (arrived && call->async) ccall_kick(call); /* on_message */
   if (consume > 0) nghttp2_session_consume_stream(session, stream_id, consume);
   if (code != CRPC_OK) {
     /* A response we cannot take (too large, corrupt): the call fails

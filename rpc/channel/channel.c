@@ -100,6 +100,7 @@ crpc_channel *crpc_channel_new(const char *target,
   }
   pthread_mutex_init(&ch->mu, NULL);
   pthread_cond_init(&ch->cond, NULL);
+  pthread_cond_init(&ch->aq_cond, NULL);
   if (o.credentials != NULL) {
     ch->tls = crpc_tls_channel_creds_ref(o.credentials);
   }
@@ -284,6 +285,9 @@ static void close_conn_fn(crpc_loop *loop, void *arg) {
 
 void crpc_channel_free(crpc_channel *ch) {
   if (ch == NULL) return;
+  /* Every call is freed, so the ctx of any still queued for a connection
+   * is done: the helper drains them at once and stops. */
+  channel_stop_async(ch);
   pthread_mutex_lock(&ch->mu);
   cslot *slots = ch->slots;
   size_t n_slots = ch->n_slots;
@@ -315,6 +319,7 @@ void crpc_channel_free(crpc_channel *ch) {
   crpc_loop_free(ch->loop);
   pthread_mutex_destroy(&ch->mu);
   pthread_cond_destroy(&ch->cond);
+  pthread_cond_destroy(&ch->aq_cond);
   icpt_client_chain_free(ch->icpt);
   crpc_channel_credentials_free(ch->tls);
   free(ch->user_agent);

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 
 #include "crpc/channel.h"
+#include "crpc/channel_async.h"
 #include "rpc/channel/backoff.h"
 #include "rpc/h2/addr.h"
 #include "rpc/h2/conn.h"
@@ -113,6 +114,13 @@ struct crpc_channel {
   _Atomic int64_t ka_time;
   int64_t ka_timeout;
   bool ka_without_calls;
+  /* Async calls waiting for a connection (call_async.c): a helper thread,
+   * started with the first, connects for them so the loop never blocks.
+   * Channel mutex. */
+  ccall *aq_head, *aq_tail;
+  pthread_cond_t aq_cond;
+  pthread_t aq_thread;
+  bool aq_started, aq_stop;
 };
 
 struct crpc_call {
@@ -166,6 +174,15 @@ struct crpc_call {
   crpc_h2_chunk *replay;
   size_t replay_cap;
   bool replay_off;
+
+  /* Async calls (crpc/channel_async.h); a blocking call has async false.
+   * Events reach the reactor from kick_fn on the loop (ccall_deliver). */
+  bool async;
+  crpc_call_reactor reactor;
+  void *reactor_data;
+  bool want_send_ready; /* M: can_send said false */
+  bool done_delivered;  /* L: on_done ran */
+  ccall *aq_next;       /* channel mutex: waiting for a connection */
 };
 
 /* Times one call may be sent again after never leaving the client. */
@@ -180,6 +197,10 @@ struct crpc_call {
  * caller (cconn_release drops both). NULL with *code set if none. User
  * thread. */
 cconn *channel_get_conn(crpc_channel *ch, const crpc_ctx *ctx, crpc_code *code);
+
+/* A connection that is up now, with what channel_get_conn gives, or NULL
+ * (none up: connecting is left to the caller). Never blocks on I/O. */
+cconn *channel_try_conn(crpc_channel *ch);
 
 /* Drops what channel_get_conn gave. Any thread. */
 void cconn_release(cconn *conn);
@@ -231,8 +252,38 @@ crpc_code ccall_start_core(crpc_channel *ch, const crpc_ctx *ctx,
                            crpc_call **out);
 crpc_code ccall_send_core(ccall *call, const void *data, size_t len,
                           unsigned flags);
+/* Queues a request message; waits for buffer room if `wait` (blocking
+ * send), else queues regardless (async: the caller bounds it). The caller
+ * kicks the call. */
+crpc_code ccall_send_queue(ccall *call, const void *data, size_t len,
+                           unsigned flags, bool wait);
 crpc_code ccall_recv_core(ccall *call, crpc_message *msg);
 crpc_code ccall_finish_core(ccall *call, crpc_status *status);
 void cconn_unlink_call(cconn *conn, ccall *call);
+
+/* Everything start does before a connection is picked: the call struct
+ * (user's reference), its ctx, its headers. CRPC_OK or why not (nothing
+ * allocated then). Any thread. */
+crpc_code ccall_new(crpc_channel *ch, const crpc_ctx *ctx, const char *method,
+                    const crpc_metadata *metadata, const char *encoding,
+                    int64_t deadline, ccall **out);
+/* Registers the call ctx's on_cancel and queues the first kick, once
+ * call->conn is set (or, async, queued for one). */
+void ccall_launch(ccall *call);
+
+/* ---- call_async.c ---- */
+
+/* Runs the reactor's callbacks for what has arrived (messages, send room,
+ * the end). Loop thread, from kick_fn. */
+void ccall_deliver(ccall *call);
+/* The call needs a connection (first attempt or a resend): the channel's
+ * helper thread gets one and hands it over as next_conn. Any thread not
+ * holding the call mutex. */
+void ccall_async_connect(ccall *call);
+/* Kicks the call, unless the loop is inside this call's callbacks (kick_fn
+ * picks up what they did when they return). Any thread. */
+void ccall_kick_from_user(ccall *call);
+/* Stops the helper thread (channel free, once no call is left). */
+void channel_stop_async(crpc_channel *ch);
 
 #endif /* CRPC_CHANNEL_CHANNEL_INTERNAL_H */

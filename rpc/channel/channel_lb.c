@@ -304,6 +304,21 @@ cconn *channel_get_conn(crpc_channel *ch, const crpc_ctx *ctx,
   return NULL;
 }
 
+cconn *channel_try_conn(crpc_channel *ch) {
+  pthread_mutex_lock(&ch->mu);
+  cconn *conn = NULL;
+  for (size_t k = 0; ch->loop_started && k < ch->n_slots; k++) {
+    size_t i = (ch->rr_next + k) % ch->n_slots;
+    cconn *c = ch->slots[i].conn;
+    if (c != NULL && !atomic_load(&c->dead)) {
+      conn = take(ch, i);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&ch->mu);
+  return conn;
+}
+
 void cconn_release(cconn *conn) {
   /* Stamped before the count drops, so an idle check that sees 0 in use
    * also sees when. */
