@@ -4,7 +4,12 @@
 # interleaved run of the team's harness (shared/bench: h2load and the gRPC
 # C++ load client; servers pinned to CPU 0, load generators to CPU 1).
 # Prints the harness's table with ratios against gRPC C++ (the first
-# server), and keeps the raw data and the exact server binary it measured.
+# server), and keeps the raw data and the exact binaries it measured.
+# Then (CLIENTS=both, the default) the grpc_* tests run again, against the
+# same servers, with crpc's own async load client (bench:benchmark_client)
+# in place of the gRPC C++ one, which saturates near 45k calls/s: a second
+# table, its ratios again from its own interleaved run. CLIENTS=grpcpp or
+# CLIENTS=crpc runs one table only.
 #
 #   bench/side_by_side.sh                  # 5 repetitions (about 15 min)
 #   bench/side_by_side.sh --reps 3         # any bench.py flag passes through
@@ -30,13 +35,13 @@ if [[ ! -x "$HARNESS/run.sh" ]]; then
 fi
 
 "$ROOT/crpc.sh" bazel build --config=opt --color=no --curses=no \
-  //bench:benchmark_server >&2
+  //bench:benchmark_server //bench:benchmark_client >&2
 bin_dir=$("$ROOT/crpc.sh" bazel info --config=opt bazel-bin 2>/dev/null)
 mkdir -p "$OUT"
 # The binary measured is kept beside its results: a rebuild later cannot
 # change what a table was measured on.
-cp "$bin_dir/bench/benchmark_server" "$OUT/benchmark_server"
-chmod u+w "$OUT/benchmark_server"
+cp "$bin_dir/bench/benchmark_server" "$bin_dir/bench/benchmark_client" "$OUT/"
+chmod u+w "$OUT/benchmark_server" "$OUT/benchmark_client"
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo ' (+ uncommitted changes)')"
@@ -45,10 +50,22 @@ chmod u+w "$OUT/benchmark_server"
 } | tee "$OUT/env.txt"
 
 server="$OUT/benchmark_server"
-"$HARNESS/run.sh" \
-  -s "grpcpp=$HARNESS/grpcpp/bench_server --port={port}" \
-  -s "crpc-async=$server --mode=async --port={port}" \
-  -s "crpc-blocking=$server --mode=blocking --port={port}" \
-  --out "$OUT/harness" "$@" | tee "$OUT/table.txt"
+servers=(
+  -s "grpcpp=$HARNESS/grpcpp/bench_server --port={port}"
+  -s "crpc-async=$server --mode=async --port={port}"
+  -s "crpc-blocking=$server --mode=blocking --port={port}"
+)
+CLIENTS=${CLIENTS:-both}
+if [[ "$CLIENTS" != crpc ]]; then
+  echo "== load: h2load and the gRPC C++ client =="
+  "$HARNESS/run.sh" "${servers[@]}" --out "$OUT/harness" "$@" |
+    tee "$OUT/table.txt"
+fi
+if [[ "$CLIENTS" != grpcpp ]]; then
+  echo "== load: crpc's async client (bench:benchmark_client) =="
+  "$HARNESS/run.sh" "${servers[@]}" --client "$OUT/benchmark_client" \
+    --tests grpc_unary_lat,grpc_unary_0B,grpc_unary_1KiB,grpc_pingpong_0B,grpc_sstream_1KiB,grpc_sstream_64KiB \
+    --out "$OUT/harness-crpc-client" "$@" | tee "$OUT/table-crpc-client.txt"
+fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/env.txt"
-echo "raw data and the measured binary: $OUT"
+echo "raw data and the measured binaries: $OUT"
