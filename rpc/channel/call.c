@@ -231,9 +231,9 @@ crpc_code ccall_send_queue(ccall *call, const void *data, size_t len,
       code = CRPC_FAILED_PRECONDITION;
       break;
     }
-    /* Without waiting, the caller bounds the buffer (can_send). */
-    if (!wait || call->out.bytes == 0 ||
-        call->out.bytes + chunk->len <= CHANNEL_SEND_BUFFER) {
+    /* Below the limit any message goes in (the next is queued while the
+     * loop writes this one); without waiting, the caller bounds it. */
+    if (!wait || call->out.bytes < CHANNEL_SEND_BUFFER) {
       crpc_h2_outq_push(&call->out, chunk);
       chunk = NULL;
       break;

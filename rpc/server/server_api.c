@@ -92,7 +92,10 @@ crpc_code scall_send_core(scall *call, const void *data, size_t len,
   for (;;) {
     code = dead_code_locked(call);
     if (code != CRPC_OK) break;
-    if (call->out.bytes == 0 || call->out.bytes + chunk->len <= limit) {
+    /* Below the limit a message of any size goes in (as with async
+     * sends), so the next one is queued while the loop writes this one:
+     * at most limit + one message per call. */
+    if (call->out.bytes < limit) {
       crpc_h2_outq_push(&call->out, chunk);
       chunk = NULL;
       break;

@@ -342,11 +342,13 @@ static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
   }
   crpc_code code = call->final_code;
   bool user_trailers = call->final_user_trailers;
-  if (n > 0) pthread_cond_broadcast(&call->cond); /* room for the sender */
   if (n == 0 && !finish) call->deferred = true;
   bool ready = call->want_ready &&
                call->out.bytes < call->server->opts.stream_send_buffer;
   pthread_mutex_unlock(&call->mu);
+  /* Woken after the unlock: a sender woken under it would only block on
+   * the mutex again (a switch there and back on a busy core). */
+  if (n > 0) pthread_cond_broadcast(&call->cond); /* room for the sender */
   if (ready) scall_kick(call); /* on_send_ready, outside nghttp2 */
   if (n == 0 && !finish) return NGHTTP2_ERR_DEFERRED;
   if (finish) {
@@ -363,10 +365,12 @@ int scall_send_data(scall *call, const uint8_t *framehd, size_t length) {
                                   length);
   size_t limit = call->server->opts.stream_send_buffer;
   bool ready = call->want_ready && call->out.bytes < limit;
-  /* A blocked sender waits for room for a whole message: wake it when half
-   * the buffer is free, not after every 16 KiB frame. */
-  if (call->out.bytes <= limit / 2) pthread_cond_broadcast(&call->cond);
+  /* A blocked sender may go on below the limit; woken only once half the
+   * buffer is free, it queues more per wake-up and the loop still has
+   * bytes to write while it frames the next message. */
+  bool wake = call->out.bytes <= limit / 2;
   pthread_mutex_unlock(&call->mu);
+  if (wake) pthread_cond_broadcast(&call->cond); /* after the unlock */
   if (ready) scall_kick(call);
   return rc;
 }
@@ -610,8 +614,9 @@ void scall_on_data(scall *call, const uint8_t *data, size_t len) {
                        : crpc_h2_inbound_feed(&call->in, data, len, &err);
   if (call->recv_err != CRPC_OK) call->in.held += len;
   size_t consume = crpc_h2_inbound_take_consumable(&call->in);
-  if (call->in.q.count > 0) pthread_cond_broadcast(&call->cond);
+  bool wake = call->in.q.count > 0;
   pthread_mutex_unlock(&call->mu);
+  if (wake) pthread_cond_broadcast(&call->cond); /* after the unlock */
   if (consume > 0) {
     nghttp2_session_consume_stream(session, call->stream_id, consume);
   }
