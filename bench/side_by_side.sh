@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # bench/side_by_side.sh - crpc's BenchmarkService server, async and blocking
-# modes, beside gRPC C++ 1.51 and a raw nghttp2 ceiling server, in one
+# modes, beside gRPC C++ 1.51 (its completion-queue server, the harness's
+# anchor, and its synchronous API, bench/grpcpp_sync_server.cc, the
+# counterpart of crpc's blocking handlers) and a raw nghttp2 ceiling, in one
 # interleaved run of the team's harness (shared/bench: h2load and the gRPC
 # C++ load client; servers pinned to CPU 0, load generators to CPU 1).
 # Prints the harness's table with ratios against gRPC C++ (the first
@@ -49,11 +51,23 @@ chmod u+w "$OUT/benchmark_server" "$OUT/benchmark_client"
   echo "command: $0 $*"
 } | tee "$OUT/env.txt"
 
+# gRPC C++'s synchronous API (bench/grpcpp_sync_server.cc), the like-for-
+# like counterpart of crpc's blocking handlers, built against the harness's
+# generated code.
+make -s -C "$HARNESS/grpcpp" -j2 >&2
+g="$HARNESS/grpcpp/gen"
+g++ -O2 -g -std=c++17 -I"$g" $(pkg-config --cflags grpc++ protobuf) \
+  "$ROOT/bench/grpcpp_sync_server.cc" "$g/grpc/testing/messages.pb.o" \
+  "$g/grpc/testing/benchmark_service.pb.o" \
+  "$g/grpc/testing/benchmark_service.grpc.pb.o" \
+  -o "$OUT/grpcpp_sync_server" $(pkg-config --libs grpc++ protobuf) -lpthread
+
 server="$OUT/benchmark_server"
 servers=(
   -s "grpcpp=$HARNESS/grpcpp/bench_server --port={port}"
   -s "crpc-async=$server --mode=async --port={port}"
   -s "crpc-blocking=$server --mode=blocking --port={port}"
+  -s "grpcpp-sync=$OUT/grpcpp_sync_server --port={port}"
 )
 CLIENTS=${CLIENTS:-both}
 if [[ "$CLIENTS" != crpc ]]; then
