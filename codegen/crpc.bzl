@@ -14,15 +14,57 @@ and so are the includes (#include "protos/route_guide.crpc.h").
 google/protobuf/*.proto (Empty, Timestamp, ...) come from Debian's
 /usr/include; their protoc-c code is //codegen:protobuf_c_wkt, which every
 crpc_proto_library links.
+
+From another workspace, load("@crpc//codegen:crpc.bzl", ...): every label
+here is crpc's own (Label(...)), so the default runtime is @crpc//rpc:crpc
+whatever the repository is called.
+
+The host tools default to Debian's; point them elsewhere with --define
+(e.g. in .bazelrc):
+    --define=CRPC_PROTOC=/opt/protobuf/bin/protoc
+    --define=CRPC_PROTOC_GEN_C=/opt/protobuf-c/bin/protoc-gen-c
+    --define=CRPC_PROTO_INCLUDE=/opt/protobuf/include   (google/protobuf/*)
 """
+
+_TOOL_DEFAULTS = {
+    "CRPC_PROTOC": "/usr/bin/protoc",
+    "CRPC_PROTOC_GEN_C": "/usr/bin/protoc-gen-c",
+    "CRPC_PROTO_INCLUDE": "/usr/include",
+}
+
+def _crpc_protoc_tools_impl(ctx):
+    return [platform_common.TemplateVariableInfo({
+        k: ctx.var.get(k, v)
+        for k, v in _TOOL_DEFAULTS.items()
+    })]
+
+crpc_protoc_tools = rule(
+    implementation = _crpc_protoc_tools_impl,
+    doc = """The host protoc, protoc-gen-c and the directory holding
+    google/protobuf/*.proto, as make variables $(CRPC_PROTOC),
+    $(CRPC_PROTOC_GEN_C), $(CRPC_PROTO_INCLUDE) (for a genrule's
+    `toolchains`): Debian's paths unless --define says otherwise.""",
+)
 
 CrpcProtoInfo = provider(
     doc = "The .proto files of a crpc_proto_library and all its deps.",
     fields = {
         "transitive_srcs": "depset of .proto Files",
-        "import_roots": "depset of directories imports are relative to",
+        "import_roots": "depset of directories imports are relative to " +
+                        "(exec-root relative)",
+        "repo_roots": "depset of the repositories' roots the protos are " +
+                      "in: '.' or external/<name>",
     },
 )
+
+def _join(*parts):
+    return "/".join([p for p in parts if p])
+
+def _repo_relative(f):
+    """A source file's path inside its own repository."""
+    if f.owner.workspace_name:
+        return f.short_path[len("../" + f.owner.workspace_name) + 1:]
+    return f.short_path
 
 def _crpc_proto_gen_impl(ctx):
     transitive = depset(
@@ -30,20 +72,29 @@ def _crpc_proto_gen_impl(ctx):
         transitive = [d[CrpcProtoInfo].transitive_srcs for d in ctx.attr.deps],
     )
     pkg = ctx.label.package
+
+    # "" in this workspace, external/<name> when crpc_proto_library is used
+    # in another repository (crpc's own protos seen from a user workspace).
+    wsroot = ctx.label.workspace_root
     root = ctx.attr.import_root
     if root in ("", "."):
         root_path = pkg
     else:
         root_path = (pkg + "/" + root) if pkg else root
     roots = depset(
-        [root_path] if ctx.attr.import_root and root_path else [],
+        [_join(wsroot, root_path) or "."] if ctx.attr.import_root else [],
         transitive = [d[CrpcProtoInfo].import_roots for d in ctx.attr.deps],
+    )
+    repo_roots = depset(
+        [wsroot or "."],
+        transitive = [d[CrpcProtoInfo].repo_roots for d in ctx.attr.deps],
     )
     srcs, hdrs, names = [], [], []
     for src in ctx.files.srcs:
-        if src.owner.package != pkg or src.owner.workspace_name:
+        if (src.owner.package != pkg or
+            src.owner.workspace_name != ctx.label.workspace_name):
             fail("%s: srcs must be .proto files of package //%s" % (src, pkg))
-        rel = src.short_path[len(pkg) + 1:] if pkg else src.short_path
+        rel = _repo_relative(src)[len(pkg) + 1:] if pkg else _repo_relative(src)
         base = rel[:-len(".proto")]
         srcs.append(ctx.actions.declare_file(base + ".pb-c.c"))
         srcs.append(ctx.actions.declare_file(base + ".crpc.c"))
@@ -51,7 +102,7 @@ def _crpc_proto_gen_impl(ctx):
         hdrs.append(ctx.actions.declare_file(base + ".crpc.h"))
 
         # The name protoc knows the file by, relative to its import root.
-        name = src.short_path
+        name = _repo_relative(src)
         if ctx.attr.import_root:
             if root_path and not name.startswith(root_path + "/"):
                 fail("%s is not under import_root %s" % (src, root_path))
@@ -65,20 +116,32 @@ def _crpc_proto_gen_impl(ctx):
     # comments included.
     full = ctx.actions.declare_file(ctx.label.name + ".full.desc")
     nosvc = ctx.actions.declare_file(ctx.label.name + ".nosvc.desc")
-    out = ctx.bin_dir.path
+    out = _join(ctx.bin_dir.path, wsroot)
     if ctx.attr.import_root and root_path:
         out += "/" + root_path
-    includes = " ".join(["-I" + r for r in roots.to_list()])
+
+    # Import roots first, then each repository's root ("." last: a file
+    # under external/x must get its name from -Iexternal/x, not -I.).
+    repos = [r for r in repo_roots.to_list() if r != "."] + ["."]
+    dirs = []
+    for r in roots.to_list() + repos:
+        if r not in dirs:
+            dirs.append(r)
+    includes = " ".join(["-I" + r for r in dirs])
+    tools = ctx.attr._tools[platform_common.TemplateVariableInfo].variables
     ctx.actions.run_shell(
         command = " && ".join([
-            "/usr/bin/protoc {includes} -I. -I/usr/include --include_imports " +
+            "{protoc} {includes} -I{proto_include} --include_imports " +
             "--include_source_info --descriptor_set_out={full} {paths}",
             "{strip} < {full} > {nosvc}",
-            "/usr/bin/protoc --descriptor_set_in={nosvc} " +
-            "--plugin=protoc-gen-c=/usr/bin/protoc-gen-c --c_out={out} {srcs}",
-            "/usr/bin/protoc --descriptor_set_in={full} " +
+            "{protoc} --descriptor_set_in={nosvc} " +
+            "--plugin=protoc-gen-c={protoc_gen_c} --c_out={out} {srcs}",
+            "{protoc} --descriptor_set_in={full} " +
             "--plugin=protoc-gen-crpc={plugin} --crpc_out={out} {srcs}",
         ]).format(
+            protoc = tools["CRPC_PROTOC"],
+            protoc_gen_c = tools["CRPC_PROTOC_GEN_C"],
+            proto_include = tools["CRPC_PROTO_INCLUDE"],
             full = full.path,
             nosvc = nosvc.path,
             includes = includes,
@@ -95,7 +158,11 @@ def _crpc_proto_gen_impl(ctx):
         progress_message = "protoc-c + protoc-gen-crpc %s" % ctx.label,
     )
     return [
-        CrpcProtoInfo(transitive_srcs = transitive, import_roots = roots),
+        CrpcProtoInfo(
+            transitive_srcs = transitive,
+            import_roots = roots,
+            repo_roots = repo_roots,
+        ),
         DefaultInfo(
             files = depset(srcs + hdrs),
             runfiles = ctx.runfiles(files = srcs + hdrs),
@@ -119,6 +186,7 @@ _crpc_proto_gen = rule(
             executable = True,
             cfg = "host",
         ),
+        "_tools": attr.label(default = Label("//codegen:protoc_tools")),
     },
 )
 
@@ -135,7 +203,7 @@ def crpc_proto_library(
         srcs,
         deps = [],
         import_root = None,
-        runtime = "//rpc:crpc",
+        runtime = None,
         copts = [],
         **kwargs):
     """A cc_library `name` with the protoc-c and crpc code for `srcs`.
@@ -149,7 +217,8 @@ def crpc_proto_library(
         directory instead, e.g. protos copied from elsewhere that say
         import "grpc/testing/empty.proto"; the cc_library then adds that
         directory to the include path.
-      runtime: the crpc library the stubs call into; tests that fake the
+      runtime: the crpc library the stubs call into (None: crpc's
+        //rpc:crpc, also from another workspace); tests that fake the
         runtime pass "//rpc:public_headers".
       copts: extra C flags for the generated code.
       **kwargs: passed to the cc_library (visibility, testonly, tags, ...).
@@ -182,7 +251,7 @@ def crpc_proto_library(
         deps = deps + [
             Label("//codegen:protobuf_c_wkt"),
             Label("//third_party:protobuf_c"),
-            runtime,
+            runtime or Label("//rpc:crpc"),
         ],
         copts = copts,
         includes = [import_root] if import_root else [],

@@ -14,11 +14,11 @@
  * both flags are absent, gRPC's own test server certificate (server1.pem,
  * server1.key) where gRPC's interop runners keep it (interop_common.h).
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "conformance/server_internal.h"
+#include "crpc/admin.h"
 #include "crpc/credentials.h"
 
 static const char kUsage[] =
@@ -97,14 +97,6 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  /* Block the stop signals before any crpc thread exists, so every thread
-   * inherits the mask and only sigwait below sees them. */
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGINT);
-  sigaddset(&stop, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop, NULL);
-
   static const grpc_testing_test_service_handlers handlers = {
       .empty_call = interop_empty_call,
       .streaming_output_call = interop_streaming_output_call,
@@ -122,6 +114,11 @@ int main(int argc, char **argv) {
       crpc_server_add_method(server, INTEROP_UNARY_CALL_PATH, CRPC_UNARY,
                              interop_unary_call, NULL) != CRPC_OK) {
     fprintf(stderr, "interop_server: cannot register TestService\n");
+    return 1;
+  }
+  /* Health and reflection, as gRPC's own interop servers offer them. */
+  if (crpc_server_add_admin_services(server, NULL) != CRPC_OK) {
+    fprintf(stderr, "interop_server: cannot add the admin services\n");
     return 1;
   }
   /* Dual-stack first (clients say "localhost", which may resolve to ::1),
@@ -146,9 +143,9 @@ int main(int argc, char **argv) {
          interop_flag_true(use_tls) ? " (TLS)" : "");
   fflush(stdout);
 
-  int sig = 0;
-  sigwait(&stop, &sig);
-  crpc_server_shutdown(server, CRPC_SECOND);
+  /* Until SIGINT/SIGTERM, then a graceful shutdown with one second of
+   * grace for calls still running. */
+  crpc_code code = crpc_server_serve_until_signal(server, CRPC_SECOND);
   crpc_server_free(server);
-  return 0;
+  return code == CRPC_OK ? 0 : 1;
 }

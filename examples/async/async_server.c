@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crpc/admin.h"
 #include "crpc/ctx.h"
 #include "crpc/server.h"
 #include "crpc/server_async.h"
@@ -390,9 +391,6 @@ int main(int argc, char **argv) {
   }
   /* Lines from several threads, each whole, in the log as they happen. */
   setvbuf(stdout, NULL, _IOLBF, 0);
-  /* Before crpc starts any thread, so SIGTERM comes to us (see stop.h). */
-  if (example_block_stop_signals() != 0) return 1;
-
   crpc_server *server = crpc_server_new(NULL);
   if (server == NULL) {
     fprintf(stderr, "crpc_server_new: out of memory\n");
@@ -404,6 +402,8 @@ int main(int argc, char **argv) {
   char address[32];
   snprintf(address, sizeof address, "127.0.0.1:%d", port);
   crpc_code code = asyncdemo_jobs_register_async_handlers(server, &handlers);
+  /* Health and reflection for probes and tools (README: Operating crpc). */
+  if (code == CRPC_OK) code = crpc_server_add_admin_services(server, NULL);
   if (code == CRPC_OK) code = crpc_server_listen(server, address, &port);
   if (code == CRPC_OK) code = crpc_server_start(server);
   if (code != CRPC_OK) {
@@ -413,16 +413,21 @@ int main(int argc, char **argv) {
   }
   printf("listening on 127.0.0.1:%d\n", port);
 
-  const char *why = example_wait_for_stop();
-  printf("%s: shutting down\n", why ? why : "wait failed");
-  /* Calls still running get one second, then their ctx is cancelled
+  /* Serve until SIGINT/SIGTERM or EOF on a piped stdin (stop.h). Calls
+   * still running then get one second, after which their ctx is cancelled
    * (UNAVAILABLE, origin shutdown): a Work worker sees that like any
    * cancel, finishes, and shutdown returns once every call has had on_done. */
-  crpc_server_shutdown(server, 1 * CRPC_SECOND);
+  crpc_ctx *stop = example_stdin_stop_start();
+  int signo = 0;
+  code = stop ? crpc_server_serve_until(server, stop, 1 * CRPC_SECOND, &signo)
+              : CRPC_RESOURCE_EXHAUSTED;
+  printf("%s: shut down\n", code == CRPC_OK ? example_stop_reason(signo)
+                                             : crpc_code_name(code));
+  example_stdin_stop_end(stop);
   /* A worker may still be between its finish and its return. */
   pthread_mutex_lock(&workers.mu);
   while (workers.running > 0) pthread_cond_wait(&workers.idle, &workers.mu);
   pthread_mutex_unlock(&workers.mu);
   crpc_server_free(server);
-  return why ? 0 : 1;
+  return code == CRPC_OK ? 0 : 1;
 }

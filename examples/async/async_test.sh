@@ -27,7 +27,7 @@ expect_line "$log" '^  ctx cause: CANCELLED, origin local: "client has seen enou
 # has stopped its log is complete.
 stop_server eof
 cat "$slog"
-expect_line "$slog" '^stdin closed: shutting down$'
+expect_line "$slog" '^stdin closed: shut down$'
 # The loop had to stop and resume: the stream was paced by the send buffer.
 expect_line "$slog" '^Count: sent 2000 ticks, resumed [1-9][0-9]* times by on_send_ready$'
 expect_line "$slog" '^Work: worker finished all 5 steps$'

@@ -2,66 +2,68 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static sigset_t stop_signals(void) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  return set;
-}
-
-int example_block_stop_signals(void) {
-  sigset_t set = stop_signals();
-  int err = pthread_sigmask(SIG_BLOCK, &set, NULL);
-  if (err != 0) {
-    fprintf(stderr, "pthread_sigmask: %s\n", strerror(err));
-    return -1;
-  }
-  return 0;
-}
+/* One watcher per process (one server per example). */
+static pthread_t watcher;
+static int watching;
 
 static int stdin_is_pipe(void) {
   struct stat st;
   return fstat(STDIN_FILENO, &st) == 0 && S_ISFIFO(st.st_mode);
 }
 
-const char *example_wait_for_stop(void) {
-  sigset_t set = stop_signals();
-  /* The signals are blocked (example_block_stop_signals), so they stay
-   * pending until read from this fd: none can slip past us. */
-  int sfd = signalfd(-1, &set, SFD_CLOEXEC);
-  if (sfd < 0) {
-    fprintf(stderr, "signalfd: %s\n", strerror(errno));
-    return NULL;
-  }
-  struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN},
-                          {.fd = stdin_is_pipe() ? STDIN_FILENO : -1,
-                           .events = POLLIN}};
-  const char *why = NULL;
-  while (why == NULL) {
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      fprintf(stderr, "poll: %s\n", strerror(errno));
+/* Drains whatever the parent writes; only EOF (or an error) ends the ctx.
+ * Waits on the ctx too, so example_stdin_stop_end can stop it. */
+static void *watch_stdin(void *arg) {
+  crpc_ctx *stop = arg;
+  char buf[256];
+  short revents = 0;
+  while (crpc_ctx_wait_fd(stop, STDIN_FILENO, POLLIN, &revents) == CRPC_OK) {
+    ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+      crpc_ctx_cancel(stop, CRPC_CANCELLED, "stdin closed");
       break;
     }
-    if (fds[0].revents & POLLIN) {
-      struct signalfd_siginfo info;
-      if (read(sfd, &info, sizeof info) == (ssize_t)sizeof info)
-        why = info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
-    } else if (fds[1].revents) {
-      /* Drain whatever the parent wrote; only EOF (or an error) stops us. */
-      char buf[256];
-      ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
-      if (n <= 0) why = "stdin closed";
-    }
   }
-  close(sfd);
-  return why;
+  return NULL;
+}
+
+crpc_ctx *example_stdin_stop_start(void) {
+  crpc_ctx *stop = crpc_ctx_with_cancel(crpc_ctx_background());
+  if (stop == NULL || !stdin_is_pipe()) return stop;
+  int err = pthread_create(&watcher, NULL, watch_stdin, stop);
+  if (err != 0) {
+    fprintf(stderr, "pthread_create: %s\n", strerror(err));
+    crpc_ctx_release(stop);
+    return NULL;
+  }
+  watching = 1;
+  return stop;
+}
+
+void example_stdin_stop_end(crpc_ctx *stop) {
+  if (stop == NULL) return;
+  crpc_ctx_cancel(stop, CRPC_CANCELLED, "server stopped");
+  if (watching) pthread_join(watcher, NULL);
+  watching = 0;
+  crpc_ctx_release(stop);
+}
+
+const char *example_stop_reason(int signo) {
+  switch (signo) {
+    case 0:
+      return "stdin closed";
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
+    default:
+      return "signal";
+  }
 }

@@ -2,24 +2,36 @@
  * examples/common/stop.h - how the example servers know when to stop.
  *
  * A server runs until SIGINT or SIGTERM, or until its stdin reaches EOF when
- * stdin is a pipe. The pipe rule lets a parent (a test script, a supervisor)
- * tie the server's life to its own: if the parent dies, the pipe closes and
- * the server exits instead of lingering as an orphan. A terminal or
- * /dev/null on stdin (`server &` in a script) is ignored, so those servers
- * run until signalled.
+ * stdin is a pipe. Signals are crpc's: crpc_server_serve_until (crpc/
+ * server.h) waits for them and shuts down gracefully. The pipe rule is the
+ * examples' own: it lets a parent (a test script, a supervisor) tie the
+ * server's life to its own: if the parent dies, the pipe closes and the
+ * server exits instead of lingering as an orphan. A terminal or /dev/null
+ * on stdin (`server &` in a script) is ignored, so those servers run until
+ * signalled. The pipe reaches crpc as a stop ctx:
+ *
+ *   crpc_ctx *stop = example_stdin_stop_start();
+ *   int signo = 0;
+ *   crpc_server_serve_until(server, stop, CRPC_SECOND, &signo);
+ *   printf("%s: shut down\n", example_stop_reason(signo));
+ *   example_stdin_stop_end(stop);
  */
 #ifndef EXAMPLES_COMMON_STOP_H
 #define EXAMPLES_COMMON_STOP_H
 
-/* Blocks SIGINT and SIGTERM in the calling thread. Call first thing in
- * main(), before any thread exists (crpc's threads inherit the mask), so the
- * signal is delivered to example_wait_for_stop and not to a random thread.
- * Returns 0, or -1 with a message on stderr. */
-int example_block_stop_signals(void);
+#include "crpc/ctx.h"
 
-/* Waits for SIGINT, SIGTERM or EOF on a piped stdin. Returns a short
- * description of what happened ("SIGTERM", "stdin closed"), or NULL if the
- * wait itself failed (message on stderr). */
-const char *example_wait_for_stop(void);
+/* A ctx that is cancelled once stdin, if it is a pipe, reaches EOF (a
+ * helper thread watches it); never otherwise. Owned by the caller: hand it
+ * to example_stdin_stop_end, not to crpc_ctx_release. NULL if out of
+ * memory or no thread could be started (message on stderr). */
+crpc_ctx *example_stdin_stop_start(void);
+
+/* Stops the watcher and releases the ctx. NULL: no-op. */
+void example_stdin_stop_end(crpc_ctx *stop);
+
+/* "SIGINT", "SIGTERM" or, for 0 (the stop ctx ended the wait),
+ * "stdin closed": what crpc_server_serve_until's *signo says. Static. */
+const char *example_stop_reason(int signo);
 
 #endif /* EXAMPLES_COMMON_STOP_H */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crpc/admin.h"
 #include "crpc/ctx.h"
 #include "crpc/server.h"
 #include "examples/common/stop.h"
@@ -52,9 +53,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s [--port N]\n", argv[0]);
     return 2;
   }
-  /* Before crpc starts any thread, so SIGTERM comes to us (see stop.h). */
-  if (example_block_stop_signals() != 0) return 1;
-
   crpc_server *server = crpc_server_new(NULL);
   if (server == NULL) {
     fprintf(stderr, "crpc_server_new: out of memory\n");
@@ -65,6 +63,8 @@ int main(int argc, char **argv) {
   char address[32];
   snprintf(address, sizeof address, "127.0.0.1:%d", port);
   crpc_code code = helloworld_greeter_register_handlers(server, &handlers);
+  /* Health and reflection for probes and tools (README: Operating crpc). */
+  if (code == CRPC_OK) code = crpc_server_add_admin_services(server, NULL);
   if (code == CRPC_OK) code = crpc_server_listen(server, address, &port);
   if (code == CRPC_OK) code = crpc_server_start(server);
   if (code != CRPC_OK) {
@@ -75,11 +75,16 @@ int main(int argc, char **argv) {
   printf("listening on 127.0.0.1:%d\n", port);
   fflush(stdout); /* whoever started us may be waiting for this line */
 
-  const char *why = example_wait_for_stop();
-  printf("%s: shutting down\n", why ? why : "wait failed");
-  /* Calls still running get one second to finish, then their ctx is
-   * cancelled (UNAVAILABLE, origin shutdown). */
-  crpc_server_shutdown(server, 1 * CRPC_SECOND);
+  /* Serve until SIGINT/SIGTERM or EOF on a piped stdin (stop.h). Calls
+   * still running then get one second to finish, and after that their ctx
+   * is cancelled (UNAVAILABLE, origin shutdown). */
+  crpc_ctx *stop = example_stdin_stop_start();
+  int signo = 0;
+  code = stop ? crpc_server_serve_until(server, stop, 1 * CRPC_SECOND, &signo)
+              : CRPC_RESOURCE_EXHAUSTED;
+  printf("%s: shut down\n", code == CRPC_OK ? example_stop_reason(signo)
+                                             : crpc_code_name(code));
+  example_stdin_stop_end(stop);
   crpc_server_free(server);
-  return why ? 0 : 1;
+  return code == CRPC_OK ? 0 : 1;
 }

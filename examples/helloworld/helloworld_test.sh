@@ -18,7 +18,7 @@ timeout 10 "$client" --target "$target" --name "crpc user" \
 expect_line "$TEST_TMPDIR/client2.log" '^Greeting: Hello crpc user$'
 
 stop_server sigterm
-expect_line "$TEST_TMPDIR/server.log" '^SIGTERM: shutting down$'
+expect_line "$TEST_TMPDIR/server.log" '^SIGTERM: shut down$'
 
 # Nothing listens there any more: the client must fail, not hang.
 if timeout 10 "$client" --target "$target" >"$TEST_TMPDIR/client3.log" 2>&1; then

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crpc/admin.h"
 #include "crpc/ctx.h"
 #include "crpc/server.h"
 #include "examples/common/stop.h"
@@ -200,8 +201,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "--port: expected 0..65535\n");
     return 2;
   }
-  if (example_block_stop_signals() != 0) return 1;
-
   static server_state state = {.mu = PTHREAD_MUTEX_INITIALIZER};
   if (feature_db_load(db_path, &state.db) != 0) return 1;
   printf("loaded %zu features from %s\n", state.db.count, db_path);
@@ -219,6 +218,8 @@ int main(int argc, char **argv) {
   crpc_code code = server ? CRPC_OK : CRPC_RESOURCE_EXHAUSTED;
   if (code == CRPC_OK)
     code = routeguide_route_guide_register_handlers(server, &handlers);
+  /* Health and reflection for probes and tools (README: Operating crpc). */
+  if (code == CRPC_OK) code = crpc_server_add_admin_services(server, NULL);
   /* An interceptor chain, outermost first: one log line per call (stderr),
    * metrics by method and status (printed at exit), and a 30 s cap on every
    * call's deadline, which the handlers see in their ctx. */
@@ -246,14 +247,20 @@ int main(int argc, char **argv) {
   printf("listening on 127.0.0.1:%d\n", port);
   fflush(stdout);
 
-  const char *why = example_wait_for_stop();
-  printf("%s: shutting down\n", why ? why : "wait failed");
-  crpc_server_shutdown(server, 1 * CRPC_SECOND);
+  /* Serve until SIGINT/SIGTERM or EOF on a piped stdin (stop.h), then
+   * give calls still running one second. */
+  crpc_ctx *stop = example_stdin_stop_start();
+  int signo = 0;
+  code = stop ? crpc_server_serve_until(server, stop, 1 * CRPC_SECOND, &signo)
+              : CRPC_RESOURCE_EXHAUSTED;
+  printf("%s: shut down\n", code == CRPC_OK ? example_stop_reason(signo)
+                                             : crpc_code_name(code));
+  example_stdin_stop_end(stop);
   crpc_server_free(server); /* no handler runs after this: state is ours */
   crpc_metrics_write_prometheus(metrics, stdout);
   crpc_metrics_free(metrics);
   for (size_t i = 0; i < state.note_count; i++) free(state.notes[i].message);
   free(state.notes);
   feature_db_free(&state.db);
-  return why ? 0 : 1;
+  return code == CRPC_OK ? 0 : 1;
 }

@@ -23,7 +23,7 @@ expect_line "$log" '^  got "Third message"'
 expect_line "$log" '^  3 notes received$'
 
 stop_server eof
-expect_line "$TEST_TMPDIR/server.log" '^stdin closed: shutting down$'
+expect_line "$TEST_TMPDIR/server.log" '^stdin closed: shut down$'
 # The interceptor chain: a log line per call, metrics printed at exit.
 expect_line "$TEST_TMPDIR/server.log" '^crpc call method=/routeguide.RouteGuide/GetFeature peer=ipv4:127.0.0.1:[0-9]+ status=OK '
 expect_line "$TEST_TMPDIR/server.log" '^crpc_server_calls_total\{method="/routeguide.RouteGuide/RouteChat",code="OK"\} 1$'
