@@ -3,6 +3,8 @@
  *
  * One shape per call kind, each a thin layer over crpc/channel.h:
  *   unary             <m>(ch, ctx, md, req, &resp, &status)
+ *                     <m>_async(ch, ctx, md, req, done, user_data): done
+ *                     gets the typed reply on the channel's loop thread
  *   server streaming  <m>_start(ch, ctx, md, req, &call), <m>_recv
  *   client streaming  <m>_start(ch, ctx, md, &call), <m>_send, <m>_finish
  *   bidi streaming    <m>_start(ch, ctx, md, &call), <m>_send, <m>_recv
@@ -41,6 +43,24 @@ void cg_emit_client_decls(cg_buf *b, const cg_service *s) {
                           cg_strf(&a, "%s **resp", m->out->c_type),
                           "crpc_status *status"};
       cg_put_proto(b, "crpc_code", m->fn, p, 6, ";\n");
+      cg_put(b,
+             "\n/* %s without blocking (crpc/channel_async.h): done runs "
+             "once, on the\n * channel's loop thread, and must not block. "
+             "On CRPC_OK resp is the\n * reply, the callee's (free it with "
+             "protobuf_c_message_free_unpacked);\n * else NULL. status is "
+             "valid during the call. Returns CRPC_OK if the call\n * "
+             "started (done will come), else why not (done will not). */\n",
+             m->proto_name);
+      const char *dp[4] = {"crpc_code code",
+                           cg_strf(&a, "%s *resp", m->out->c_type),
+                           "const crpc_status *status", "void *user_data"};
+      cg_put_proto(b, "typedef void", cg_strf(&a, "(*%s_done_fn)", m->fn), dp,
+                   4, ";\n");
+      const char *ap[6] = {p[0], p[1], p[2], req,
+                           cg_strf(&a, "%s_done_fn done", m->fn),
+                           "void *user_data"};
+      cg_put_proto(b, "crpc_code", cg_strf(&a, "%s_async", m->fn), ap, 6,
+                   ";\n");
       continue;
     }
     if (m->server_streaming && !m->client_streaming) {
@@ -111,6 +131,36 @@ static void emit_unary(cg_buf *b, cg_arena *a, const cg_method *m) {
          "  return CRPC_INTERNAL;\n"
          "}\n",
          m->path, m->out->c_type, m->out->c_desc, m->out->full_name);
+}
+
+/* The typed async stub and the trampoline that gives done its types back
+ * (the file's crpc_gen_unary_async does the rest). */
+static void emit_unary_async(cg_buf *b, cg_arena *a, const cg_method *m) {
+  cg_put(b,
+         "\nstatic void %s_async_trampoline(\n"
+         "    crpc_code code, ProtobufCMessage *resp, const crpc_status "
+         "*status,\n"
+         "    const crpc_gen_async *a) {\n"
+         "  ((%s_done_fn)a->done)(code, (%s *)resp, status,\n"
+         "                        a->user_data);\n"
+         "}\n",
+         m->fn, m->fn, m->out->c_type);
+  const char *p[6] = {"crpc_channel *ch",
+                      "const crpc_ctx *ctx",
+                      "const crpc_metadata *md",
+                      cg_strf(a, "const %s *req", m->in->c_type),
+                      cg_strf(a, "%s_done_fn done", m->fn),
+                      "void *user_data"};
+  cg_put(b, "\n");
+  cg_put_proto(b, "crpc_code", cg_strf(a, "%s_async", m->fn), p, 6, " {\n");
+  cg_put(b,
+         "  if (ctx == NULL) crpc_gen_null_ctx(__func__);\n"
+         "  return crpc_gen_unary_async(ch, ctx, \"%s\", md, &req->base,\n"
+         "                              &%s,\n"
+         "                              (void (*)(void))done,\n"
+         "                              %s_async_trampoline, user_data);\n"
+         "}\n",
+         m->path, m->out->c_desc, m->fn);
 }
 
 static void emit_start(cg_buf *b, cg_arena *a, const cg_method *m) {
@@ -198,6 +248,7 @@ void cg_emit_client_defs(cg_buf *b, const cg_service *s) {
     const cg_method *m = &s->methods[i];
     if (!m->client_streaming && !m->server_streaming) {
       emit_unary(b, &a, m);
+      emit_unary_async(b, &a, m);
       continue;
     }
     emit_start(b, &a, m);

@@ -145,8 +145,10 @@ void cg_emit_header(cg_buf *b, const cg_file *f) {
       " */\n"
       "#ifndef %s\n#define %s\n\n"
       "#include \"crpc/channel.h\"\n"
+      "#include \"crpc/channel_async.h\"\n"
       "#include \"crpc/server.h\"\n"
-      "#include \"crpc/server_async.h\"\n",
+      "#include \"crpc/server_async.h\"\n"
+      "#include \"crpc/server_info.h\"\n",
       f->proto_name, guard, guard);
   for (size_t i = 0; i < f->n_pb_includes; i++) {
     cg_put(b, "#include \"%s\"\n", f->pb_includes[i]);
@@ -162,6 +164,7 @@ void cg_emit_header(cg_buf *b, const cg_file *f) {
          "  crpc_method_kind kind;\n"
          "} crpc_gen_method;\n"
          "#endif\n");
+  cg_emit_descriptor_decl(b, f);
   if (f->n_services == 0) {
     cg_put(b, "\n/* %s defines no services. */\n", f->proto_name);
   }
@@ -219,6 +222,67 @@ static void emit_helpers(cg_buf *b, const cg_file *f) {
            "  status->code = code;\n"
            "  status->message = copy;\n"
            "}\n");
+  }
+  if (cg_any_method(f, cg_is_unary)) {
+    cg_put(
+        b,
+        "\n/* An async unary call in flight. done is the caller's typed "
+        "callback,\n * stored as void (*)(void) (function pointers "
+        "convert back exactly) and\n * called by the method's trampoline "
+        "with its own types. */\n"
+        "typedef struct crpc_gen_async crpc_gen_async;\n"
+        "typedef void (*crpc_gen_async_fn)(crpc_code code, ProtobufCMessage "
+        "*resp,\n"
+        "                                  const crpc_status *status,\n"
+        "                                  const crpc_gen_async *a);\n"
+        "struct crpc_gen_async {\n"
+        "  void (*done)(void);\n"
+        "  crpc_gen_async_fn trampoline;\n"
+        "  const ProtobufCMessageDescriptor *desc;\n"
+        "  void *user_data;\n"
+        "};\n"
+        "\nstatic char crpc_gen_unparsable[] = \"crpc: cannot parse the "
+        "response\";\n"
+        "\nstatic void crpc_gen_unary_async_done(crpc_code code, "
+        "crpc_message *reply,\n"
+        "                                      const crpc_status *status,\n"
+        "                                      void *arg) {\n"
+        "  crpc_gen_async *a = (crpc_gen_async *)arg;\n"
+        "  ProtobufCMessage *resp = NULL;\n"
+        "  crpc_status st = *status;\n"
+        "  if (code == CRPC_OK) {\n"
+        "    resp = protobuf_c_message_unpack(a->desc, NULL, reply->len,\n"
+        "                                     reply->data);\n"
+        "    if (resp == NULL) {\n"
+        "      code = st.code = CRPC_INTERNAL;\n"
+        "      st.message = crpc_gen_unparsable;\n"
+        "    }\n"
+        "  }\n"
+        "  free(reply->data);\n"
+        "  a->trampoline(code, resp, &st, a);\n"
+        "  free(a);\n"
+        "}\n"
+        "\nstatic crpc_code crpc_gen_unary_async(\n"
+        "    crpc_channel *ch, const crpc_ctx *ctx, const char *path,\n"
+        "    const crpc_metadata *md, const ProtobufCMessage *req,\n"
+        "    const ProtobufCMessageDescriptor *desc, void (*done)(void),\n"
+        "    crpc_gen_async_fn trampoline, void *user_data) {\n"
+        "  crpc_gen_async *a = (crpc_gen_async *)malloc(sizeof(*a));\n"
+        "  if (a == NULL) abort();\n"
+        "  a->done = done;\n"
+        "  a->trampoline = trampoline;\n"
+        "  a->desc = desc;\n"
+        "  a->user_data = user_data;\n"
+        "  size_t len;\n"
+        "  uint8_t *buf = crpc_gen_pack(req, &len);\n"
+        "  crpc_code code = crpc_unary_call_async(ch, ctx, path, md, buf, "
+        "len,\n"
+        "                                         crpc_gen_unary_async_done, "
+        "a);\n"
+        "  free(buf);\n"
+        "  if (code != CRPC_OK) free(a);\n"
+        "  return code;\n"
+        "}\n");
   }
   if (cg_any_method(f, client_sends_stream)) {
     cg_put(b,
@@ -318,12 +382,13 @@ void cg_emit_source(cg_buf *b, const cg_file *f) {
          "#include <string.h>\n",
          f->proto_name, f->base);
   emit_helpers(b, f);
+  cg_emit_descriptor_defs(b, f);
   for (size_t i = 0; i < f->n_services; i++) {
     const cg_service *s = &f->services[i];
     cg_put(b, "\n/* ==== service %s ==== */\n", s->full_name);
     cg_emit_client_defs(b, s);
-    cg_emit_server_defs(b, s);
-    cg_emit_server_async_defs(b, s);
+    cg_emit_server_defs(b, f, s);
+    cg_emit_server_async_defs(b, f, s);
   }
 }
 

@@ -58,13 +58,12 @@ void cg_put_register_decl(cg_buf *b, const cg_service *s, const char *name,
   put_register_proto(b, s, name, type, ";\n");
 }
 
-void cg_put_register(cg_buf *b, const cg_service *s, const char *name,
-                     const char *type, cg_method_fn check, cg_method_fn add) {
+void cg_put_register(cg_buf *b, const cg_file *f, const cg_service *s,
+                     const char *name, const char *type, cg_method_fn check,
+                     cg_method_fn add) {
   cg_put(b, "\n");
   put_register_proto(b, s, name, type, " {\n");
-  cg_put(b,
-         "  (void)server; /* unused when the service has no methods */\n"
-         "  if (handlers == NULL) return CRPC_INVALID_ARGUMENT;\n");
+  cg_put(b, "  if (handlers == NULL) return CRPC_INVALID_ARGUMENT;\n");
   for (size_t i = 0; check != NULL && i < s->n_methods; i++) {
     check(b, &s->methods[i]);
   }
@@ -75,7 +74,15 @@ void cg_put_register(cg_buf *b, const cg_service *s, const char *name,
     add(b, m);
     cg_put(b, "  }\n");
   }
-  cg_put(b, "  return code;\n}\n");
+  /* The descriptor last: a registration that fails (e.g. after start)
+   * keeps crpc_server_add_method's error. */
+  cg_put(b,
+         "  if (code == CRPC_OK) {\n"
+         "    code = crpc_server_add_file_descriptor(\n"
+         "        server, &crpc_fd_%s);\n"
+         "  }\n"
+         "  return code;\n}\n",
+         f->fd.ident);
 }
 
 void cg_emit_server_decls(cg_buf *b, const cg_service *s) {
@@ -158,7 +165,7 @@ static void add_blocking(cg_buf *b, const cg_method *m) {
          m->path, cg_kind_macro(m), m->fn);
 }
 
-void cg_emit_server_defs(cg_buf *b, const cg_service *s) {
+void cg_emit_server_defs(cg_buf *b, const cg_file *f, const cg_service *s) {
   cg_arena a = {0};
   for (size_t i = 0; i < s->n_methods; i++) {
     const cg_method *m = &s->methods[i];
@@ -181,6 +188,6 @@ void cg_emit_server_defs(cg_buf *b, const cg_service *s) {
     }
     emit_adapter(b, &a, s, m);
   }
-  cg_put_register(b, s, "_register_handlers", "_handlers", NULL, add_blocking);
+  cg_put_register(b, f, s, "_register_handlers", "_handlers", NULL, add_blocking);
   cg_arena_free(&a);
 }

@@ -376,7 +376,8 @@ static void add_async(cg_buf *b, const cg_method *m) {
   cg_arena_free(&a);
 }
 
-void cg_emit_server_async_defs(cg_buf *b, const cg_service *s) {
+void cg_emit_server_async_defs(cg_buf *b, const cg_file *f,
+                               const cg_service *s) {
   cg_arena a = {0};
   for (size_t i = 0; i < s->n_methods; i++) {
     const cg_method *m = &s->methods[i];
@@ -388,7 +389,7 @@ void cg_emit_server_async_defs(cg_buf *b, const cg_service *s) {
       emit_reactor_glue(b, &a, s, m);
     }
   }
-  cg_put_register(b, s, "_register_async_handlers", "_async_handlers",
+  cg_put_register(b, f, s, "_register_async_handlers", "_async_handlers",
                   check_reactor, add_async);
   cg_arena_free(&a);
 }

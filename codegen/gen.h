@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "google/protobuf/compiler/plugin.pb-c.h"
 #include "google/protobuf/descriptor.pb-c.h"
@@ -98,6 +99,18 @@ typedef struct cg_service {
   const char *comment;
 } cg_service;
 
+/* One file's descriptor as the generated code embeds it
+ * (emit_descriptor.c). */
+typedef struct cg_fd {
+  const char *name;   /* "dir/foo.proto" */
+  char *ident;        /* name escaped into a C identifier part */
+  uint8_t *bytes;     /* FileDescriptorProto without source_code_info */
+  size_t len;
+  const char **deps;  /* imported file names, in import order */
+  size_t n_deps;
+  bool embedded;      /* a static copy (google/protobuf/...), not extern */
+} cg_fd;
+
 typedef struct cg_file {
   const char *proto_name; /* "dir/foo.proto" as protoc names it */
   char *base;             /* "dir/foo" */
@@ -105,6 +118,9 @@ typedef struct cg_file {
   size_t n_services;
   char **pb_includes; /* .pb-c.h files to include, sorted, unique */
   size_t n_pb_includes;
+  cg_fd fd;           /* this file's descriptor */
+  cg_fd *fd_copies;   /* well-known imports embedded, imports first */
+  size_t n_fd_copies;
 } cg_file;
 
 typedef struct cg_model {
@@ -117,6 +133,19 @@ typedef struct cg_model {
 bool cg_model_build(cg_arena *a,
                     const Google__Protobuf__Compiler__CodeGeneratorRequest *req,
                     cg_model *model, char **error);
+
+/* ---- descriptors (emit_descriptor.c) ---- */
+
+/* Fills f->fd and f->fd_copies from fp and the request. False (with
+ * *error) if an import is missing from the request. */
+bool cg_descriptor_build(
+    cg_arena *a, const Google__Protobuf__Compiler__CodeGeneratorRequest *req,
+    const Google__Protobuf__FileDescriptorProto *fp, cg_file *f,
+    char **error);
+/* The header's extern declaration of crpc_fd_<file>. */
+void cg_emit_descriptor_decl(cg_buf *b, const cg_file *f);
+/* The source's byte arrays and crpc_file_descriptor definitions. */
+void cg_emit_descriptor_defs(cg_buf *b, const cg_file *f);
 
 /* ---- emitters ---- */
 
@@ -153,9 +182,10 @@ void cg_emit_source(cg_buf *b, const cg_file *f);
 void cg_emit_client_decls(cg_buf *b, const cg_service *s);
 void cg_emit_client_defs(cg_buf *b, const cg_service *s);
 void cg_emit_server_decls(cg_buf *b, const cg_service *s);
-void cg_emit_server_defs(cg_buf *b, const cg_service *s);
+void cg_emit_server_defs(cg_buf *b, const cg_file *f, const cg_service *s);
 void cg_emit_server_async_decls(cg_buf *b, const cg_service *s);
-void cg_emit_server_async_defs(cg_buf *b, const cg_service *s);
+void cg_emit_server_async_defs(cg_buf *b, const cg_file *f,
+                               const cg_service *s);
 /* The static helpers of <file>.crpc.c that only the async glue uses. */
 void cg_emit_server_async_helpers(cg_buf *b, const cg_file *f);
 
@@ -184,7 +214,8 @@ typedef void (*cg_method_fn)(cg_buf *b, const cg_method *m);
  * the shared frame around `check` (may be NULL; may return
  * CRPC_INVALID_ARGUMENT before anything is registered) and `add` (sets
  * code) for each method, registering until the first error. */
-void cg_put_register(cg_buf *b, const cg_service *s, const char *name,
-                     const char *type, cg_method_fn check, cg_method_fn add);
+void cg_put_register(cg_buf *b, const cg_file *f, const cg_service *s,
+                     const char *name, const char *type, cg_method_fn check,
+                     cg_method_fn add);
 
 #endif /* CRPC_CODEGEN_GEN_H */

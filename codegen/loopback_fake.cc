@@ -123,7 +123,23 @@ static crpc_code AddMethod(crpc_server *server, const char *path,
   return CRPC_OK;
 }
 
+// As the real registry: imports first, each name once.
+static void AddFile(crpc_server *server, const crpc_file_descriptor *fd) {
+  for (const crpc_file_descriptor *f : server->files) {
+    if (std::string(f->name) == fd->name) return;
+  }
+  for (size_t i = 0; i < fd->n_deps; i++) AddFile(server, fd->deps[i]);
+  server->files.push_back(fd);
+}
+
 extern "C" {
+
+crpc_code crpc_server_add_file_descriptor(crpc_server *server,
+                                          const crpc_file_descriptor *fd) {
+  if (fd == nullptr || fd->name == nullptr) return CRPC_INVALID_ARGUMENT;
+  AddFile(server, fd);
+  return CRPC_OK;
+}
 
 crpc_code crpc_server_add_method(crpc_server *server, const char *path,
                                  crpc_method_kind kind, crpc_handler_fn fn,
@@ -251,6 +267,23 @@ crpc_code crpc_unary_call(crpc_channel *channel, const crpc_ctx *ctx,
   if (code != CRPC_OK) free(response->data);
   crpc_call_free(call);
   return code;
+}
+
+// Async unary, the fake's way: the whole call runs before this returns,
+// then done gets it (the real runtime calls done on its loop thread).
+crpc_code crpc_unary_call_async(crpc_channel *channel, const crpc_ctx *ctx,
+                                const char *method, const crpc_metadata *md,
+                                const void *request, size_t request_len,
+                                crpc_unary_done_fn done, void *user_data) {
+  crpc_message response = {};
+  crpc_status status = {};
+  crpc_code code = crpc_unary_call(channel, ctx, method, md, request,
+                                   request_len, &response, &status);
+  if (status.message == nullptr) status.message = strdup("");
+  if (code != CRPC_OK) response = crpc_message{};
+  done(code, &response, &status, user_data);
+  crpc_status_clear(&status);
+  return CRPC_OK;
 }
 
 void crpc_status_clear(crpc_status *status) {

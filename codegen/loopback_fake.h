@@ -17,8 +17,10 @@
 #include <vector>
 
 #include "crpc/channel.h"
+#include "crpc/channel_async.h"
 #include "crpc/server.h"
 #include "crpc/server_async.h"
+#include "crpc/server_info.h"
 
 // One registered method: exactly one of fn, unary_async, reactor.on_start
 // is set.
@@ -38,6 +40,9 @@ struct crpc_server {
   // Reactor calls: the ctx is done before the call starts: on_start still
   // runs, then on_cancel with its state (as the runtime does).
   bool done_before_start = false;
+  // crpc_server_add_file_descriptor: each file once, imports first (as
+  // the real registry keeps them).
+  std::vector<const crpc_file_descriptor *> files;
 };
 
 struct crpc_channel {

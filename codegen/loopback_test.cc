@@ -15,6 +15,7 @@
 #include "codegen/testdata/multi.crpc.h"
 #include "codegen/testdata/nopkg.crpc.h"
 #include "codegen/testdata/route_guide.crpc.h"
+#include "google/protobuf/descriptor.pb-c.h"
 
 // ---- handlers ---------------------------------------------------------------
 
@@ -278,6 +279,52 @@ TEST(LoopbackRaw, UnparsableResponseIsInternalWithAStatusMessage) {
   crpc_status_clear(&status);
 }
 
+// What the typed async stub hands its done callback.
+struct AsyncSeen {
+  int calls = 0;
+  crpc_code code = CRPC_UNKNOWN;
+  std::string message, reply;
+};
+
+void OnSayHello(crpc_code code, Helloworld__HelloReply *resp,
+                const crpc_status *status, void *ud) {
+  auto *s = static_cast<AsyncSeen *>(ud);
+  s->calls++;
+  s->code = code;
+  s->message = status->message;
+  if (resp != nullptr) {
+    s->reply = resp->message;
+    protobuf_c_message_free_unpacked(&resp->base, nullptr);
+  }
+}
+
+TEST_F(Loopback, UnaryAsyncStubDeliversTheTypedReply) {
+  Helloworld__HelloRequest req = HELLOWORLD__HELLO_REQUEST__INIT;
+  req.name = const_cast<char *>("crpc");
+  AsyncSeen seen;
+  ASSERT_EQ(CRPC_OK, helloworld_greeter_say_hello_async(
+                         &ch_, kCtx, nullptr, &req, OnSayHello, &seen));
+  EXPECT_EQ(1, seen.calls);
+  EXPECT_EQ(CRPC_OK, seen.code);
+  EXPECT_EQ("Hello, crpc", seen.reply);
+}
+
+TEST(LoopbackRaw, UnaryAsyncStubUnparsableResponseIsInternal) {
+  crpc_server server;
+  crpc_channel ch{&server};
+  ASSERT_EQ(CRPC_OK, crpc_server_add_method(&server,
+                                            "/helloworld.Greeter/SayHello",
+                                            CRPC_UNARY, SendGarbage, nullptr));
+  Helloworld__HelloRequest req = HELLOWORLD__HELLO_REQUEST__INIT;
+  AsyncSeen seen;
+  ASSERT_EQ(CRPC_OK, helloworld_greeter_say_hello_async(
+                         &ch, kCtx, nullptr, &req, OnSayHello, &seen));
+  EXPECT_EQ(1, seen.calls);
+  EXPECT_EQ(CRPC_INTERNAL, seen.code);
+  EXPECT_EQ("crpc: cannot parse the response", seen.message);
+  EXPECT_TRUE(seen.reply.empty());
+}
+
 TEST(LoopbackRaw, RegisterSkipsNullHandlersAndRejectsNull) {
   crpc_server server;
   routeguide_route_guide_handlers h{};
@@ -353,6 +400,48 @@ TEST(LoopbackRaw, WellKnownAndNestedTypesFromOtherPackages) {
   Google__Protobuf__Empty *out = nullptr;
   EXPECT_EQ(CRPC_UNIMPLEMENTED, crpc_test_multi_pkg_item_store_ping(
                                     &ch, kCtx, nullptr, &e, &out, nullptr));
+}
+
+// Registering a service adds its file's descriptor, imports first: the
+// crpc-generated import by reference (common.proto), the well-known ones
+// from the static copies multi.crpc.c embeds. Each is a FileDescriptorProto
+// as protoc saw it, without source_code_info.
+TEST(LoopbackRaw, RegisteringAServiceAddsItsFileAndImports) {
+  crpc_server server;
+  crpc_test_multi_pkg_item_store_handlers h{};
+  h.seek = Seek;
+  ASSERT_EQ(CRPC_OK, crpc_test_multi_pkg_item_store_register_handlers(&server,
+                                                                      &h));
+  std::vector<std::string> names;
+  for (const crpc_file_descriptor *f : server.files) names.push_back(f->name);
+  EXPECT_EQ((std::vector<std::string>{"codegen/testdata/common/common.proto",
+                                      "google/protobuf/empty.proto",
+                                      "google/protobuf/timestamp.proto",
+                                      "codegen/testdata/multi.proto"}),
+            names);
+  for (const crpc_file_descriptor *f : server.files) {
+    Google__Protobuf__FileDescriptorProto *fp =
+        google__protobuf__file_descriptor_proto__unpack(nullptr, f->len,
+                                                        f->data);
+    ASSERT_NE(fp, nullptr) << f->name;
+    EXPECT_STREQ(f->name, fp->name);
+    EXPECT_EQ(nullptr, fp->source_code_info) << f->name;
+    EXPECT_EQ(fp->n_dependency, f->n_deps) << f->name;
+    for (size_t i = 0; i < f->n_deps && i < fp->n_dependency; i++) {
+      EXPECT_STREQ(fp->dependency[i], f->deps[i]->name);
+    }
+    if (std::string(f->name) == "codegen/testdata/multi.proto") {
+      ASSERT_EQ(2u, fp->n_service);  // ItemStore and admin_service
+      EXPECT_STREQ("ItemStore", fp->service[0]->name);
+      EXPECT_EQ(3u, fp->service[0]->n_method);
+    }
+    protobuf_c_message_free_unpacked(&fp->base, nullptr);
+  }
+  // The async registration adds the same file, once.
+  crpc_test_multi_pkg_item_store_async_handlers ah{};
+  EXPECT_EQ(CRPC_OK,
+            crpc_test_multi_pkg_item_store_register_async_handlers(&server, &ah));
+  EXPECT_EQ(4u, server.files.size());
 }
 
 }  // namespace

@@ -312,6 +312,7 @@ static bool build_file(
     }
   }
   f->n_pb_includes = u;
+  if (!cg_descriptor_build(a, req, fp, f, error)) return false;
   return check_unique(a, f, error);
 }
 

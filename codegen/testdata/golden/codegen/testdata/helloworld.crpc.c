@@ -40,6 +40,61 @@ static void crpc_gen_set_status(crpc_status *status, crpc_code code,
   status->message = copy;
 }
 
+/* An async unary call in flight. done is the caller's typed callback,
+ * stored as void (*)(void) (function pointers convert back exactly) and
+ * called by the method's trampoline with its own types. */
+typedef struct crpc_gen_async crpc_gen_async;
+typedef void (*crpc_gen_async_fn)(crpc_code code, ProtobufCMessage *resp,
+                                  const crpc_status *status,
+                                  const crpc_gen_async *a);
+struct crpc_gen_async {
+  void (*done)(void);
+  crpc_gen_async_fn trampoline;
+  const ProtobufCMessageDescriptor *desc;
+  void *user_data;
+};
+
+static char crpc_gen_unparsable[] = "crpc: cannot parse the response";
+
+static void crpc_gen_unary_async_done(crpc_code code, crpc_message *reply,
+                                      const crpc_status *status,
+                                      void *arg) {
+  crpc_gen_async *a = (crpc_gen_async *)arg;
+  ProtobufCMessage *resp = NULL;
+  crpc_status st = *status;
+  if (code == CRPC_OK) {
+    resp = protobuf_c_message_unpack(a->desc, NULL, reply->len,
+                                     reply->data);
+    if (resp == NULL) {
+      code = st.code = CRPC_INTERNAL;
+      st.message = crpc_gen_unparsable;
+    }
+  }
+  free(reply->data);
+  a->trampoline(code, resp, &st, a);
+  free(a);
+}
+
+static crpc_code crpc_gen_unary_async(
+    crpc_channel *ch, const crpc_ctx *ctx, const char *path,
+    const crpc_metadata *md, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *desc, void (*done)(void),
+    crpc_gen_async_fn trampoline, void *user_data) {
+  crpc_gen_async *a = (crpc_gen_async *)malloc(sizeof(*a));
+  if (a == NULL) abort();
+  a->done = done;
+  a->trampoline = trampoline;
+  a->desc = desc;
+  a->user_data = user_data;
+  size_t len;
+  uint8_t *buf = crpc_gen_pack(req, &len);
+  crpc_code code = crpc_unary_call_async(ch, ctx, path, md, buf, len,
+                                         crpc_gen_unary_async_done, a);
+  free(buf);
+  if (code != CRPC_OK) free(a);
+  return code;
+}
+
 static crpc_code crpc_gen_server_send(crpc_server_call *call,
                                       const ProtobufCMessage *m) {
   size_t len;
@@ -101,6 +156,34 @@ static crpc_code crpc_gen_send_async(crpc_server_call *call,
   return code;
 }
 
+/* ---- descriptors (crpc/server_info.h) ---- */
+
+/* codegen/testdata/helloworld.proto: FileDescriptorProto, 204 bytes. */
+static const unsigned char crpc_gen_fd_bytes_codegen_2ftestdata_2fhelloworld_2eproto[] = {
+    0x0a, 0x21, 0x63, 0x6f, 0x64, 0x65, 0x67, 0x65, 0x6e, 0x2f, 0x74, 0x65,
+    0x73, 0x74, 0x64, 0x61, 0x74, 0x61, 0x2f, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
+    0x77, 0x6f, 0x72, 0x6c, 0x64, 0x2e, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x12,
+    0x0a, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x77, 0x6f, 0x72, 0x6c, 0x64, 0x22,
+    0x22, 0x0a, 0x0c, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x52, 0x65, 0x71, 0x75,
+    0x65, 0x73, 0x74, 0x12, 0x12, 0x0a, 0x04, 0x6e, 0x61, 0x6d, 0x65, 0x18,
+    0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x04, 0x6e, 0x61, 0x6d, 0x65, 0x22,
+    0x26, 0x0a, 0x0a, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x52, 0x65, 0x70, 0x6c,
+    0x79, 0x12, 0x18, 0x0a, 0x07, 0x6d, 0x65, 0x73, 0x73, 0x61, 0x67, 0x65,
+    0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x07, 0x6d, 0x65, 0x73, 0x73,
+    0x61, 0x67, 0x65, 0x32, 0x47, 0x0a, 0x07, 0x47, 0x72, 0x65, 0x65, 0x74,
+    0x65, 0x72, 0x12, 0x3c, 0x0a, 0x08, 0x53, 0x61, 0x79, 0x48, 0x65, 0x6c,
+    0x6c, 0x6f, 0x12, 0x18, 0x2e, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x77, 0x6f,
+    0x72, 0x6c, 0x64, 0x2e, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x52, 0x65, 0x71,
+    0x75, 0x65, 0x73, 0x74, 0x1a, 0x16, 0x2e, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
+    0x77, 0x6f, 0x72, 0x6c, 0x64, 0x2e, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x52,
+    0x65, 0x70, 0x6c, 0x79, 0x62, 0x06, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x33};
+const crpc_file_descriptor crpc_fd_codegen_2ftestdata_2fhelloworld_2eproto = {
+    "codegen/testdata/helloworld.proto",
+    crpc_gen_fd_bytes_codegen_2ftestdata_2fhelloworld_2eproto,
+    sizeof crpc_gen_fd_bytes_codegen_2ftestdata_2fhelloworld_2eproto,
+    NULL,
+    0};
+
 /* ==== service helloworld.Greeter ==== */
 
 const crpc_gen_method helloworld_greeter_say_hello_method = {
@@ -128,6 +211,24 @@ crpc_code helloworld_greeter_say_hello(
   return CRPC_INTERNAL;
 }
 
+static void helloworld_greeter_say_hello_async_trampoline(
+    crpc_code code, ProtobufCMessage *resp, const crpc_status *status,
+    const crpc_gen_async *a) {
+  ((helloworld_greeter_say_hello_done_fn)a->done)(code, (Helloworld__HelloReply *)resp, status,
+                        a->user_data);
+}
+
+crpc_code helloworld_greeter_say_hello_async(
+    crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
+    const Helloworld__HelloRequest *req,
+    helloworld_greeter_say_hello_done_fn done, void *user_data) {
+  if (ctx == NULL) crpc_gen_null_ctx(__func__);
+  return crpc_gen_unary_async(ch, ctx, "/helloworld.Greeter/SayHello", md, &req->base,
+                              &helloworld__hello_reply__descriptor,
+                              (void (*)(void))done,
+                              helloworld_greeter_say_hello_async_trampoline, user_data);
+}
+
 crpc_code helloworld_greeter_say_hello_server_send(
     crpc_server_call *call, const Helloworld__HelloReply *msg) {
   return crpc_gen_server_send(call, &msg->base);
@@ -148,7 +249,6 @@ static crpc_code helloworld_greeter_say_hello_serve(
 
 crpc_code helloworld_greeter_register_handlers(
     crpc_server *server, const helloworld_greeter_handlers *handlers) {
-  (void)server; /* unused when the service has no methods */
   if (handlers == NULL) return CRPC_INVALID_ARGUMENT;
   crpc_code code = CRPC_OK;
   if (code == CRPC_OK && handlers->say_hello != NULL) {
@@ -156,6 +256,10 @@ crpc_code helloworld_greeter_register_handlers(
                                   CRPC_UNARY,
                                   helloworld_greeter_say_hello_serve,
                                   (void *)handlers);
+  }
+  if (code == CRPC_OK) {
+    code = crpc_server_add_file_descriptor(
+        server, &crpc_fd_codegen_2ftestdata_2fhelloworld_2eproto);
   }
   return code;
 }
@@ -182,13 +286,16 @@ static crpc_code helloworld_greeter_say_hello_serve_async(
 
 crpc_code helloworld_greeter_register_async_handlers(
     crpc_server *server, const helloworld_greeter_async_handlers *handlers) {
-  (void)server; /* unused when the service has no methods */
   if (handlers == NULL) return CRPC_INVALID_ARGUMENT;
   crpc_code code = CRPC_OK;
   if (code == CRPC_OK && handlers->say_hello != NULL) {
     code = crpc_server_add_unary_async(
         server, "/helloworld.Greeter/SayHello",
         helloworld_greeter_say_hello_serve_async, (void *)handlers);
+  }
+  if (code == CRPC_OK) {
+    code = crpc_server_add_file_descriptor(
+        server, &crpc_fd_codegen_2ftestdata_2fhelloworld_2eproto);
   }
   return code;
 }

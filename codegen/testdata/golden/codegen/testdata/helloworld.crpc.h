@@ -16,8 +16,10 @@
 #define CODEGEN_TESTDATA_HELLOWORLD_PROTO_CRPC_H
 
 #include "crpc/channel.h"
+#include "crpc/channel_async.h"
 #include "crpc/server.h"
 #include "crpc/server_async.h"
+#include "crpc/server_info.h"
 #include "codegen/testdata/helloworld.pb-c.h"
 
 #ifdef __cplusplus
@@ -32,6 +34,11 @@ typedef struct crpc_gen_method {
   crpc_method_kind kind;
 } crpc_gen_method;
 #endif
+
+/* This file's descriptor (and, through it, its imports') for server reflection.
+ * The register functions below add it to the server; a file without services
+ * can be added with crpc_server_add_file_descriptor (crpc/server_info.h). */
+extern const crpc_file_descriptor crpc_fd_codegen_2ftestdata_2fhelloworld_2eproto;
 
 /* ==== service helloworld.Greeter ====
  * The greeting service definition. */
@@ -48,6 +55,19 @@ crpc_code helloworld_greeter_say_hello(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     const Helloworld__HelloRequest *req, Helloworld__HelloReply **resp,
     crpc_status *status);
+
+/* SayHello without blocking (crpc/channel_async.h): done runs once, on the
+ * channel's loop thread, and must not block. On CRPC_OK resp is the
+ * reply, the callee's (free it with protobuf_c_message_free_unpacked);
+ * else NULL. status is valid during the call. Returns CRPC_OK if the call
+ * started (done will come), else why not (done will not). */
+typedef void (*helloworld_greeter_say_hello_done_fn)(
+    crpc_code code, Helloworld__HelloReply *resp, const crpc_status *status,
+    void *user_data);
+crpc_code helloworld_greeter_say_hello_async(
+    crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
+    const Helloworld__HelloRequest *req,
+    helloworld_greeter_say_hello_done_fn done, void *user_data);
 
 /* ---- Greeter server ---- */
 

@@ -16,8 +16,10 @@
 #define CODEGEN_TESTDATA_MULTI_PROTO_CRPC_H
 
 #include "crpc/channel.h"
+#include "crpc/channel_async.h"
 #include "crpc/server.h"
 #include "crpc/server_async.h"
+#include "crpc/server_info.h"
 #include "codegen/testdata/common/common.pb-c.h"
 #include "codegen/testdata/multi.pb-c.h"
 #include "google/protobuf/empty.pb-c.h"
@@ -35,6 +37,11 @@ typedef struct crpc_gen_method {
   crpc_method_kind kind;
 } crpc_gen_method;
 #endif
+
+/* This file's descriptor (and, through it, its imports') for server reflection.
+ * The register functions below add it to the server; a file without services
+ * can be added with crpc_server_add_file_descriptor (crpc/server_info.h). */
+extern const crpc_file_descriptor crpc_fd_codegen_2ftestdata_2fmulti_2eproto;
 
 /* ==== service crpc.test.multi_pkg.ItemStore ====
  * Serves items.
@@ -67,12 +74,38 @@ crpc_code crpc_test_multi_pkg_item_store_ping(
     const Google__Protobuf__Empty *req, Google__Protobuf__Empty **resp,
     crpc_status *status);
 
+/* Ping without blocking (crpc/channel_async.h): done runs once, on the
+ * channel's loop thread, and must not block. On CRPC_OK resp is the
+ * reply, the callee's (free it with protobuf_c_message_free_unpacked);
+ * else NULL. status is valid during the call. Returns CRPC_OK if the call
+ * started (done will come), else why not (done will not). */
+typedef void (*crpc_test_multi_pkg_item_store_ping_done_fn)(
+    crpc_code code, Google__Protobuf__Empty *resp, const crpc_status *status,
+    void *user_data);
+crpc_code crpc_test_multi_pkg_item_store_ping_async(
+    crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
+    const Google__Protobuf__Empty *req,
+    crpc_test_multi_pkg_item_store_ping_done_fn done, void *user_data);
+
 /* Seek. On CRPC_OK *resp is the reply. status (may be NULL) gets the
  * final status in every case. */
 crpc_code crpc_test_multi_pkg_item_store_seek(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     const Crpc__Test__CommonTypes__PageToken__HTTPCursor *req,
     Google__Protobuf__Timestamp **resp, crpc_status *status);
+
+/* Seek without blocking (crpc/channel_async.h): done runs once, on the
+ * channel's loop thread, and must not block. On CRPC_OK resp is the
+ * reply, the callee's (free it with protobuf_c_message_free_unpacked);
+ * else NULL. status is valid during the call. Returns CRPC_OK if the call
+ * started (done will come), else why not (done will not). */
+typedef void (*crpc_test_multi_pkg_item_store_seek_done_fn)(
+    crpc_code code, Google__Protobuf__Timestamp *resp,
+    const crpc_status *status, void *user_data);
+crpc_code crpc_test_multi_pkg_item_store_seek_async(
+    crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
+    const Crpc__Test__CommonTypes__PageToken__HTTPCursor *req,
+    crpc_test_multi_pkg_item_store_seek_done_fn done, void *user_data);
 
 /* ---- ItemStore server ---- */
 

@@ -40,6 +40,61 @@ static void crpc_gen_set_status(crpc_status *status, crpc_code code,
   status->message = copy;
 }
 
+/* An async unary call in flight. done is the caller's typed callback,
+ * stored as void (*)(void) (function pointers convert back exactly) and
+ * called by the method's trampoline with its own types. */
+typedef struct crpc_gen_async crpc_gen_async;
+typedef void (*crpc_gen_async_fn)(crpc_code code, ProtobufCMessage *resp,
+                                  const crpc_status *status,
+                                  const crpc_gen_async *a);
+struct crpc_gen_async {
+  void (*done)(void);
+  crpc_gen_async_fn trampoline;
+  const ProtobufCMessageDescriptor *desc;
+  void *user_data;
+};
+
+static char crpc_gen_unparsable[] = "crpc: cannot parse the response";
+
+static void crpc_gen_unary_async_done(crpc_code code, crpc_message *reply,
+                                      const crpc_status *status,
+                                      void *arg) {
+  crpc_gen_async *a = (crpc_gen_async *)arg;
+  ProtobufCMessage *resp = NULL;
+  crpc_status st = *status;
+  if (code == CRPC_OK) {
+    resp = protobuf_c_message_unpack(a->desc, NULL, reply->len,
+                                     reply->data);
+    if (resp == NULL) {
+      code = st.code = CRPC_INTERNAL;
+      st.message = crpc_gen_unparsable;
+    }
+  }
+  free(reply->data);
+  a->trampoline(code, resp, &st, a);
+  free(a);
+}
+
+static crpc_code crpc_gen_unary_async(
+    crpc_channel *ch, const crpc_ctx *ctx, const char *path,
+    const crpc_metadata *md, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *desc, void (*done)(void),
+    crpc_gen_async_fn trampoline, void *user_data) {
+  crpc_gen_async *a = (crpc_gen_async *)malloc(sizeof(*a));
+  if (a == NULL) abort();
+  a->done = done;
+  a->trampoline = trampoline;
+  a->desc = desc;
+  a->user_data = user_data;
+  size_t len;
+  uint8_t *buf = crpc_gen_pack(req, &len);
+  crpc_code code = crpc_unary_call_async(ch, ctx, path, md, buf, len,
+                                         crpc_gen_unary_async_done, a);
+  free(buf);
+  if (code != CRPC_OK) free(a);
+  return code;
+}
+
 static crpc_code crpc_gen_send(crpc_call *call, const ProtobufCMessage *m) {
   size_t len;
   uint8_t *buf = crpc_gen_pack(m, &len);
@@ -212,6 +267,33 @@ static void crpc_gen_reactor_done(crpc_server_call *call, void *state) {
   free(c);
 }
 
+/* ---- descriptors (crpc/server_info.h) ---- */
+
+/* codegen/testdata/nopkg.proto: FileDescriptorProto, 186 bytes. */
+static const unsigned char crpc_gen_fd_bytes_codegen_2ftestdata_2fnopkg_2eproto[] = {
+    0x0a, 0x1c, 0x63, 0x6f, 0x64, 0x65, 0x67, 0x65, 0x6e, 0x2f, 0x74, 0x65,
+    0x73, 0x74, 0x64, 0x61, 0x74, 0x61, 0x2f, 0x6e, 0x6f, 0x70, 0x6b, 0x67,
+    0x2e, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x22, 0x05, 0x0a, 0x03, 0x52, 0x65,
+    0x71, 0x22, 0x06, 0x0a, 0x04, 0x52, 0x65, 0x73, 0x70, 0x32, 0x7a, 0x0a,
+    0x03, 0x69, 0x6e, 0x74, 0x12, 0x12, 0x0a, 0x03, 0x47, 0x65, 0x74, 0x12,
+    0x04, 0x2e, 0x52, 0x65, 0x71, 0x1a, 0x05, 0x2e, 0x52, 0x65, 0x73, 0x70,
+    0x12, 0x12, 0x0a, 0x03, 0x67, 0x65, 0x74, 0x12, 0x04, 0x2e, 0x52, 0x65,
+    0x71, 0x1a, 0x05, 0x2e, 0x52, 0x65, 0x73, 0x70, 0x12, 0x15, 0x0a, 0x06,
+    0x44, 0x65, 0x6c, 0x65, 0x74, 0x65, 0x12, 0x04, 0x2e, 0x52, 0x65, 0x71,
+    0x1a, 0x05, 0x2e, 0x52, 0x65, 0x73, 0x70, 0x12, 0x19, 0x0a, 0x08, 0x72,
+    0x65, 0x67, 0x69, 0x73, 0x74, 0x65, 0x72, 0x12, 0x04, 0x2e, 0x52, 0x65,
+    0x71, 0x1a, 0x05, 0x2e, 0x52, 0x65, 0x73, 0x70, 0x30, 0x01, 0x12, 0x19,
+    0x0a, 0x08, 0x55, 0x73, 0x65, 0x72, 0x44, 0x61, 0x74, 0x61, 0x12, 0x04,
+    0x2e, 0x52, 0x65, 0x71, 0x1a, 0x05, 0x2e, 0x52, 0x65, 0x73, 0x70, 0x28,
+    0x01, 0x32, 0x07, 0x0a, 0x05, 0x45, 0x6d, 0x70, 0x74, 0x79, 0x62, 0x06,
+    0x70, 0x72, 0x6f, 0x74, 0x6f, 0x33};
+const crpc_file_descriptor crpc_fd_codegen_2ftestdata_2fnopkg_2eproto = {
+    "codegen/testdata/nopkg.proto",
+    crpc_gen_fd_bytes_codegen_2ftestdata_2fnopkg_2eproto,
+    sizeof crpc_gen_fd_bytes_codegen_2ftestdata_2fnopkg_2eproto,
+    NULL,
+    0};
+
 /* ==== service int ==== */
 
 const crpc_gen_method int_Get_method = {
@@ -250,6 +332,23 @@ crpc_code int_Get(
   return CRPC_INTERNAL;
 }
 
+static void int_Get_async_trampoline(
+    crpc_code code, ProtobufCMessage *resp, const crpc_status *status,
+    const crpc_gen_async *a) {
+  ((int_Get_done_fn)a->done)(code, (Resp *)resp, status,
+                        a->user_data);
+}
+
+crpc_code int_Get_async(
+    crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
+    const Req *req, int_Get_done_fn done, void *user_data) {
+  if (ctx == NULL) crpc_gen_null_ctx(__func__);
+  return crpc_gen_unary_async(ch, ctx, "/int/Get", md, &req->base,
+                              &resp__descriptor,
+                              (void (*)(void))done,
+                              int_Get_async_trampoline, user_data);
+}
+
 crpc_code int_get(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     const Req *req, Resp **resp, crpc_status *status) {
@@ -271,6 +370,23 @@ crpc_code int_get(
   return CRPC_INTERNAL;
 }
 
+static void int_get_async_trampoline(
+    crpc_code code, ProtobufCMessage *resp, const crpc_status *status,
+    const crpc_gen_async *a) {
+  ((int_get_done_fn)a->done)(code, (Resp *)resp, status,
+                        a->user_data);
+}
+
+crpc_code int_get_async(
+    crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
+    const Req *req, int_get_done_fn done, void *user_data) {
+  if (ctx == NULL) crpc_gen_null_ctx(__func__);
+  return crpc_gen_unary_async(ch, ctx, "/int/get", md, &req->base,
+                              &resp__descriptor,
+                              (void (*)(void))done,
+                              int_get_async_trampoline, user_data);
+}
+
 crpc_code int_delete(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     const Req *req, Resp **resp, crpc_status *status) {
@@ -290,6 +406,23 @@ crpc_code int_delete(
   crpc_gen_set_status(status, CRPC_INTERNAL,
                       "crpc: cannot parse response as Resp");
   return CRPC_INTERNAL;
+}
+
+static void int_delete_async_trampoline(
+    crpc_code code, ProtobufCMessage *resp, const crpc_status *status,
+    const crpc_gen_async *a) {
+  ((int_delete_done_fn)a->done)(code, (Resp *)resp, status,
+                        a->user_data);
+}
+
+crpc_code int_delete_async(
+    crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
+    const Req *req, int_delete_done_fn done, void *user_data) {
+  if (ctx == NULL) crpc_gen_null_ctx(__func__);
+  return crpc_gen_unary_async(ch, ctx, "/int/Delete", md, &req->base,
+                              &resp__descriptor,
+                              (void (*)(void))done,
+                              int_delete_async_trampoline, user_data);
 }
 
 crpc_code int_register_start(
@@ -433,7 +566,6 @@ static crpc_code int_user_data_serve(
 
 crpc_code int_register_handlers(
     crpc_server *server, const int_handlers *handlers) {
-  (void)server; /* unused when the service has no methods */
   if (handlers == NULL) return CRPC_INVALID_ARGUMENT;
   crpc_code code = CRPC_OK;
   if (code == CRPC_OK && handlers->Get != NULL) {
@@ -465,6 +597,10 @@ crpc_code int_register_handlers(
                                   CRPC_CLIENT_STREAMING,
                                   int_user_data_serve,
                                   (void *)handlers);
+  }
+  if (code == CRPC_OK) {
+    code = crpc_server_add_file_descriptor(
+        server, &crpc_fd_codegen_2ftestdata_2fnopkg_2eproto);
   }
   return code;
 }
@@ -603,7 +739,6 @@ static const crpc_server_reactor
 
 crpc_code int_register_async_handlers(
     crpc_server *server, const int_async_handlers *handlers) {
-  (void)server; /* unused when the service has no methods */
   if (handlers == NULL) return CRPC_INVALID_ARGUMENT;
   if (handlers->register_ != NULL &&
       (handlers->register_->on_start == NULL ||
@@ -638,6 +773,10 @@ crpc_code int_register_async_handlers(
         server, "/int/UserData", CRPC_CLIENT_STREAMING,
         &int_user_data_async_reactor, (void *)handlers);
   }
+  if (code == CRPC_OK) {
+    code = crpc_server_add_file_descriptor(
+        server, &crpc_fd_codegen_2ftestdata_2fnopkg_2eproto);
+  }
   return code;
 }
 
@@ -645,16 +784,22 @@ crpc_code int_register_async_handlers(
 
 crpc_code empty_register_handlers(
     crpc_server *server, const empty_handlers *handlers) {
-  (void)server; /* unused when the service has no methods */
   if (handlers == NULL) return CRPC_INVALID_ARGUMENT;
   crpc_code code = CRPC_OK;
+  if (code == CRPC_OK) {
+    code = crpc_server_add_file_descriptor(
+        server, &crpc_fd_codegen_2ftestdata_2fnopkg_2eproto);
+  }
   return code;
 }
 
 crpc_code empty_register_async_handlers(
     crpc_server *server, const empty_async_handlers *handlers) {
-  (void)server; /* unused when the service has no methods */
   if (handlers == NULL) return CRPC_INVALID_ARGUMENT;
   crpc_code code = CRPC_OK;
+  if (code == CRPC_OK) {
+    code = crpc_server_add_file_descriptor(
+        server, &crpc_fd_codegen_2ftestdata_2fnopkg_2eproto);
+  }
   return code;
 }

@@ -16,8 +16,10 @@
 #define CODEGEN_TESTDATA_NOPKG_PROTO_CRPC_H
 
 #include "crpc/channel.h"
+#include "crpc/channel_async.h"
 #include "crpc/server.h"
 #include "crpc/server_async.h"
+#include "crpc/server_info.h"
 #include "codegen/testdata/nopkg.pb-c.h"
 
 #ifdef __cplusplus
@@ -32,6 +34,11 @@ typedef struct crpc_gen_method {
   crpc_method_kind kind;
 } crpc_gen_method;
 #endif
+
+/* This file's descriptor (and, through it, its imports') for server reflection.
+ * The register functions below add it to the server; a file without services
+ * can be added with crpc_server_add_file_descriptor (crpc/server_info.h). */
+extern const crpc_file_descriptor crpc_fd_codegen_2ftestdata_2fnopkg_2eproto;
 
 /* ==== service int ==== */
 
@@ -58,17 +65,50 @@ crpc_code int_Get(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     const Req *req, Resp **resp, crpc_status *status);
 
+/* Get without blocking (crpc/channel_async.h): done runs once, on the
+ * channel's loop thread, and must not block. On CRPC_OK resp is the
+ * reply, the callee's (free it with protobuf_c_message_free_unpacked);
+ * else NULL. status is valid during the call. Returns CRPC_OK if the call
+ * started (done will come), else why not (done will not). */
+typedef void (*int_Get_done_fn)(
+    crpc_code code, Resp *resp, const crpc_status *status, void *user_data);
+crpc_code int_Get_async(
+    crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
+    const Req *req, int_Get_done_fn done, void *user_data);
+
 /* get. On CRPC_OK *resp is the reply. status (may be NULL) gets the
  * final status in every case. */
 crpc_code int_get(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     const Req *req, Resp **resp, crpc_status *status);
 
+/* get without blocking (crpc/channel_async.h): done runs once, on the
+ * channel's loop thread, and must not block. On CRPC_OK resp is the
+ * reply, the callee's (free it with protobuf_c_message_free_unpacked);
+ * else NULL. status is valid during the call. Returns CRPC_OK if the call
+ * started (done will come), else why not (done will not). */
+typedef void (*int_get_done_fn)(
+    crpc_code code, Resp *resp, const crpc_status *status, void *user_data);
+crpc_code int_get_async(
+    crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
+    const Req *req, int_get_done_fn done, void *user_data);
+
 /* Delete. On CRPC_OK *resp is the reply. status (may be NULL) gets the
  * final status in every case. */
 crpc_code int_delete(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     const Req *req, Resp **resp, crpc_status *status);
+
+/* Delete without blocking (crpc/channel_async.h): done runs once, on the
+ * channel's loop thread, and must not block. On CRPC_OK resp is the
+ * reply, the callee's (free it with protobuf_c_message_free_unpacked);
+ * else NULL. status is valid during the call. Returns CRPC_OK if the call
+ * started (done will come), else why not (done will not). */
+typedef void (*int_delete_done_fn)(
+    crpc_code code, Resp *resp, const crpc_status *status, void *user_data);
+crpc_code int_delete_async(
+    crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
+    const Req *req, int_delete_done_fn done, void *user_data);
 
 /* register. _start sends req; then _recv until *msg is NULL, then
  * crpc_call_finish. Free *call (if not NULL) with crpc_call_free. */

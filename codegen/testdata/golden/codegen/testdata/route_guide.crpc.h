@@ -16,8 +16,10 @@
 #define CODEGEN_TESTDATA_ROUTE_GUIDE_PROTO_CRPC_H
 
 #include "crpc/channel.h"
+#include "crpc/channel_async.h"
 #include "crpc/server.h"
 #include "crpc/server_async.h"
+#include "crpc/server_info.h"
 #include "codegen/testdata/route_guide.pb-c.h"
 
 #ifdef __cplusplus
@@ -32,6 +34,11 @@ typedef struct crpc_gen_method {
   crpc_method_kind kind;
 } crpc_gen_method;
 #endif
+
+/* This file's descriptor (and, through it, its imports') for server reflection.
+ * The register functions below add it to the server; a file without services
+ * can be added with crpc_server_add_file_descriptor (crpc/server_info.h). */
+extern const crpc_file_descriptor crpc_fd_codegen_2ftestdata_2froute_5fguide_2eproto;
 
 /* ==== service routeguide.RouteGuide ====
  * Interface exported by the server. */
@@ -60,6 +67,19 @@ crpc_code routeguide_route_guide_get_feature(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     const Routeguide__Point *req, Routeguide__Feature **resp,
     crpc_status *status);
+
+/* GetFeature without blocking (crpc/channel_async.h): done runs once, on the
+ * channel's loop thread, and must not block. On CRPC_OK resp is the
+ * reply, the callee's (free it with protobuf_c_message_free_unpacked);
+ * else NULL. status is valid during the call. Returns CRPC_OK if the call
+ * started (done will come), else why not (done will not). */
+typedef void (*routeguide_route_guide_get_feature_done_fn)(
+    crpc_code code, Routeguide__Feature *resp, const crpc_status *status,
+    void *user_data);
+crpc_code routeguide_route_guide_get_feature_async(
+    crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
+    const Routeguide__Point *req,
+    routeguide_route_guide_get_feature_done_fn done, void *user_data);
 
 /* ListFeatures. _start sends req; then _recv until *msg is NULL, then
  * crpc_call_finish. Free *call (if not NULL) with crpc_call_free. */

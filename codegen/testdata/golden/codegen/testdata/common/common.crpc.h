@@ -16,8 +16,10 @@
 #define CODEGEN_TESTDATA_COMMON_COMMON_PROTO_CRPC_H
 
 #include "crpc/channel.h"
+#include "crpc/channel_async.h"
 #include "crpc/server.h"
 #include "crpc/server_async.h"
+#include "crpc/server_info.h"
 #include "codegen/testdata/common/common.pb-c.h"
 
 #ifdef __cplusplus
@@ -32,6 +34,11 @@ typedef struct crpc_gen_method {
   crpc_method_kind kind;
 } crpc_gen_method;
 #endif
+
+/* This file's descriptor (and, through it, its imports') for server reflection.
+ * The register functions below add it to the server; a file without services
+ * can be added with crpc_server_add_file_descriptor (crpc/server_info.h). */
+extern const crpc_file_descriptor crpc_fd_codegen_2ftestdata_2fcommon_2fcommon_2eproto;
 
 /* codegen/testdata/common/common.proto defines no services. */
 

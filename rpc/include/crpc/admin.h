@@ -1,0 +1,123 @@
+/*
+ * crpc/admin.h - the services an operator's tools expect on every gRPC
+ * server: grpc.health.v1.Health (Kubernetes probes, grpc_health_probe,
+ * load balancers) and server reflection, grpc.reflection.v1 and v1alpha
+ * (grpcurl, grpcui, Postman). Link //services:admin.
+ *
+ *   crpc_health *health = NULL;
+ *   crpc_server_add_admin_services(server, &health);   before start
+ *   ...
+ *   crpc_health_set_status(health, "pkg.Svc", CRPC_HEALTH_NOT_SERVING);
+ *
+ * All of them run as async methods (crpc/server_async.h) on the loop
+ * threads: an idle Watch or reflection stream costs no thread. Like every
+ * async method they run without the server's interceptor chain, so an
+ * auth interceptor does not guard them; serve them on a listener only
+ * trusted peers reach if that matters.
+ *
+ * Lifetime: everything added here belongs to the server and is freed by
+ * crpc_server_free (crpc/server_info.h's FREED hook); a crpc_health handle
+ * is valid until then.
+ */
+#ifndef CRPC_ADMIN_H
+#define CRPC_ADMIN_H
+
+#include "crpc/server.h"
+#include "crpc/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct crpc_health crpc_health;
+
+/* ---- the one switch ----------------------------------------------------- */
+
+/* Adds every admin service crpc has: today health (as
+ * crpc_health_service_add) and reflection v1 + v1alpha (as
+ * crpc_reflection_service_add); later ones (channelz, crpc.admin.v1) join
+ * here, so callers of this function get them without a change. Before
+ * crpc_server_start; register your own services before or after, in any
+ * order (reflection reads the server's lists when first asked).
+ * *health (if not NULL) gets the health handle, NULL on failure. CRPC_OK,
+ * or the first error (ALREADY_EXISTS if one of these services is already
+ * registered, FAILED_PRECONDITION after start, RESOURCE_EXHAUSTED). */
+crpc_code crpc_server_add_admin_services(crpc_server *server,
+                                         crpc_health **health);
+
+/* ---- grpc.health.v1.Health ---------------------------------------------- */
+
+/* The wire values of grpc.health.v1.HealthCheckResponse.ServingStatus. */
+typedef enum crpc_health_status {
+  CRPC_HEALTH_UNKNOWN = 0,
+  CRPC_HEALTH_SERVING = 1,
+  CRPC_HEALTH_NOT_SERVING = 2,
+  CRPC_HEALTH_SERVICE_UNKNOWN = 3 /* Watch only: no status set */
+} crpc_health_status;
+
+/* Registers Check and Watch and returns the handle that sets statuses
+ * (owned by the server), or NULL (*code, if not NULL, says why, as
+ * crpc_server_add_admin_services). Before start.
+ *
+ * Behaviour, as gRPC's own health services:
+ *   - "" (the whole server) starts SERVING; any other name is unknown
+ *     until crpc_health_set_status names it.
+ *   - Check: the status, or NOT_FOUND for an unknown service.
+ *   - Watch: the current status at once (SERVICE_UNKNOWN if unknown; the
+ *     call stays open), then every change, the latest one if several came
+ *     while the client was not reading. It ends when the client cancels,
+ *     its deadline passes, or the server shuts down.
+ *   - When crpc_server_shutdown begins, every service (and "") turns
+ *     NOT_SERVING and later sets are ignored; each Watch gets that status
+ *     and then ends UNAVAILABLE ("server shutting down"), so watchers do
+ *     not hold the shutdown's grace period. */
+crpc_health *crpc_health_service_add(crpc_server *server, crpc_code *code);
+
+/* Sets `service`'s status ("" = the whole server; NULL is ""); status must
+ * be SERVING or NOT_SERVING (else INVALID_ARGUMENT, nothing changes).
+ * Watchers of that name get the new status if it differs. Any thread, any
+ * time (from handlers too; it never blocks on the network). CRPC_OK,
+ * FAILED_PRECONDITION (shutdown has begun: the set is ignored, as gRPC
+ * does), RESOURCE_EXHAUSTED (out of memory). */
+crpc_code crpc_health_set_status(crpc_health *health, const char *service,
+                                 crpc_health_status status);
+
+/* Forgets `service` (it becomes unknown again: Check NOT_FOUND, watchers
+ * get SERVICE_UNKNOWN). Any thread. CRPC_OK or NOT_FOUND. */
+crpc_code crpc_health_clear_status(crpc_health *health, const char *service);
+
+/* `service`'s current status, or CRPC_HEALTH_SERVICE_UNKNOWN. Any thread. */
+crpc_health_status crpc_health_get_status(crpc_health *health,
+                                          const char *service);
+
+/* Every service NOT_SERVING now and from now on (later sets are ignored):
+ * what shutdown does, for callers that drain before they shut down (e.g.
+ * a Kubernetes preStop hook: drain, sleep, then crpc_server_shutdown).
+ * Watches stay open. Any thread; idempotent. */
+void crpc_health_drain(crpc_health *health);
+
+/* ---- server reflection --------------------------------------------------- */
+
+/* Registers grpc.reflection.v1.ServerReflection and
+ * grpc.reflection.v1alpha.ServerReflection (ServerReflectionInfo, a bidi
+ * stream: one response per request, in order). Before start. CRPC_OK or
+ * as crpc_server_add_admin_services.
+ *
+ * It answers from the server's own lists (crpc/server_info.h), read when
+ * the first request arrives: list_services names every service with a
+ * registered method; file_by_filename, file_containing_symbol (a package,
+ * message, enum, enum value, service, method, field or extension name)
+ * and file_containing_extension return the file and its transitive
+ * imports (each file once per response); all_extension_numbers
+ * _of_type lists extension numbers of a known message. Descriptors come
+ * from generated code (protoc-gen-crpc); a service registered by hand has
+ * a name in list_services but no file. Unknown names get an error_response
+ * NOT_FOUND and the stream goes on; a request that does not parse ends
+ * the stream INVALID_ARGUMENT. */
+crpc_code crpc_reflection_service_add(crpc_server *server);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CRPC_ADMIN_H */
