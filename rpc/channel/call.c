@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "rpc/channel/channel_internal.h"
+#include "rpc/log/log.h"
 
 void crpc_status_clear(crpc_status *status) {
   if (status == NULL) return;
@@ -79,7 +80,8 @@ static crpc_code build_headers(ccall *call, const char *method,
   crpc_wire_error err;
   crpc_code code = crpc_wire_headers_add_metadata(h, md, &err);
   if (code == CRPC_INVALID_ARGUMENT) {
-    fprintf(stderr, "crpc call %s: %s\n", method, err.message);
+    CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_CALL, "call %s: %s", method,
+             err.message);
   }
   return code;
 }
@@ -90,12 +92,72 @@ crpc_code crpc_call_start(crpc_channel *ch, const crpc_ctx *ctx,
   return crpc_call_start_compressed(ch, ctx, method, metadata, NULL, out);
 }
 
+/* Why a start failed with `code`, for the caller's status. The reason is
+ * rebuilt here rather than carried up from where it happened: the connect
+ * error is the channel's last one (what channel_lb.c recorded for this
+ * attempt, unless another thread's attempt failed in between), the rest
+ * follow from the arguments. */
+static void start_failure_reason(crpc_channel *ch, const crpc_ctx *ctx,
+                                 const char *method, const char *encoding,
+                                 crpc_code code, char why[CRPC_H2_ERR_MAX]) {
+  snprintf(why, CRPC_H2_ERR_MAX, "call could not start (%s)",
+           crpc_code_name(code));
+  if (ctx != NULL && crpc_ctx_is_done(ctx)) {
+    snprintf(why, CRPC_H2_ERR_MAX, "%s", crpc_ctx_cause(ctx)->message);
+  } else if (code == CRPC_UNAVAILABLE) {
+    pthread_mutex_lock(&ch->mu);
+    if (ch->last_error[0] != '\0') memcpy(why, ch->last_error, CRPC_H2_ERR_MAX);
+    pthread_mutex_unlock(&ch->mu);
+  } else if (code == CRPC_INVALID_ARGUMENT) {
+    if (method == NULL || method[0] != '/') {
+      snprintf(why, CRPC_H2_ERR_MAX,
+               "method \"%.100s\" does not start with '/'",
+               method != NULL ? method : "(null)");
+    } else if (encoding != NULL &&
+               crpc_wire_encoding_parse(encoding, strlen(encoding)) ==
+                   CRPC_WIRE_ENCODING_UNKNOWN) {
+      snprintf(why, CRPC_H2_ERR_MAX,
+               "unknown encoding \"%.60s\" (gzip, deflate or identity)",
+               encoding);
+    } else {
+      snprintf(why, CRPC_H2_ERR_MAX,
+               "request metadata holds a reserved or malformed key");
+    }
+  }
+}
+
+/* Fills *status for a start that failed: code, reason, no trailers. */
+static void start_failure_status(crpc_channel *ch, const crpc_ctx *ctx,
+                                 const char *method, const char *encoding,
+                                 crpc_code code, crpc_status *status) {
+  char why[CRPC_H2_ERR_MAX];
+  start_failure_reason(ch, ctx, method, encoding, code, why);
+  status->code = code;
+  status->message = strdup(why);
+  status->trailers = crpc_metadata_new();
+}
+
+crpc_code crpc_call_start_status(crpc_channel *ch, const crpc_ctx *ctx,
+                                 const char *method,
+                                 const crpc_metadata *metadata,
+                                 const char *encoding, crpc_call **out,
+                                 crpc_status *status) {
+  if (status != NULL) memset(status, 0, sizeof(*status));
+  crpc_code code =
+      crpc_call_start_compressed(ch, ctx, method, metadata, encoding, out);
+  if (code != CRPC_OK && status != NULL) {
+    start_failure_status(ch, ctx, method, encoding, code, status);
+  }
+  return code;
+}
+
 crpc_code ccall_new(crpc_channel *ch, const crpc_ctx *ctx, const char *method,
                     const crpc_metadata *metadata, const char *encoding,
                     int64_t deadline, ccall **out) {
   *out = NULL;
   if (ctx == NULL) {
-    fprintf(stderr, "crpc_call_start: ctx is required (NULL given)\n");
+    crpc_log_fatal(CRPC_LOG_SUB_CALL,
+                   "crpc_call_start: ctx is required (NULL given)");
     abort();
   }
   if (method == NULL || method[0] != '/') return CRPC_INVALID_ARGUMENT;
@@ -371,17 +433,7 @@ crpc_code crpc_unary_call(crpc_channel *ch, const crpc_ctx *ctx,
   crpc_code code = crpc_call_start(ch, ctx, method, metadata, &call);
   if (code != CRPC_OK) {
     if (status != NULL) {
-      char why[CRPC_H2_ERR_MAX] = "call could not start";
-      if (crpc_ctx_is_done(ctx)) {
-        snprintf(why, sizeof(why), "%s", crpc_ctx_cause(ctx)->message);
-      } else if (code == CRPC_UNAVAILABLE) {
-        pthread_mutex_lock(&ch->mu);
-        memcpy(why, ch->last_error, sizeof(why));
-        pthread_mutex_unlock(&ch->mu);
-      }
-      status->code = code;
-      status->message = strdup(why);
-      status->trailers = crpc_metadata_new();
+      start_failure_status(ch, ctx, method, NULL, code, status);
     }
     return code;
   }

@@ -9,6 +9,7 @@
 #include "crpc/interceptor.h"
 #include "rpc/channel/channel_internal.h"
 #include "rpc/intercept/chain.h"
+#include "rpc/log/log.h"
 
 typedef struct start_env {
   crpc_channel *ch;
@@ -46,7 +47,8 @@ crpc_code crpc_call_start_compressed(crpc_channel *ch, const crpc_ctx *ctx,
   }
   *out = NULL;
   if (ctx == NULL) {
-    fprintf(stderr, "crpc_call_start: ctx is required (NULL given)\n");
+    crpc_log_fatal(CRPC_LOG_SUB_CALL,
+                   "crpc_call_start: ctx is required (NULL given)");
     abort();
   }
   if (method == NULL || method[0] != '/') return CRPC_INVALID_ARGUMENT;

@@ -10,6 +10,7 @@
 
 #include "rpc/channel/channel_internal.h"
 #include "rpc/h2/limits.h"
+#include "rpc/log/log.h"
 #include "rpc/wire/percent.h"
 #include "rpc/wire/status_map.h"
 #include "rpc/wire/timeout.h"
@@ -414,6 +415,9 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *f,
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f,
                          void *user_data) {
   cconn *conn = user_data;
+  if (crpc_log_trace_on(CRPC_LOG_SUB_H2)) {
+    crpc_h2_trace_frame(&conn->h2, f, false);
+  }
   if (f->hd.type == NGHTTP2_GOAWAY) {
     /* No new calls here; streams above last_stream_id are refused by
      * nghttp2 (UNAVAILABLE) and the rest finish normally. */
@@ -553,7 +557,9 @@ static int on_frame_not_send(nghttp2_session *session, const nghttp2_frame *f,
 /* The request HEADERS left: from now on the server may have seen it. */
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *f,
                          void *user_data) {
-  (void)user_data;
+  if (crpc_log_trace_on(CRPC_LOG_SUB_H2)) {
+    crpc_h2_trace_frame(&((cconn *)user_data)->h2, f, true);
+  }
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) {
     return 0;
   }

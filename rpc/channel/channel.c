@@ -3,6 +3,8 @@
  * attach to the loop, close, teardown). Which connection a call gets, and
  * making it, is channel_lb.c.
  */
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,28 +13,53 @@
 #include "rpc/channel/channel_internal.h"
 #include "rpc/h2/limits.h"
 #include "rpc/intercept/chain.h"
+#include "rpc/log/log.h"
 
 /* Connection receive window: big, so one stalled stream (whose own window
  * applies the backpressure) never blocks the others. */
 #define CONN_WINDOW (16 * 1024 * 1024)
 
+/* The old entry point: same result, the reason goes to the log (it went
+ * to stderr before crpc_channel_new_err existed). */
 crpc_channel *crpc_channel_new(const char *target,
                                const crpc_channel_options *options) {
+  char error[CRPC_CHANNEL_ERROR_MAX];
+  crpc_channel *ch = crpc_channel_new_err(target, options, error);
+  if (ch == NULL) {
+    CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_CHANNEL, "%s", error);
+  }
+  return ch;
+}
+
+static crpc_channel *new_failed(char *error, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Writes the reason to error (if not NULL); returns NULL for the caller. */
+static crpc_channel *new_failed(char *error, const char *fmt, ...) {
+  if (error != NULL) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error, CRPC_CHANNEL_ERROR_MAX, fmt, ap);
+    va_end(ap);
+  }
+  return NULL;
+}
+
+crpc_channel *crpc_channel_new_err(const char *target,
+                                   const crpc_channel_options *options,
+                                   char error[CRPC_CHANNEL_ERROR_MAX]) {
+  if (error != NULL) error[0] = '\0';
   const char *bad = options == NULL ? NULL
                                     : crpc_h2_windows_check(
                                           options->initial_stream_window_size,
                                           options->initial_connection_window_size);
-  if (bad != NULL) {
-    fprintf(stderr, "crpc channel: %s\n", bad);
-    return NULL;
-  }
+  if (bad != NULL) return new_failed(error, "%s", bad);
   crpc_channel *ch = calloc(1, sizeof(*ch));
-  if (ch == NULL) return NULL;
+  if (ch == NULL) return new_failed(error, "out of memory");
   char err[CRPC_RESOLVE_ERR_MAX];
   if (crpc_target_parse(target, &ch->target, err) != CRPC_OK) {
-    fprintf(stderr, "crpc channel: %s\n", err);
     free(ch);
-    return NULL;
+    return new_failed(error, "%s", err);
   }
   crpc_channel_options o = {0};
   if (options != NULL) o = *options;
@@ -53,11 +80,12 @@ crpc_channel *crpc_channel_new(const char *target,
     ch->default_encoding = crpc_wire_encoding_parse(
         o.default_compression, strlen(o.default_compression));
     if (ch->default_encoding == CRPC_WIRE_ENCODING_UNKNOWN) {
-      fprintf(stderr, "crpc channel: unknown default_compression \"%s\"\n",
-              o.default_compression);
       crpc_target_destroy(&ch->target);
       free(ch);
-      return NULL;
+      return new_failed(error,
+                        "unknown default_compression \"%.100s\" (gzip, "
+                        "deflate or identity)",
+                        o.default_compression);
     }
   }
   /* Jitter must differ between processes (and channels) started together. */
@@ -90,13 +118,16 @@ crpc_channel *crpc_channel_new(const char *target,
   ch->authority = strdup(o.authority  ? o.authority
                          : override ? override
                                     : ch->target.authority);
-  if (ch->user_agent == NULL || ch->authority == NULL ||
-      crpc_loop_new(&ch->loop, 0) != 0) {
+  int loop_rc = ch->user_agent == NULL || ch->authority == NULL
+                    ? -ENOMEM
+                    : crpc_loop_new(&ch->loop, 0);
+  if (loop_rc != 0) {
     crpc_target_destroy(&ch->target);
     free(ch->user_agent);
     free(ch->authority);
     free(ch);
-    return NULL;
+    return new_failed(error, "cannot set up the channel: %s",
+                      strerror(-loop_rc));
   }
   pthread_mutex_init(&ch->mu, NULL);
   pthread_cond_init(&ch->cond, NULL);
@@ -157,6 +188,8 @@ static void on_conn_close(crpc_h2_conn *h2, const char *why) {
     snprintf(both, sizeof(both), "%s after GOAWAY %s", why, conn->goaway_why);
     why = both;
   }
+  CRPC_TRACE(CRPC_LOG_SUB_CHANNEL, "connection to %s closed: %s",
+             ch->authority, why);
   crpc_loop_timer_stop(&conn->idle_timer);
   while (conn->calls != NULL) {
     ccall *call = conn->calls;
@@ -169,7 +202,8 @@ static void on_conn_close(crpc_h2_conn *h2, const char *why) {
   if (crpc_loop_post(h2->loop, drop_loop_ref, conn) != 0) {
     /* Cannot queue: leak one small struct rather than risk a use after
      * free by a queued flush. */
-    fprintf(stderr, "crpc channel: out of memory closing a connection\n");
+    CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_CHANNEL,
+             "out of memory closing a connection");
   }
 }
 
@@ -307,7 +341,8 @@ void crpc_channel_free(crpc_channel *ch) {
   free(slots);
   if (ch->loop_started) {
     if (crpc_loop_post(ch->loop, close_all_fn, ch) != 0) {
-      fprintf(stderr, "crpc channel: out of memory closing connections\n");
+      CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_CHANNEL,
+               "out of memory closing connections");
     }
     /* Call structs die on the loop (their kicks, their streams closing);
      * wait for them so no late ctx callback posts to a freed loop. */

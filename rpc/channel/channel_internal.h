@@ -34,7 +34,10 @@
 #include "rpc/loop/loop.h"
 #include "rpc/resolve/resolve.h"
 
-#define CRPC_VERSION_STRING "crpc/0.1"
+#include "crpc/version.h" /* user-agent "crpc/MAJOR.MINOR" */
+#define CRPC_VERSION_STRING                          \
+  "crpc/" CRPC_VERSION_XSTR_(CRPC_VERSION_MAJOR) "." \
+      CRPC_VERSION_XSTR_(CRPC_VERSION_MINOR)
 /* Bytes a call may queue for sending before crpc_call_send blocks. */
 #define CHANNEL_SEND_BUFFER (64 * 1024)
 

@@ -16,6 +16,7 @@
 
 #include "rpc/ctx/ctx_internal.h"
 #include "rpc/ctx/ctx_owned_deadline.h"
+#include "rpc/log/log.h"
 
 crpc_ctx ctx_background_instance = {
     .magic = CTX_MAGIC,
@@ -45,13 +46,14 @@ const crpc_ctx *crpc_ctx_background(void) { return &ctx_background_instance; }
 
 void ctx_check(const crpc_ctx *ctx, const char *fn) {
   if (ctx == NULL) {
-    fprintf(stderr, "crpc: %s called with a NULL ctx\n", fn);
+    crpc_log_fatal(CRPC_LOG_SUB_CTX, "%s called with a NULL ctx", fn);
     abort();
   }
   if (ctx->magic != CTX_MAGIC) {
-    fprintf(stderr, "crpc: %s called with %p, which is not a live ctx%s\n", fn,
-            (const void *)ctx,
-            ctx->magic == CTX_FREED ? " (already freed)" : "");
+    crpc_log_fatal(CRPC_LOG_SUB_CTX,
+                   "%s called with %p, which is not a live ctx%s", fn,
+                   (const void *)ctx,
+                   ctx->magic == CTX_FREED ? " (already freed)" : "");
     abort();
   }
 }
@@ -313,9 +315,9 @@ void crpc_ctx_release(crpc_ctx *ctx) {
   ctx_check(ctx, "crpc_ctx_release");
   if (ctx_is_background(ctx)) return;
   if (atomic_exchange(&ctx->released, true)) {
-    fprintf(stderr,
-            "crpc: crpc_ctx_release: ctx created at %s:%d released twice\n",
-            ctx->file != NULL ? ctx->file : "?", ctx->line);
+    crpc_log_fatal(CRPC_LOG_SUB_CTX,
+                   "crpc_ctx_release: ctx created at %s:%d released twice",
+                   ctx->file != NULL ? ctx->file : "?", ctx->line);
     abort();
   }
   crpc_cause cause;

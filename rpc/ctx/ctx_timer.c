@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "rpc/ctx/ctx_internal.h"
+#include "rpc/log/log.h"
 
 static pthread_mutex_t timer_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t timer_cond; /* CLOCK_MONOTONIC; set up with the thread */
@@ -116,8 +117,8 @@ static void start_thread_locked(void) {
   pthread_t tid;
   int rc = pthread_create(&tid, NULL, timer_thread, NULL);
   if (rc != 0) {
-    fprintf(stderr, "crpc: cannot start the ctx deadline thread (errno %d)\n",
-            rc);
+    crpc_log_fatal(CRPC_LOG_SUB_CTX,
+                   "cannot start the ctx deadline thread (errno %d)", rc);
     abort();
   }
   pthread_detach(tid);
@@ -131,7 +132,8 @@ void ctx_timer_add(crpc_ctx *ctx) {
     size_t cap = heap_cap ? heap_cap * 2 : 64;
     crpc_ctx **grown = realloc(heap, cap * sizeof(*heap));
     if (grown == NULL) {
-      fprintf(stderr, "crpc: out of memory growing the deadline heap\n");
+      crpc_log_fatal(CRPC_LOG_SUB_CTX,
+                     "out of memory growing the deadline heap");
       abort();
     }
     heap = grown;

@@ -147,6 +147,11 @@ crpc_code FloodHandler(crpc_server_call *call, const crpc_ctx *ctx, void *ud) {
 
 // Returns the client's address as the server sees it (identifies the
 // connection).
+// Stall (client streaming): reads nothing and returns when its ctx ends.
+crpc_code StallHandler(crpc_server_call *, const crpc_ctx *ctx, void *) {
+  return crpc_ctx_wait(ctx);
+}
+
 crpc_code PeerHandler(crpc_server_call *call, const crpc_ctx *, void *) {
   crpc_message m{};
   crpc_code rc = crpc_server_call_recv(call, &m);
@@ -162,6 +167,8 @@ void AddProbeMethods(crpc_server *s, Probe *p) {
                                             FloodHandler, p));
   ASSERT_EQ(CRPC_OK, crpc_server_add_method(s, "/crpc.e2e.Probe/Peer", CRPC_UNARY, PeerHandler,
                                             nullptr));
+  ASSERT_EQ(CRPC_OK, crpc_server_add_method(s, "/crpc.e2e.Probe/Stall", CRPC_CLIENT_STREAMING,
+                                            StallHandler, nullptr));
 }
 
 // The probe outlives the server (fixture members are destroyed after
@@ -559,12 +566,14 @@ TEST_F(CancelTest, SlowReader_SenderBlocksWithBoundedBuffer_UnblocksOnCancel) {
 }
 
 TEST_F(CancelTest, SlowServerReader_ClientSendBlocksAndUnblocksOnCancel) {
-  // Hang never reads past the first message: the client's sends must stall
-  // (flow control) and return at once when the client ctx is cancelled.
-  Start();
+  // Stall never reads: the client's sends must stall (flow control) and
+  // return at once when the client ctx is cancelled. (A client-streaming
+  // method: a second message on a unary one would fail the call INTERNAL.)
+  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe); });
   Ctx ctx = WithCancel();
   crpc_call *raw = nullptr;
-  ASSERT_EQ(CRPC_OK, crpc_call_start(channel_, ctx.get(), M("Hang").c_str(), nullptr, &raw));
+  ASSERT_EQ(CRPC_OK,
+            crpc_call_start(channel_, ctx.get(), "/crpc.e2e.Probe/Stall", nullptr, &raw));
   Call call(raw);
   std::atomic<int64_t> sent{0};
   std::atomic<crpc_code> last{CRPC_OK};

@@ -3,13 +3,17 @@
  */
 #include "rpc/h2/conn.h"
 #include "crpc/ctx.h"
+#include "rpc/log/log.h"
 #include "rpc/tls/tls.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* How much output is pulled from the session before writing: big enough
@@ -21,9 +25,68 @@
  * is left is read on the next iteration). */
 #define LINGER_READS 4
 
+/* "server fd 7 (127.0.0.1:40312)": who a trace line is about. Only
+ * computed while tracing (getpeername is a system call). */
+static void describe(const crpc_h2_conn *conn, char *buf, size_t cap) {
+  const char *side = conn->session != NULL &&
+                             nghttp2_session_check_server_session(
+                                 conn->session)
+                         ? "server"
+                         : "client";
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  char peer[INET6_ADDRSTRLEN + 8] = "?";
+  if (conn->fd >= 0 &&
+      getpeername(conn->fd, (struct sockaddr *)&ss, &len) == 0) {
+    char host[INET6_ADDRSTRLEN] = "";
+    if (ss.ss_family == AF_INET) {
+      const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+      inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+      snprintf(peer, sizeof(peer), "%s:%u", host, ntohs(in->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+      const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+      inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+      snprintf(peer, sizeof(peer), "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else if (ss.ss_family == AF_UNIX) {
+      snprintf(peer, sizeof(peer), "unix");
+    }
+  }
+  snprintf(buf, cap, "%s fd %d (%s)", side, conn->fd, peer);
+}
+
+void crpc_h2_trace_frame(const crpc_h2_conn *conn, const nghttp2_frame *f,
+                         bool sent) {
+  if (f->hd.type != NGHTTP2_GOAWAY && f->hd.type != NGHTTP2_RST_STREAM) {
+    return;
+  }
+  char who[96];
+  describe(conn, who, sizeof(who));
+  const char *dir = sent ? "sent" : "received";
+  if (f->hd.type == NGHTTP2_RST_STREAM) {
+    CRPC_TRACE(CRPC_LOG_SUB_H2, "%s: RST_STREAM %s on stream %d (%s)", who,
+               dir, f->hd.stream_id,
+               nghttp2_http2_strerror(f->rst_stream.error_code));
+    return;
+  }
+  CRPC_TRACE(CRPC_LOG_SUB_H2,
+             "%s: GOAWAY %s (last stream %d, %s, debug \"%.*s\")", who, dir,
+             f->goaway.last_stream_id,
+             nghttp2_http2_strerror(f->goaway.error_code),
+             (int)(f->goaway.opaque_data_len > 64 ? 64
+                                                  : f->goaway.opaque_data_len),
+             f->goaway.opaque_data != NULL ? (const char *)f->goaway.opaque_data
+                                           : "");
+}
+
 static void finish_close(crpc_h2_conn *conn) {
   if (conn->closed) return;
   conn->closed = true;
+  if (crpc_log_trace_on(CRPC_LOG_SUB_H2)) {
+    char who[96];
+    describe(conn, who, sizeof(who)); /* before the fd goes */
+    CRPC_TRACE(CRPC_LOG_SUB_H2, "%s: connection closed: %s", who,
+               conn->close_why);
+  }
   crpc_loop_io_stop(&conn->io);
   crpc_loop_timer_stop(&conn->handshake_timer);
   crpc_loop_timer_stop(&conn->ka_timer);
@@ -362,6 +425,12 @@ static void start(crpc_h2_conn *conn, crpc_loop *loop, int fd,
   conn->last_read_ns = crpc_now_ns();
   crpc_loop_closure_init(&conn->flush_closure, flush_closure_fn, conn);
   crpc_loop_io_init(&conn->io, loop, fd, on_io, conn);
+  if (crpc_log_trace_on(CRPC_LOG_SUB_H2)) {
+    char who[96];
+    describe(conn, who, sizeof(who));
+    CRPC_TRACE(CRPC_LOG_SUB_H2, "%s: connection open%s", who,
+               tls != NULL ? " (TLS)" : "");
+  }
   if (crpc_loop_io_set(&conn->io, CRPC_LOOP_READABLE) != 0) {
     crpc_h2_conn_close(conn, "cannot watch socket");
     return;

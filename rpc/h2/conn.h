@@ -160,6 +160,13 @@ ssize_t crpc_h2_data_length(nghttp2_session *session, uint8_t frame_type,
 /* Frees the session and buffers after on_close. Loop thread. Idempotent. */
 void crpc_h2_conn_destroy(crpc_h2_conn *conn);
 
+/* CRPC_TRACE=h2: logs a GOAWAY or RST_STREAM frame `f` that was sent
+ * (sent true) or received on conn (other frame types: nothing). Callers
+ * test crpc_log_trace_on(CRPC_LOG_SUB_H2) first, so frames cost nothing
+ * while the trace is off. Loop thread. */
+void crpc_h2_trace_frame(const crpc_h2_conn *conn, const nghttp2_frame *f,
+                         bool sent);
+
 #ifdef __cplusplus
 }
 #endif

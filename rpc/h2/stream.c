@@ -169,6 +169,12 @@ void crpc_h2_inbound_destroy(crpc_h2_inbound *in) {
 
 static crpc_code enqueue(crpc_h2_inbound *in, crpc_wire_message *wm,
                          crpc_wire_error *err) {
+  if (in->max_messages != 0 && in->total >= in->max_messages) {
+    free(wm->data);
+    return crpc_wire_error_set(
+        err, CRPC_INTERNAL, "%s",
+        in->too_many != NULL ? in->too_many : "one message too many");
+  }
   uint8_t *data = wm->data;
   size_t len = wm->len;
   crpc_code code = crpc_wire_check_compressed_flag(wm->compressed, in->encoding,

@@ -123,6 +123,11 @@ typedef struct crpc_h2_inbound {
   crpc_h2_msgq q;
   size_t held;  /* DATA bytes not yet returned to the peer's stream window */
   size_t total; /* messages decoded so far */
+  /* 0: any number of messages. Else one more is an INTERNAL error with
+   * the message too_many (gRPC's rule for the request of a unary or
+   * server-streaming call), found before it is decompressed or queued. */
+  size_t max_messages;
+  const char *too_many;
 } crpc_h2_inbound;
 
 /* Sets up for messages of at most max_message bytes (after
@@ -136,7 +141,8 @@ void crpc_h2_inbound_destroy(crpc_h2_inbound *in);
 /* Feeds one DATA chunk. Complete messages are decompressed as the
  * encoding says and queued. CRPC_OK, or the stream's error (framing
  * INTERNAL, too large RESOURCE_EXHAUSTED, unknown encoding UNIMPLEMENTED
- * on a server) with details in *err; the stream is then failing. */
+ * on a server, more than max_messages INTERNAL) with details in *err; the
+ * stream is then failing. */
 crpc_code crpc_h2_inbound_feed(crpc_h2_inbound *in, const uint8_t *data,
                                size_t len, crpc_wire_error *err);
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "rpc/intercept/chain.h"
+#include "rpc/log/log.h"
 
 #define GROW(arr, n, cap)                                       \
   do {                                                          \
@@ -97,8 +98,9 @@ crpc_code crpc_server_next_call(crpc_server_next *next, const crpc_ctx *ctx) {
              "interceptor \"%.60s\" passed a ctx that is not the call ctx "
              "or a descendant of it",
              name);
-    fprintf(stderr, "crpc server %s: %s; call fails INTERNAL\n",
-            next->info_->method, msg);
+    CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_INTERCEPTOR,
+             "server call %s: %s; call fails INTERNAL", next->info_->method,
+             msg);
     ((const icpt_server_ops *)next->ops_)->fail(next->call_, msg);
     return CRPC_INTERNAL;
   }
@@ -212,10 +214,10 @@ crpc_code crpc_client_next_start(crpc_client_next *next, const crpc_ctx *ctx,
                                  const crpc_metadata *md) {
   if (ctx == NULL || !crpc_ctx_is_descendant(ctx, next->user_ctx_)) {
     const icpt_client_chain *c = next->chain_;
-    fprintf(stderr,
-            "crpc call %s: interceptor \"%.60s\" passed a ctx that is not "
-            "the caller's ctx or a descendant of it; call fails INTERNAL\n",
-            next->info_->method, name_of(c->links[next->index_ - 1].name));
+    CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_INTERCEPTOR,
+             "call %s: interceptor \"%.60s\" passed a ctx that is not the "
+             "caller's ctx or a descendant of it; call fails INTERNAL",
+             next->info_->method, name_of(c->links[next->index_ - 1].name));
     return CRPC_INTERNAL;
   }
   return client_start_from(next, next->index_, ctx, md);

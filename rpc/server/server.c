@@ -9,8 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "crpc/server_info.h"
 #include "rpc/h2/limits.h"
 #include "rpc/intercept/chain.h"
+#include "rpc/log/log.h"
 #include "rpc/server/server_internal.h"
 #include "rpc/wire/frame.h"
 
@@ -26,17 +28,36 @@ static int server_default_loops(void) {
   return cpus > 0 ? (int)cpus : 1;
 }
 
+/* The old entry point: same result, the reason goes to the log (it went
+ * to stderr before crpc_server_new_err existed). */
 crpc_server *crpc_server_new(const crpc_server_options *options) {
+  char error[CRPC_SERVER_ERROR_MAX];
+  crpc_server *s = crpc_server_new_err(options, error);
+  if (s == NULL) CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_SERVER, "%s", error);
+  return s;
+}
+
+/* Copies a reason into a caller's error buffer (NULL: not wanted). */
+static void set_error(char *error, const char *why) {
+  if (error != NULL) snprintf(error, CRPC_SERVER_ERROR_MAX, "%s", why);
+}
+
+crpc_server *crpc_server_new_err(const crpc_server_options *options,
+                                 char error[CRPC_SERVER_ERROR_MAX]) {
+  set_error(error, "");
   const char *bad = options == NULL ? NULL
                                     : crpc_h2_windows_check(
                                           options->initial_stream_window_size,
                                           options->initial_connection_window_size);
   if (bad != NULL) {
-    fprintf(stderr, "crpc server: %s\n", bad);
+    set_error(error, bad);
     return NULL;
   }
   crpc_server *s = calloc(1, sizeof(*s));
-  if (s == NULL) return NULL;
+  if (s == NULL) {
+    set_error(error, "out of memory");
+    return NULL;
+  }
   if (options != NULL) s->opts = *options;
   if (s->opts.max_recv_message_size == 0) {
     s->opts.max_recv_message_size = CRPC_WIRE_DEFAULT_MAX_RECV_MESSAGE;
@@ -81,6 +102,8 @@ crpc_server *crpc_server_new(const crpc_server_options *options) {
     free(s->loops);
     free(s->threads);
     free(s);
+    set_error(error, "out of memory or file descriptors setting up the "
+                     "server's loops");
     return NULL;
   }
   return s;
@@ -128,23 +151,43 @@ crpc_code server_add_method_entry(crpc_server *s, const char *path,
   return CRPC_OK;
 }
 
+/* The old entry point: same result, the reason goes to the log (it went
+ * to stderr before crpc_server_listen_err existed). */
 crpc_code crpc_server_listen(crpc_server *s, const char *address, int *port) {
-  if (s->started) return CRPC_FAILED_PRECONDITION;
+  char error[CRPC_SERVER_ERROR_MAX];
+  crpc_code code = crpc_server_listen_err(s, address, port, error);
+  if (code != CRPC_OK) {
+    CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_SERVER, "%s", error);
+  }
+  return code;
+}
+
+crpc_code crpc_server_listen_err(crpc_server *s, const char *address,
+                                 int *port,
+                                 char error[CRPC_SERVER_ERROR_MAX]) {
+  set_error(error, "");
+  if (s->started) {
+    set_error(error, "listen after crpc_server_start");
+    return CRPC_FAILED_PRECONDITION;
+  }
   crpc_h2_addr addr;
   char err[CRPC_H2_ERR_MAX];
   crpc_code code = crpc_h2_addr_parse(address, &addr, err);
   if (code != CRPC_OK) {
-    fprintf(stderr, "crpc server: %s\n", err);
+    set_error(error, err);
     return code;
   }
   server_listener *ls =
       realloc(s->listeners, (s->n_listeners + 1) * sizeof(*ls));
-  if (ls == NULL) return CRPC_RESOURCE_EXHAUSTED;
+  if (ls == NULL) {
+    set_error(error, "out of memory");
+    return CRPC_RESOURCE_EXHAUSTED;
+  }
   s->listeners = ls;
   int fd;
   code = crpc_h2_listen(&addr, &fd, port, err);
   if (code != CRPC_OK) {
-    fprintf(stderr, "crpc server: %s\n", err);
+    set_error(error, err);
     return code;
   }
   server_listener *l = &s->listeners[s->n_listeners++];
@@ -387,6 +430,9 @@ static void wait_calls(crpc_server *s, const crpc_ctx *ctx) {
 void crpc_server_shutdown(crpc_server *s, int64_t grace_ns) {
   if (s->shut_down) return;
   s->shut_down = true;
+  /* Before anything drains: health turns NOT_SERVING while calls still
+   * run, so probes and proxies see it first (crpc/server_info.h). */
+  server_run_hooks(s, CRPC_SERVER_SHUTDOWN_STARTED);
   if (!s->started) {
     for (size_t i = 0; i < s->n_listeners; i++) {
       close(s->listeners[i].fd);
@@ -440,6 +486,9 @@ void crpc_server_free(crpc_server *s) {
   crpc_server_shutdown(s, 0);
   /* Runs closures still queued (kicks, connection frees) on this thread. */
   for (int i = 0; i < s->n_loops; i++) crpc_loop_free(s->loops[i].loop);
+  /* No call, loop or handler is left: services may free their state. */
+  server_run_hooks(s, CRPC_SERVER_FREED);
+  server_info_free(s);
   free(s->loops);
   crpc_ctx_release(s->root);
   for (size_t i = 0; i < s->n_methods; i++) free(s->methods[i].path);

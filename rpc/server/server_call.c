@@ -535,6 +535,19 @@ void scall_dispatch(scall *call) {
       return;
     }
   }
+  if (call->method->kind == CRPC_UNARY ||
+      call->method->kind == CRPC_SERVER_STREAMING) {
+    /* One request message, as gRPC servers insist (grpc-go and grpc-java
+     * answer INTERNAL too): a second, found as it is decoded (before it is
+     * decompressed), fails the call INTERNAL through fail_call, whichever
+     * handler style runs it. One that comes after the status is decided
+     * changes nothing: the call has ended. */
+    call->in.max_messages = 1;
+    call->in.too_many =
+        call->method->kind == CRPC_UNARY
+            ? "more than one request message for a unary call"
+            : "more than one request message for a server-streaming call";
+  }
   /* The ctx carries the deadline (handlers and downstream calls read it)
    * but this loop's timer fires it, not the process-wide ctx timer thread:
    * no cross-thread hop, and it is as late as the loop, never later. */

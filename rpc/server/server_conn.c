@@ -14,6 +14,7 @@
 
 #include "rpc/h2/jitter.h"
 #include "rpc/h2/limits.h"
+#include "rpc/log/log.h"
 #include "rpc/server/server_internal.h"
 
 /* Connection flow-control window: large, so one slow stream (whose own
@@ -155,6 +156,45 @@ static int64_t jittered_age(const sconn *conn, int64_t age) {
   return age - spread + (int64_t)(z % (uint64_t)(2 * spread + 1));
 }
 
+/* RFC 9113 §5.1.1: a stream the client opens must have an id above every
+ * stream it opened before, else connection error PROTOCOL_ERROR. nghttp2
+ * (1.52) drops a HEADERS block for an id below the highest without a
+ * callback or an answer unless it still remembers that stream: it cannot
+ * tell "opens stream 3 after 5" from "trailers for a stream it has
+ * forgotten" (//rpc/e2e:protocol_test Nghttp2Probe). Streams it does
+ * remember it handles as the RFC says: trailers on an open stream,
+ * connection error STREAM_CLOSED after the client's END_STREAM, ignored
+ * after our RST_STREAM. So here, at the frame header (before the block is
+ * decoded), a HEADERS for an odd id not above the highest seen, on a
+ * stream nghttp2 has no state for (or only an idle one, from a PRIORITY
+ * frame), is taken as opening a stream again and ends the connection. As
+ * with grpc-go and Go's net/http2 server, that includes trailers for a
+ * stream closed long ago, which gRPC clients never send. Even ids are
+ * nghttp2's (it rejects them itself). Terminating here makes nghttp2 read
+ * nothing after this frame. */
+static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd,
+                          void *user_data) {
+  sconn *conn = user_data;
+  if (hd->type != NGHTTP2_HEADERS || (hd->stream_id & 1) == 0) return 0;
+  if (hd->stream_id > conn->max_client_stream) {
+    conn->max_client_stream = hd->stream_id;
+    return 0;
+  }
+  /* find_stream also returns the closed streams nghttp2 keeps. */
+  nghttp2_stream *st = nghttp2_session_find_stream(session, hd->stream_id);
+  if (st != NULL &&
+      nghttp2_stream_get_state(st) != NGHTTP2_STREAM_STATE_IDLE) {
+    return 0;
+  }
+  /* GOAWAY(last processed stream, PROTOCOL_ERROR); the connection closes
+   * once it is written, and on_conn_close cancels the calls still open. */
+  if (nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR) != 0) {
+    return NGHTTP2_ERR_CALLBACK_FAILURE; /* out of memory: just close */
+  }
+  crpc_h2_conn_want_flush(&conn->h2);
+  return 0;
+}
+
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *f,
                             void *user_data) {
   sconn *conn = user_data;
@@ -243,6 +283,9 @@ static void on_client_ping(nghttp2_session *session, sconn *conn) {
 
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f,
                          void *user_data) {
+  if (crpc_log_trace_on(CRPC_LOG_SUB_H2)) {
+    crpc_h2_trace_frame(&((sconn *)user_data)->h2, f, false);
+  }
   if (f->hd.type == NGHTTP2_PING && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
     on_client_ping(session, user_data);
     return 0;
@@ -287,6 +330,9 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *f,
                          void *user_data) {
   sconn *conn = user_data;
+  if (crpc_log_trace_on(CRPC_LOG_SUB_H2)) {
+    crpc_h2_trace_frame(&conn->h2, f, true);
+  }
   if (f->hd.type == NGHTTP2_GOAWAY &&
       f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM && conn->calm_goaway) {
     /* Closed once the GOAWAY is written (the flush stops pulling). */
@@ -393,6 +439,7 @@ static nghttp2_session_callbacks *g_cbs;
 static void init_callbacks(void) {
   nghttp2_session_callbacks *cbs;
   if (nghttp2_session_callbacks_new(&cbs) != 0) abort();
+  nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame);
   nghttp2_session_callbacks_set_on_begin_headers_callback(cbs,
                                                           on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
@@ -554,13 +601,14 @@ void server_on_accept(crpc_loop *loop, int fd, unsigned events, void *arg) {
           errno == ENOMEM) {
         /* Out of fds or memory: the listener stays readable, so a
          * level-triggered watcher would spin. Pause accepting briefly. */
-        fprintf(stderr, "crpc server: accept: %s; pausing 100 ms\n",
-                strerror(errno));
+        CRPC_LOG(CRPC_LOG_WARNING, CRPC_LOG_SUB_SERVER,
+                 "accept: %s; pausing 100 ms", strerror(errno));
         crpc_loop_io_set(&l->io, 0);
         crpc_loop_timer_start(&l->backoff,
                               crpc_now_ns() + 100 * CRPC_MILLISECOND);
       } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-        fprintf(stderr, "crpc server: accept: %s\n", strerror(errno));
+        CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_SERVER, "accept: %s",
+                 strerror(errno));
       }
       return;
     }

@@ -134,7 +134,20 @@ struct crpc_server {
 
   /* Interceptor chain (rpc/intercept); NULL: none. Built before start. */
   struct icpt_server_chain *icpt;
+
+  /* crpc/server_info.h (server_info.c): descriptors and event hooks, set
+   * before start and read-only after. */
+  const struct crpc_file_descriptor **fds;
+  size_t n_fds, cap_fds;
+  struct server_hook *hooks;
+  size_t n_hooks;
 };
+
+/* server_info.c: runs every hook for `event` (crpc/server_info.h says in
+ * which order); called by crpc_server_shutdown and crpc_server_free. */
+void server_run_hooks(crpc_server *s, int event);
+/* Frees the lists above (not the descriptors: they are the caller's). */
+void server_info_free(crpc_server *s);
 
 /* Who is on the other end of a connection, shared by the connection and
  * its calls (a call may outlive its connection): filled on the loop before
@@ -173,6 +186,10 @@ struct sconn {
   int64_t age_at;       /* max_connection_age deadline; INT64_MAX: none */
   int64_t notice_at;    /* when the first GOAWAY + PING were submitted */
   int64_t grace_at;     /* close past this (age grace); INT64_MAX: none */
+  /* The highest stream id a client HEADERS frame has carried: a HEADERS
+   * opening a stream at or below it is a connection error
+   * (server_conn.c: on_begin_frame). */
+  int32_t max_client_stream;
 };
 
 struct crpc_server_call {

@@ -151,6 +151,18 @@ const char *crpc_channel_state_name(crpc_channel_state state);
 crpc_channel *crpc_channel_new(const char *target,
                                const crpc_channel_options *options);
 
+/* Size of crpc_channel_new_err's error buffer (longer reasons are cut). */
+#define CRPC_CHANNEL_ERROR_MAX 256
+
+/* crpc_channel_new that tells the caller why it failed instead of logging
+ * it: on NULL, `error` (if not NULL) holds the reason (a target that
+ * does not parse, e.g. "\"[::1\": missing ']'", an out-of-range window,
+ * an unknown default_compression, "out of memory"); on success "".
+ * crpc_channel_new is this plus a log line (crpc/log.h, tag "channel"). */
+crpc_channel *crpc_channel_new_err(const char *target,
+                                   const crpc_channel_options *options,
+                                   char error[CRPC_CHANNEL_ERROR_MAX]);
+
 /* Closes the connection and frees the channel. All calls must have been
  * freed. NULL: no-op. */
 void crpc_channel_free(crpc_channel *channel);
@@ -188,6 +200,21 @@ crpc_code crpc_call_start_compressed(crpc_channel *channel,
                                      const crpc_ctx *ctx, const char *method,
                                      const crpc_metadata *metadata,
                                      const char *encoding, crpc_call **call);
+
+/* crpc_call_start_compressed (encoding NULL: the channel's
+ * default_compression) that also says why a start failed, the way
+ * crpc_unary_call's status does: on an error *status (if not NULL) holds
+ * the code and a message (for UNAVAILABLE the connect error, e.g.
+ * "connect 127.0.0.1:1: Connection refused"; the ctx's cause message if
+ * the ctx ended first; what was wrong for INVALID_ARGUMENT) and empty
+ * trailers; release it with crpc_status_clear. On CRPC_OK *status is
+ * zeroed (the call's final status comes from crpc_call_finish). Same
+ * returns as crpc_call_start_compressed. */
+crpc_code crpc_call_start_status(crpc_channel *channel, const crpc_ctx *ctx,
+                                 const char *method,
+                                 const crpc_metadata *metadata,
+                                 const char *encoding, crpc_call **call,
+                                 crpc_status *status);
 
 /* Sends one request message (copied). Blocks while the call's send buffer
  * is full, ctx-aware. CRPC_OK, or the call's final code if it has ended

@@ -72,8 +72,11 @@ typedef struct crpc_server_options {
    * all run on that loop's thread. */
   int loop_threads;
   uint32_t max_concurrent_streams; /* 0: 1000 (HTTP/2 SETTINGS) */
-  size_t stream_send_buffer;    /* 0: 64 KiB queued per call before send
-                                   blocks (HTTP/2 flow control does the rest) */
+  /* 0: 64 KiB. A send blocks (can_send says false) while a call has this
+   * much queued; below it one more message of any size is taken, so a
+   * call holds at most this plus one message (HTTP/2 flow control does
+   * the rest). */
+  size_t stream_send_buffer;
   /* Keepalive (gRPC's GRPC_ARG_KEEPALIVE_*): after keepalive_time_ns with
    * nothing received on a connection the server sends a PING (with or
    * without calls open); if nothing (its ACK or any other byte) arrives
@@ -118,6 +121,17 @@ typedef struct crpc_server_options {
  * NULL if out of memory or an option is out of range (reason on stderr). */
 crpc_server *crpc_server_new(const crpc_server_options *options);
 
+/* Size of the error buffers of the *_err functions below (longer reasons
+ * are cut). */
+#define CRPC_SERVER_ERROR_MAX 256
+
+/* crpc_server_new that tells the caller why it failed instead of logging
+ * it: on NULL, `error` (if not NULL) holds the reason (an out-of-range
+ * window option, "out of memory", ...); on success "". crpc_server_new is
+ * this plus a log line (crpc/log.h, tag "server"). */
+crpc_server *crpc_server_new_err(const crpc_server_options *options,
+                                 char error[CRPC_SERVER_ERROR_MAX]);
+
 /* Registers a handler for path "/package.Service/Method". Before start.
  * CRPC_OK, CRPC_INVALID_ARGUMENT (bad path), CRPC_ALREADY_EXISTS. Calls to
  * unregistered paths get UNIMPLEMENTED. `kind` says how the handler uses
@@ -135,6 +149,17 @@ crpc_code crpc_server_add_method(crpc_server *server, const char *path,
 crpc_code crpc_server_listen(crpc_server *server, const char *address,
                              int *port);
 
+/* crpc_server_listen that tells the caller why it failed instead of
+ * logging it: on an error, `error` (if not NULL) holds the reason, naming
+ * the address and the system's words for the errno, e.g. "bind/listen
+ * 127.0.0.1:50051: Address already in use" or "\"x:y\": bad host or
+ * port"; on CRPC_OK "". Same returns, plus CRPC_FAILED_PRECONDITION after
+ * start and CRPC_RESOURCE_EXHAUSTED. crpc_server_listen is this plus a
+ * log line (crpc/log.h, tag "server"). */
+crpc_code crpc_server_listen_err(crpc_server *server, const char *address,
+                                 int *port,
+                                 char error[CRPC_SERVER_ERROR_MAX]);
+
 /* Starts the loop and handler threads; calls are accepted from now on.
  * CRPC_OK, or CRPC_FAILED_PRECONDITION (no listener / already started). */
 crpc_code crpc_server_start(crpc_server *server);
@@ -147,6 +172,31 @@ void crpc_server_shutdown(crpc_server *server, int64_t grace_ns);
 
 /* Shuts down with no grace if needed, then frees everything. NULL: no-op. */
 void crpc_server_free(crpc_server *server);
+
+/* Serves until the process gets SIGINT or SIGTERM, then shuts down as
+ * crpc_server_shutdown(server, grace_ns) and returns CRPC_OK: the blocking
+ * "main loop" of a server program (gRPC C++'s Server::Wait plus a signal
+ * handler). Call after crpc_server_start, from the thread that will free
+ * the server, never from a handler. Signals need no set-up: while it waits
+ * it installs a handler for both (whichever thread the kernel picks) and
+ * unblocks them in the calling thread (so one already pending because the
+ * program blocked it counts), and it restores the previous handlers and
+ * mask before the grace period begins, so a second signal then gets the
+ * program's old disposition (by default: the process ends at once).
+ * Returns CRPC_FAILED_PRECONDITION, doing nothing, if the server is not
+ * started or already shut down, or another thread is waiting in one of
+ * these two functions; CRPC_INTERNAL (reason on stderr, server still
+ * running) if the handler or the wait cannot be set up. */
+crpc_code crpc_server_serve_until_signal(crpc_server *server,
+                                         int64_t grace_ns);
+
+/* crpc_server_serve_until_signal that also stops once `stop` is done (NULL:
+ * only signals; e.g. a ctx an admin RPC cancels, or one that ends when a
+ * supervisor's pipe closes). Stores in *signo (if not NULL) the signal that
+ * ended the wait, or 0 if `stop` did. Same returns; the caller still owns
+ * and releases `stop`. */
+crpc_code crpc_server_serve_until(crpc_server *server, const crpc_ctx *stop,
+                                  int64_t grace_ns, int *signo);
 
 /* ---- inside a handler --------------------------------------------------- */
 
