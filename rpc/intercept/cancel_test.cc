@@ -19,12 +19,14 @@ struct Obs {
   std::atomic<int> later_not_cancelled{0};
   std::atomic<int> sent{0};
   std::atomic<int> late_writes{0};  // reached the wire side OK after done
+  std::atomic<bool> started{false};  // the handler runs
 };
 Obs *g_obs = nullptr;
 
 // Server streaming: 1 KiB messages flat out until a send fails, then three
 // more sends that must fail the same way, at once.
 crpc_code Flood(crpc_server_call *call, const crpc_ctx *ctx, void *) {
+  g_obs->started = true;
   crpc_message m{};
   crpc_server_call_recv(call, &m);
   free(m.data);
@@ -44,6 +46,7 @@ crpc_code Flood(crpc_server_call *call, const crpc_ctx *ctx, void *) {
 
 // Bidi: receives until recv fails.
 crpc_code Drain(crpc_server_call *call, const crpc_ctx *ctx, void *) {
+  g_obs->started = true;
   crpc_code c;
   for (;;) {
     crpc_message m{};
@@ -141,6 +144,10 @@ TEST_P(CancelGuaranteeTest, ClientCancelEndsHandlerAndSendsFailWithoutWriting) {
         EXPECT_EQ(cs.send == WrapSend ? 1026u : 1024u, got.size());
       }
     }
+    /* A handler whose ctx is done before it is dispatched never runs (a
+     * loaded machine can take longer than the pause below to dispatch):
+     * cancel once it runs. */
+    ASSERT_TRUE(Eventually([&] { return obs.started.load(); }, 5000)) << cs.name;
     std::this_thread::sleep_for(std::chrono::milliseconds(10 + round * 10));
     crpc_ctx_cancel(ctx.get(), CRPC_CANCELLED, "client gave up");
     ASSERT_TRUE(Eventually([&] { return obs.done.load(); }, 5000)) << cs.name;
