@@ -14,7 +14,6 @@
  * writes responses until the client cancels; StreamingFromClient reads all,
  * replies once; StreamingBothWays answers each request.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,14 +183,6 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  /* Block the stop signals before crpc starts threads, so only sigwait
-   * below receives them. */
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, NULL);
-
   crpc_server *server = crpc_server_new(&opts);
   if (server == NULL) return 1;
   char address[64];
@@ -210,9 +201,9 @@ int main(int argc, char **argv) {
   }
   printf("listening on 127.0.0.1:%d\n", bound);
   fflush(stdout);
-  int sig = 0;
-  sigwait(&stop, &sig);
-  crpc_server_shutdown(server, CRPC_SECOND);
+  /* Until SIGTERM (the harness's stop) or SIGINT, then one second of
+   * grace. */
+  rc = crpc_server_serve_until_signal(server, CRPC_SECOND);
   crpc_server_free(server);
-  return 0;
+  return rc == CRPC_OK ? 0 : 1;
 }
