@@ -9,6 +9,7 @@
 
 #include "rpc/ctx/ctx_owned_deadline.h"
 #include "rpc/h2/limits.h"
+#include "rpc/log/log.h"
 #include "rpc/server/server_internal.h"
 #include "rpc/wire/percent.h"
 #include "rpc/wire/status_map.h"
@@ -152,7 +153,8 @@ static crpc_code add_status(crpc_wire_headers *h, crpc_code code,
     crpc_wire_error err;
     rc = crpc_wire_headers_add_metadata(h, user, &err);
     if (rc == CRPC_INVALID_ARGUMENT) {
-      fprintf(stderr, "crpc server: trailers not sent: %s\n", err.message);
+      CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_SERVER, "trailers not sent: %s",
+               err.message);
     }
   }
   return rc;
@@ -263,8 +265,8 @@ static void submit_headers(scall *call) {
   if (rc == CRPC_OK && call->resp_md != NULL) {
     rc = crpc_wire_headers_add_metadata(&h, call->resp_md, &err);
     if (rc == CRPC_INVALID_ARGUMENT) {
-      fprintf(stderr, "crpc server: response headers not sent: %s\n",
-              err.message);
+      CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_SERVER,
+               "response headers not sent: %s", err.message);
       crpc_wire_headers_destroy(&h);
       crpc_wire_headers_init(&h);
       rc = add_response_head(&h, 200);

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "crpc/server.h"
+#include "rpc/log/log.h"
 #include "rpc/server/server_internal.h"
 
 static int g_pipe[2] = {-1, -1};
@@ -65,14 +66,16 @@ static int wait_for_stop(const crpc_ctx *stop) {
   if (stop != NULL) {
     fds[1].fd = crpc_ctx_fd(stop);
     if (fds[1].fd < 0) {
-      fprintf(stderr, "crpc_server_serve_until: no fd for the stop ctx\n");
+      CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_SERVER,
+               "serve_until: no fd for the stop ctx");
       return -1;
     }
   }
   for (;;) {
     if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue; /* our own handler ran on this thread */
-      fprintf(stderr, "crpc_server_serve_until: poll: %s\n", strerror(errno));
+      CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_SERVER, "serve_until: poll: %s",
+               strerror(errno));
       return -1;
     }
     if (fds[0].revents & POLLIN) {
@@ -95,8 +98,8 @@ crpc_code crpc_server_serve_until(crpc_server *server, const crpc_ctx *stop,
   }
   pthread_once(&g_pipe_once, make_pipe);
   if (g_pipe_errno != 0) {
-    fprintf(stderr, "crpc_server_serve_until: pipe: %s\n",
-            strerror(g_pipe_errno));
+    CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_SERVER, "serve_until: pipe: %s",
+             strerror(g_pipe_errno));
     atomic_store(&g_waiting, false);
     return CRPC_INTERNAL;
   }
@@ -114,14 +117,14 @@ crpc_code crpc_server_serve_until(crpc_server *server, const crpc_ctx *stop,
   sigaddset(&both, SIGINT);
   sigaddset(&both, SIGTERM);
   if (sigaction(SIGINT, &sa, &old_int) != 0) {
-    fprintf(stderr, "crpc_server_serve_until: sigaction: %s\n",
-            strerror(errno));
+    CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_SERVER, "serve_until: sigaction: %s",
+             strerror(errno));
     atomic_store(&g_waiting, false);
     return CRPC_INTERNAL;
   }
   if (sigaction(SIGTERM, &sa, &old_term) != 0) {
-    fprintf(stderr, "crpc_server_serve_until: sigaction: %s\n",
-            strerror(errno));
+    CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_SERVER, "serve_until: sigaction: %s",
+             strerror(errno));
     sigaction(SIGINT, &old_int, NULL);
     atomic_store(&g_waiting, false);
     return CRPC_INTERNAL;

@@ -138,8 +138,9 @@ crpc_channel_state crpc_channel_get_state(crpc_channel *channel);
 const char *crpc_channel_state_name(crpc_channel_state state);
 
 /* A channel to `target`, owned by the caller. Does not connect yet. NULL if
- * the target cannot be parsed or an option is out of range (reason on
- * stderr), or memory is exhausted.
+ * the target cannot be parsed or an option is out of range (reason in the
+ * log, crpc/log.h; crpc_channel_new_err returns it), or memory is
+ * exhausted.
  * Targets use gRPC's naming syntax:
  *   "host:port", "dns:///host:port"   a DNS name or IP literal ("[::1]:50051")
  *   "ipv4:10.0.0.1:50051,10.0.0.2:50051"   a fixed list of addresses

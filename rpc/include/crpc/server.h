@@ -118,7 +118,8 @@ typedef struct crpc_server_options {
 } crpc_server_options;
 
 /* A server with the given options (NULL: defaults), owned by the caller;
- * NULL if out of memory or an option is out of range (reason on stderr). */
+ * NULL if out of memory or an option is out of range (reason in the log,
+ * crpc/log.h; crpc_server_new_err returns it). */
 crpc_server *crpc_server_new(const crpc_server_options *options);
 
 /* Size of the error buffers of the *_err functions below (longer reasons
@@ -185,7 +186,7 @@ void crpc_server_free(crpc_server *server);
  * program's old disposition (by default: the process ends at once).
  * Returns CRPC_FAILED_PRECONDITION, doing nothing, if the server is not
  * started or already shut down, or another thread is waiting in one of
- * these two functions; CRPC_INTERNAL (reason on stderr, server still
+ * these two functions; CRPC_INTERNAL (reason in the log, crpc/log.h; server still
  * running) if the handler or the wait cannot be set up. */
 crpc_code crpc_server_serve_until_signal(crpc_server *server,
                                          int64_t grace_ns);
