@@ -417,13 +417,7 @@ int main(int argc, char **argv) {
    * still running then get one second, after which their ctx is cancelled
    * (UNAVAILABLE, origin shutdown): a Work worker sees that like any
    * cancel, finishes, and shutdown returns once every call has had on_done. */
-  crpc_ctx *stop = example_stdin_stop_start();
-  int signo = 0;
-  code = stop ? crpc_server_serve_until(server, stop, 1 * CRPC_SECOND, &signo)
-              : CRPC_RESOURCE_EXHAUSTED;
-  printf("%s: shut down\n", code == CRPC_OK ? example_stop_reason(signo)
-                                             : crpc_code_name(code));
-  example_stdin_stop_end(stop);
+  code = example_serve(server, 1 * CRPC_SECOND);
   /* A worker may still be between its finish and its return. */
   pthread_mutex_lock(&workers.mu);
   while (workers.running > 0) pthread_cond_wait(&workers.idle, &workers.mu);

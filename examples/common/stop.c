@@ -67,3 +67,15 @@ const char *example_stop_reason(int signo) {
       return "signal";
   }
 }
+
+crpc_code example_serve(crpc_server *server, int64_t grace_ns) {
+  crpc_ctx *stop = example_stdin_stop_start();
+  int signo = 0;
+  crpc_code code =
+      stop != NULL ? crpc_server_serve_until(server, stop, grace_ns, &signo)
+                   : CRPC_RESOURCE_EXHAUSTED;
+  printf("%s: shut down\n", code == CRPC_OK ? example_stop_reason(signo)
+                                             : crpc_code_name(code));
+  example_stdin_stop_end(stop);
+  return code;
+}

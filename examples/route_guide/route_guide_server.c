@@ -249,13 +249,7 @@ int main(int argc, char **argv) {
 
   /* Serve until SIGINT/SIGTERM or EOF on a piped stdin (stop.h), then
    * give calls still running one second. */
-  crpc_ctx *stop = example_stdin_stop_start();
-  int signo = 0;
-  code = stop ? crpc_server_serve_until(server, stop, 1 * CRPC_SECOND, &signo)
-              : CRPC_RESOURCE_EXHAUSTED;
-  printf("%s: shut down\n", code == CRPC_OK ? example_stop_reason(signo)
-                                             : crpc_code_name(code));
-  example_stdin_stop_end(stop);
+  code = example_serve(server, 1 * CRPC_SECOND);
   crpc_server_free(server); /* no handler runs after this: state is ours */
   crpc_metrics_write_prometheus(metrics, stdout);
   crpc_metrics_free(metrics);
