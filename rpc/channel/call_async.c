@@ -66,7 +66,7 @@ void ccall_deliver(ccall *call) {
       if (call->reactor.on_message != NULL) {
         call->reactor.on_message(call, &msg, call->reactor_data);
       }
-      free(msg.data);
+      if (!call->keeps_messages) free(msg.data);
     } else if (ready) {
       if (call->reactor.on_send_ready != NULL) {
         call->reactor.on_send_ready(call, call->reactor_data);
@@ -159,6 +159,8 @@ void channel_stop_async(crpc_channel *ch) {
 
 /* ---- the public functions ------------------------------------------------*/
 
+static const crpc_call_reactor kUnaryReactor;
+
 /* Starts an async call; `first` (if any) is queued and the sending side
  * closed if `half_close`, before anything can happen to the call, so a
  * caller that frees the call in on_done never races it. *out is set
@@ -181,6 +183,7 @@ static crpc_code start_async(crpc_channel *ch, const crpc_ctx *ctx,
   call->async = true;
   call->reactor = *reactor;
   call->reactor_data = user_data;
+  call->keeps_messages = reactor == &kUnaryReactor;
   if (first != NULL) {
     code = ccall_send_queue(call, first, first_len, 0, false);
     if (code != CRPC_OK) {
@@ -240,16 +243,13 @@ static void unary_on_message(crpc_call *call, const crpc_message *msg,
                              void *arg) {
   (void)call;
   unary_async *u = arg;
-  if (u->replies++ > 0) return; /* judged in on_done */
-  u->reply.data = malloc(msg->len > 0 ? msg->len : 1);
-  if (u->reply.data == NULL) {
-    crpc_ctx_cancel_cause(call->ctx, CRPC_RESOURCE_EXHAUSTED,
-                          CRPC_ORIGIN_LOCAL, "out of memory for the reply");
+  /* keeps_messages: the buffer is ours (the view is const only for
+   * public reactors), so the reply is taken, not copied. */
+  if (u->replies++ > 0) {
+    free(msg->data); /* judged in on_done */
     return;
   }
-  memcpy(u->reply.data, msg->data, msg->len);
-  u->reply.len = msg->len;
-  u->reply.compressed = msg->compressed;
+  u->reply = *msg;
 }
 
 static void unary_on_done(crpc_call *call, const crpc_status *status,

@@ -183,6 +183,7 @@ struct crpc_call {
   bool async;
   crpc_call_reactor reactor;
   void *reactor_data;
+  bool keeps_messages;  /* on_message takes msg->data (unary: no copy) */
   bool want_send_ready; /* M: can_send said false */
   bool done_delivered;  /* L: on_done ran */
   ccall *aq_next;       /* channel mutex: waiting for a connection */
