@@ -34,7 +34,11 @@
  *             t1 - (start + 5 ms); client_error_minus_deadline_us = the
  *             client's DEADLINE_EXCEEDED recv - (start + 5 ms). Iterations
  *             whose first message came after the deadline are dropped and
- *             counted (skipped_first_msg_late).
+ *             counted (skipped_first_msg_late). The server's lateness is
+ *             split at the server ctx's own deadline (its arrival time +
+ *             grpc-timeout): server_deadline_minus_deadline_us (what the
+ *             trip over the wire adds) + server_ctxdone_minus_server_
+ *             deadline_us (how late the server's timer fires).
  *
  * t1 in -mode blocking (crpc/server.h, a handler thread per call): entry of
  * an on_cancel callback registered on the handler's ctx, which runs on the
@@ -86,6 +90,7 @@ static void die_code(const char *what, crpc_code code) {
 typedef struct result {
   long id;
   int64_t t1;     /* the server observed the ctx done */
+  int64_t srv_deadline; /* the server ctx's deadline (arrival + grpc-timeout) */
   int64_t t1send; /* busy: the first send that failed */
   int64_t after;  /* busy: sends that returned OK while g_t0 was set */
   int64_t sent;   /* busy: sends that returned OK in all */
@@ -236,7 +241,9 @@ static crpc_code idle_handler(crpc_server_call *call, const crpc_ctx *ctx,
   watch_start(&seen, ctx);
   c = crpc_server_call_send(call, g_payload, sizeof(g_payload));
   if (c == CRPC_OK) c = crpc_ctx_wait(ctx);
-  result r = {.id = id, .t1 = watch_end(&seen, crpc_now_ns())};
+  result r = {.id = id,
+              .t1 = watch_end(&seen, crpc_now_ns()),
+              .srv_deadline = crpc_ctx_deadline(ctx)};
   post_result(&r);
   return c;
 }
@@ -281,6 +288,7 @@ typedef struct async_call {
   bool send_failed; /* a send returned an error: stop sending */
   long id;
   int64_t t1, t1send, after, sent, late; /* as in struct result */
+  int64_t srv_deadline;                   /* as in struct result */
 } async_call;
 
 static const char k_idle_tag, k_busy_tag; /* user_data: which method */
@@ -288,10 +296,10 @@ static const char k_idle_tag, k_busy_tag; /* user_data: which method */
 static void *async_on_start(crpc_server_call *call, const crpc_ctx *ctx,
                             void *user_data) {
   (void)call;
-  (void)ctx;
   async_call *a = calloc(1, sizeof(*a));
   if (a == NULL) die("out of memory"); /* a loop thread cannot fail softly */
   a->busy = user_data == &k_busy_tag;
+  a->srv_deadline = crpc_ctx_deadline(ctx);
   return a;
 }
 
@@ -372,6 +380,7 @@ static void async_on_done(crpc_server_call *call, void *state) {
   if (a == NULL) return; /* on_start never ran: see g_cancel_without_start */
   result r = {.id = a->id,
               .t1 = a->t1,
+              .srv_deadline = a->srv_deadline,
               .t1send = a->t1send,
               .after = a->after,
               .sent = a->sent,
@@ -534,6 +543,7 @@ static void run_busy(bench *b, const char *scenario, int reads) {
 
 static void run_deadline(bench *b) {
   samples lat = {0}, lat_cli = {0}, skipped_s = {0};
+  samples wire = {0}, timer = {0}; /* lat split at the server's deadline */
   int skipped = 0;
   atomic_store(&g_t0, 0); /* never set: nothing here counts sends */
   for (int i = 0; lat.n < b->iters; i++) {
@@ -565,12 +575,16 @@ static void run_deadline(bench *b) {
     if (i >= b->warmup) {
       push(&lat, (double)(r.t1 - deadline) / 1e3);
       push(&lat_cli, (double)(tc - deadline) / 1e3);
+      push(&wire, (double)(r.srv_deadline - deadline) / 1e3);
+      push(&timer, (double)(r.t1 - r.srv_deadline) / 1e3);
     }
   }
   push(&skipped_s, skipped);
   emit("deadline", "server_ctxdone_minus_deadline_us", &lat);
   emit("deadline", "client_error_minus_deadline_us", &lat_cli);
   emit("deadline", "skipped_first_msg_late", &skipped_s);
+  emit("deadline", "server_deadline_minus_deadline_us", &wire);
+  emit("deadline", "server_ctxdone_minus_server_deadline_us", &timer);
 }
 
 /* ---- main --------------------------------------------------------------- */
