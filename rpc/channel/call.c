@@ -304,7 +304,9 @@ crpc_code ccall_send_queue(ccall *call, const void *data, size_t len,
       resend_locked(call);
       continue;
     }
+    call->send_waiters++;
     crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu);
+    call->send_waiters--;
   }
   pthread_mutex_unlock(&call->mu);
   free(chunk);
@@ -350,7 +352,9 @@ crpc_code ccall_recv_core(ccall *call, crpc_message *msg) {
       resend_locked(call);
       continue;
     }
+    call->recv_waiters++;
     crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu);
+    call->recv_waiters--;
   }
   pthread_mutex_unlock(&call->mu);
   if (kick) ccall_kick(call); /* give the window back */

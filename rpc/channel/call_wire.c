@@ -204,9 +204,10 @@ static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
   }
   if (n == 0 && !eof) call->deferred = true;
   bool ready = call->want_send_ready && call->out.bytes < CHANNEL_SEND_BUFFER;
+  bool room = n > 0 && call->send_waiters > 0;
   pthread_mutex_unlock(&call->mu);
   /* Woken after the unlock, so the sender does not block on the mutex. */
-  if (n > 0) pthread_cond_broadcast(&call->cond);
+  if (room) pthread_cond_broadcast(&call->cond);
   if (ready) ccall_kick(call); /* on_send_ready */
   if (n == 0 && !eof) return NGHTTP2_ERR_DEFERRED;
   if (eof) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -503,8 +504,9 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
   if (call->ended) call->in.held += len;
   size_t consume = crpc_h2_inbound_take_consumable(&call->in);
   bool arrived = call->in.q.count > 0;
+  bool wake = arrived && call->recv_waiters > 0;
   pthread_mutex_unlock(&call->mu);
-  if (arrived) pthread_cond_broadcast(&call->cond); /* after the unlock */
+  if (wake) pthread_cond_broadcast(&call->cond); /* after the unlock */
   if (arrived && call->async) ccall_kick(call); /* on_message */
   if (consume > 0) nghttp2_session_consume_stream(session, stream_id, consume);
   if (code != CRPC_OK) {

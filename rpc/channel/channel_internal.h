@@ -153,6 +153,12 @@ struct crpc_call {
   /* M */
   pthread_mutex_t mu;
   pthread_cond_t cond;
+  /* User threads waiting on cond for room to send / for anything else (a
+   * message, headers, the end). The loop signals room and messages only
+   * when someone waits for them: no futex wake, and no spurious wake-up of
+   * the other waiter, per message. */
+  int send_waiters;
+  int recv_waiters;
   crpc_h2_inbound in;
   crpc_h2_outq out;
   bool send_closed;

@@ -51,7 +51,9 @@ crpc_code scall_recv_core(scall *call, crpc_message *msg) {
       msg->end = true;
       break;
     }
+    call->recv_waiters++;
     crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu);
+    call->recv_waiters--;
   }
   pthread_mutex_unlock(&call->mu);
   /* Report the reset only once the ctx says so too: callers may rely on
@@ -100,7 +102,9 @@ crpc_code scall_send_core(scall *call, const void *data, size_t len,
       chunk = NULL;
       break;
     }
+    call->send_waiters++;
     crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu);
+    call->send_waiters--;
   }
   pthread_mutex_unlock(&call->mu);
   free(chunk);

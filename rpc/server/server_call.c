@@ -347,10 +347,11 @@ static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
   if (n == 0 && !finish) call->deferred = true;
   bool ready = call->want_ready &&
                call->out.bytes < call->server->opts.stream_send_buffer;
+  bool room = n > 0 && call->send_waiters > 0;
   pthread_mutex_unlock(&call->mu);
   /* Woken after the unlock: a sender woken under it would only block on
    * the mutex again (a switch there and back on a busy core). */
-  if (n > 0) pthread_cond_broadcast(&call->cond); /* room for the sender */
+  if (room) pthread_cond_broadcast(&call->cond);
   if (ready) scall_kick(call); /* on_send_ready, outside nghttp2 */
   if (n == 0 && !finish) return NGHTTP2_ERR_DEFERRED;
   if (finish) {
@@ -370,7 +371,7 @@ int scall_send_data(scall *call, const uint8_t *framehd, size_t length) {
   /* A blocked sender may go on below the limit; woken only once half the
    * buffer is free, it queues more per wake-up and the loop still has
    * bytes to write while it frames the next message. */
-  bool wake = call->out.bytes <= limit / 2;
+  bool wake = call->out.bytes <= limit / 2 && call->send_waiters > 0;
   pthread_mutex_unlock(&call->mu);
   if (wake) pthread_cond_broadcast(&call->cond); /* after the unlock */
   if (ready) scall_kick(call);
@@ -524,7 +525,11 @@ void scall_dispatch(scall *call) {
       reject(call, 200, CRPC_INTERNAL, msg);
       return;
     }
-    int64_t now = crpc_now_ns();
+    /* From when the request's bytes were read, not from now: the client
+     * measured the timeout when it sent them, and decoding the headers
+     * must not push the deadline later. */
+    int64_t now = call->conn->h2.last_read_ns;
+    if (now == 0) now = crpc_now_ns();
     deadline = ns >= CRPC_NO_DEADLINE - now ? CRPC_NO_DEADLINE : now + ns;
   }
   if (call->encoding != NULL) {
@@ -629,7 +634,7 @@ void scall_on_data(scall *call, const uint8_t *data, size_t len) {
                        : crpc_h2_inbound_feed(&call->in, data, len, &err);
   if (call->recv_err != CRPC_OK) call->in.held += len;
   size_t consume = crpc_h2_inbound_take_consumable(&call->in);
-  bool wake = call->in.q.count > 0;
+  bool wake = call->in.q.count > 0 && call->recv_waiters > 0;
   pthread_mutex_unlock(&call->mu);
   if (wake) pthread_cond_broadcast(&call->cond); /* after the unlock */
   if (consume > 0) {

@@ -218,6 +218,12 @@ struct crpc_server_call {
   /* M */
   pthread_mutex_t mu;
   pthread_cond_t cond; /* new message, room in the send queue, state */
+  /* Handler threads waiting on cond for room to send / for a message.
+   * The loop signals those two events only when someone waits: a futex
+   * wake per message (and the waiter's spurious wake-up) is what made a
+   * blocking call cost several context switches per message. */
+  int send_waiters;
+  int recv_waiters;
   crpc_h2_inbound in;
   crpc_h2_outq out;
   bool recv_end;
