@@ -3,7 +3,9 @@
  * (crpc/server_async.h): every handler runs on the loop thread of its
  * connection, with no thread hop. benchmark_server --mode=async uses it.
  *
- * Responses are packed once per call (streaming) or into a stack buffer
+ * Responses are packed once per call (streaming: one crpc_buf, queued
+ * again and again without a copy, as a service pushing the same bytes to
+ * many streams would) or into a stack buffer
  * (small unary replies), so what is measured is the transport, not malloc.
  */
 #include <stdio.h>
@@ -109,8 +111,7 @@ static const crpc_server_reactor echo_reactor = {
 /* ---- StreamingFromServer: write until the client cancels -----------------*/
 
 typedef struct pump {
-  uint8_t *packed; /* one response, packed once */
-  size_t len;
+  crpc_buf *packed; /* one response, packed once, sent without copies */
 } pump;
 
 static void *pump_start(crpc_server_call *call, const crpc_ctx *ctx,
@@ -125,7 +126,8 @@ static void *pump_start(crpc_server_call *call, const crpc_ctx *ctx,
 static void pump_run(crpc_server_call *call, void *state) {
   pump *p = state;
   while (crpc_server_call_can_send(call)) {
-    crpc_code code = crpc_server_call_send_async(call, p->packed, p->len, 0);
+    crpc_code code =
+        crpc_server_call_send_async_buf(call, crpc_buf_ref(p->packed), 0);
     if (code != CRPC_OK) return; /* the ctx is done: on_cancel finishes */
   }
 }
@@ -137,8 +139,12 @@ static void pump_message(crpc_server_call *call, const crpc_message *msg,
   SimpleRequest *req = unpack_request(msg);
   crpc_code code = CRPC_INVALID_ARGUMENT;
   if (req != NULL) {
-    p->packed = pack_reply(req, &p->len, &code);
+    size_t len;
+    uint8_t *bytes = pack_reply(req, &len, &code);
     grpc__testing__simple_request__free_unpacked(req, NULL);
+    p->packed = bytes != NULL ? crpc_buf_new(len) : NULL;
+    if (p->packed != NULL) memcpy(crpc_buf_data(p->packed), bytes, len);
+    free(bytes);
   }
   if (p->packed == NULL) {
     crpc_server_call_finish(call, code, "bad StreamingFromServer request");
@@ -150,7 +156,7 @@ static void pump_message(crpc_server_call *call, const crpc_message *msg,
 static void pump_done(crpc_server_call *call, void *state) {
   (void)call;
   pump *p = state;
-  if (p != NULL) free(p->packed);
+  if (p != NULL) crpc_buf_unref(p->packed);
   free(p);
 }
 

@@ -196,15 +196,25 @@ static void emit_helpers(cg_buf *b, const cg_file *f) {
       "          fn);\n"
       "  abort();\n"
       "}\n"
-      "\n/* Serialises m into a malloc'd buffer (never NULL). */\n"
-      "static uint8_t *crpc_gen_pack(const ProtobufCMessage *m, size_t *len) "
-      "{\n"
-      "  *len = protobuf_c_message_get_packed_size(m);\n"
-      "  uint8_t *buf = malloc(*len ? *len : 1);\n"
-      "  if (buf == NULL) abort();\n"
-      "  protobuf_c_message_pack(m, buf);\n"
-      "  return buf;\n"
+      "\n/* Serialises m straight into a buffer crpc sends from (no copy "
+      "after\n * this one); NULL if out of memory or too large to frame. */\n"
+      "static crpc_buf *crpc_gen_pack_buf(const ProtobufCMessage *m) {\n"
+      "  crpc_buf *b = crpc_buf_new(protobuf_c_message_get_packed_size(m));\n"
+      "  if (b != NULL) protobuf_c_message_pack(m, crpc_buf_data(b));\n"
+      "  return b;\n"
       "}\n");
+  if (cg_any_method(f, cg_is_unary)) {
+    cg_put(b,
+           "\n/* Serialises m into a malloc'd buffer (never NULL). */\n"
+           "static uint8_t *crpc_gen_pack(const ProtobufCMessage *m, size_t "
+           "*len) {\n"
+           "  *len = protobuf_c_message_get_packed_size(m);\n"
+           "  uint8_t *buf = malloc(*len ? *len : 1);\n"
+           "  if (buf == NULL) abort();\n"
+           "  protobuf_c_message_pack(m, buf);\n"
+           "  return buf;\n"
+           "}\n");
+  }
   if (cg_any_method(f, cg_is_unary) ||
       cg_any_method(f, is_client_streaming_only)) {
     cg_put(b,
@@ -288,11 +298,9 @@ static void emit_helpers(cg_buf *b, const cg_file *f) {
     cg_put(b,
            "\nstatic crpc_code crpc_gen_send(crpc_call *call, const "
            "ProtobufCMessage *m) {\n"
-           "  size_t len;\n"
-           "  uint8_t *buf = crpc_gen_pack(m, &len);\n"
-           "  crpc_code code = crpc_call_send(call, buf, len);\n"
-           "  free(buf);\n"
-           "  return code;\n"
+           "  crpc_buf *b = crpc_gen_pack_buf(m);\n"
+           "  return b != NULL ? crpc_call_send_buf(call, b, 0)\n"
+           "                   : CRPC_RESOURCE_EXHAUSTED;\n"
            "}\n");
   }
   if (cg_any_method(f, client_recvs)) {
@@ -317,11 +325,9 @@ static void emit_helpers(cg_buf *b, const cg_file *f) {
       b,
       "\nstatic crpc_code crpc_gen_server_send(crpc_server_call *call,\n"
       "                                      const ProtobufCMessage *m) {\n"
-      "  size_t len;\n"
-      "  uint8_t *buf = crpc_gen_pack(m, &len);\n"
-      "  crpc_code code = crpc_server_call_send(call, buf, len);\n"
-      "  free(buf);\n"
-      "  return code;\n"
+      "  crpc_buf *b = crpc_gen_pack_buf(m);\n"
+      "  return b != NULL ? crpc_server_call_send_buf(call, b, 0)\n"
+      "                   : CRPC_RESOURCE_EXHAUSTED;\n"
       "}\n"
       "\n/* A request that does not parse fails the call with INTERNAL, as "
       "gRPC's\n * own servers do. */\n"

@@ -145,20 +145,21 @@ static bool is_streaming(const cg_method *m) { return !cg_is_unary(m); }
 
 void cg_emit_server_async_helpers(cg_buf *b, const cg_file *f) {
   cg_put(b,
-         "\n/* Packs m on the stack when it fits (no malloc per message on "
-         "the loop\n"
-         " * thread), else into a malloc'd buffer; the runtime copies what it "
-         "queues. */\n"
+         "\n/* A small m is packed on the stack and copied by the runtime; a "
+         "larger one\n"
+         " * straight into a buffer the runtime sends from, without a copy. "
+         "*/\n"
          "static crpc_code crpc_gen_send_async(crpc_server_call *call,\n"
          "                                     const ProtobufCMessage *m) {\n"
          "  uint8_t small[512];\n"
          "  size_t len = protobuf_c_message_get_packed_size(m);\n"
-         "  uint8_t *buf = len <= sizeof small ? small : malloc(len);\n"
-         "  if (buf == NULL) abort();\n"
-         "  protobuf_c_message_pack(m, buf);\n"
-         "  crpc_code code = crpc_server_call_send_async(call, buf, len, 0);\n"
-         "  if (buf != small) free(buf);\n"
-         "  return code;\n"
+         "  if (len > sizeof small) {\n"
+         "    crpc_buf *b = crpc_gen_pack_buf(m);\n"
+         "    return b != NULL ? crpc_server_call_send_async_buf(call, b, 0)\n"
+         "                     : CRPC_RESOURCE_EXHAUSTED;\n"
+         "  }\n"
+         "  protobuf_c_message_pack(m, small);\n"
+         "  return crpc_server_call_send_async(call, small, len, 0);\n"
          "}\n");
   if (!cg_any_method(f, is_streaming)) return;
   cg_put(

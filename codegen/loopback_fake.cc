@@ -194,6 +194,48 @@ crpc_code crpc_server_call_send_async(crpc_server_call *call,
   return CRPC_OK;
 }
 
+// A crpc_buf of exactly len bytes on the heap (ASan sees overruns); the
+// sends below consume a reference, as the runtime's do.
+struct crpc_buf {
+  int refs;
+  size_t len;
+  uint8_t *bytes;
+};
+
+crpc_buf *crpc_buf_new(size_t len) {
+  return new crpc_buf{1, len, static_cast<uint8_t *>(malloc(len ? len : 1))};
+}
+
+uint8_t *crpc_buf_data(crpc_buf *buf) { return buf->bytes; }
+
+size_t crpc_buf_len(const crpc_buf *buf) { return buf->len; }
+
+crpc_buf *crpc_buf_ref(crpc_buf *buf) {
+  buf->refs++;
+  return buf;
+}
+
+void crpc_buf_unref(crpc_buf *buf) {
+  if (buf == nullptr || --buf->refs > 0) return;
+  free(buf->bytes);
+  delete buf;
+}
+
+crpc_code crpc_server_call_send_buf(crpc_server_call *call, crpc_buf *buf,
+                                    unsigned flags) {
+  crpc_code code = flags != 0 ? CRPC_FAILED_PRECONDITION
+                              : crpc_server_call_send(call, buf->bytes, buf->len);
+  crpc_buf_unref(buf);
+  return code;
+}
+
+crpc_code crpc_server_call_send_async_buf(crpc_server_call *call,
+                                          crpc_buf *buf, unsigned flags) {
+  crpc_code code = crpc_server_call_send_async(call, buf->bytes, buf->len, flags);
+  crpc_buf_unref(buf);
+  return code;
+}
+
 void crpc_server_call_finish(crpc_server_call *call, crpc_code code,
                              const char *message) {
   if (message != nullptr) call->error = message;
@@ -228,6 +270,13 @@ crpc_code crpc_call_start(crpc_channel *channel, const crpc_ctx *ctx,
 crpc_code crpc_call_send(crpc_call *call, const void *data, size_t len) {
   call->requests.emplace_back(static_cast<const char *>(data), len);
   return CRPC_OK;
+}
+
+crpc_code crpc_call_send_buf(crpc_call *call, crpc_buf *buf, unsigned flags) {
+  crpc_code code = flags != 0 ? CRPC_FAILED_PRECONDITION
+                              : crpc_call_send(call, buf->bytes, buf->len);
+  crpc_buf_unref(buf);
+  return code;
 }
 
 crpc_code crpc_call_close_send(crpc_call *call) {

@@ -273,17 +273,40 @@ crpc_code ccall_send_core(ccall *call, const void *data, size_t len,
   return code;
 }
 
+static crpc_wire_encoding send_encoding(const ccall *call, unsigned flags) {
+  return flags & CRPC_SEND_NO_COMPRESS ? CRPC_WIRE_ENCODING_IDENTITY
+                                       : call->send_encoding;
+}
+
+static bool over_max_send(const ccall *call, size_t len) {
+  return call->ch->max_send != 0 && len > call->ch->max_send;
+}
+
+/* Queues a framed message (taking it), waiting for room if `wait`. */
+static crpc_code queue_chunk(ccall *call, crpc_h2_chunk *chunk, bool wait);
+
 crpc_code ccall_send_queue(ccall *call, const void *data, size_t len,
                            unsigned flags, bool wait) {
-  if (call->ch->max_send != 0 && len > call->ch->max_send) {
+  if (over_max_send(call, len)) return CRPC_RESOURCE_EXHAUSTED;
+  crpc_code zcode;
+  crpc_h2_chunk *chunk = crpc_h2_chunk_frame_encoded(
+      send_encoding(call, flags), data, len, &zcode);
+  return chunk == NULL ? zcode : queue_chunk(call, chunk, wait);
+}
+
+crpc_code ccall_send_buf_queue(ccall *call, crpc_buf *buf, unsigned flags,
+                               bool wait) {
+  if (over_max_send(call, crpc_buf_len(buf))) {
+    crpc_buf_unref(buf);
     return CRPC_RESOURCE_EXHAUSTED;
   }
   crpc_code zcode;
-  crpc_h2_chunk *chunk = crpc_h2_chunk_frame_encoded(
-      flags & CRPC_SEND_NO_COMPRESS ? CRPC_WIRE_ENCODING_IDENTITY
-                                    : call->send_encoding,
-      data, len, &zcode);
-  if (chunk == NULL) return zcode;
+  crpc_h2_chunk *chunk =
+      crpc_h2_chunk_from_buf(send_encoding(call, flags), buf, &zcode);
+  return chunk == NULL ? zcode : queue_chunk(call, chunk, wait);
+}
+
+static crpc_code queue_chunk(ccall *call, crpc_h2_chunk *chunk, bool wait) {
   crpc_code code;
   pthread_mutex_lock(&call->mu);
   for (;;) {
@@ -309,7 +332,7 @@ crpc_code ccall_send_queue(ccall *call, const void *data, size_t len,
     call->send_waiters--;
   }
   pthread_mutex_unlock(&call->mu);
-  free(chunk);
+  crpc_h2_chunk_unref(chunk);
   return code;
 }
 

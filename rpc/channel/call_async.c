@@ -222,6 +222,17 @@ crpc_code crpc_call_send_async(crpc_call *call, const void *data, size_t len,
   return code;
 }
 
+crpc_code crpc_call_send_async_buf(crpc_call *call, crpc_buf *buf,
+                                   unsigned flags) {
+  if (!call->async) {
+    crpc_buf_unref(buf);
+    return CRPC_FAILED_PRECONDITION;
+  }
+  crpc_code code = ccall_send_buf_queue(call, buf, flags, false);
+  if (code == CRPC_OK) ccall_kick_from_user(call);
+  return code;
+}
+
 bool crpc_call_can_send(crpc_call *call) {
   pthread_mutex_lock(&call->mu);
   bool ok = call->out.bytes < CHANNEL_SEND_BUFFER;

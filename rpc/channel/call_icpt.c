@@ -70,6 +70,24 @@ crpc_code crpc_call_send_flags(crpc_call *call, const void *data, size_t len,
   return icpt_client_send(c, &kOps, call, data, len);
 }
 
+crpc_code crpc_call_send_buf(crpc_call *call, crpc_buf *buf, unsigned flags) {
+  const icpt_client_chain *c = call->ch->icpt;
+  if (c != NULL && c->any_send && flags == 0) {
+    /* The links see (and may replace) a plain view of the bytes. */
+    crpc_code code = icpt_client_send(c, &kOps, call, crpc_buf_data(buf),
+                                      crpc_buf_len(buf));
+    crpc_buf_unref(buf);
+    return code;
+  }
+  if (call->async) { /* would block a loop */
+    crpc_buf_unref(buf);
+    return CRPC_FAILED_PRECONDITION;
+  }
+  crpc_code code = ccall_send_buf_queue(call, buf, flags, true);
+  if (code == CRPC_OK) ccall_kick(call);
+  return code;
+}
+
 crpc_code crpc_call_recv(crpc_call *call, crpc_message *msg) {
   const icpt_client_chain *c = call->ch->icpt;
   if (c == NULL || !c->any_recv) return ccall_recv_core(call, msg);

@@ -147,6 +147,8 @@ static void keep_for_replay(ccall *call, const uint8_t *buf, size_t n) {
       call->replay_off = true;
     } else {
       if (call->replay == NULL) c->len = c->off = 0;
+      c->bytes = c->data; /* moved by realloc */
+      c->buf = NULL;
       call->replay = c;
       call->replay_cap = cap;
     }

@@ -267,6 +267,9 @@ crpc_code ccall_send_core(ccall *call, const void *data, size_t len,
  * kicks the call. */
 crpc_code ccall_send_queue(ccall *call, const void *data, size_t len,
                            unsigned flags, bool wait);
+/* ccall_send_queue for a crpc_buf, whose reference it consumes. */
+crpc_code ccall_send_buf_queue(ccall *call, crpc_buf *buf, unsigned flags,
+                               bool wait);
 crpc_code ccall_recv_core(ccall *call, crpc_message *msg);
 crpc_code ccall_finish_core(ccall *call, crpc_status *status);
 void cconn_unlink_call(cconn *conn, ccall *call);

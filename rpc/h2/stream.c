@@ -15,6 +15,8 @@ crpc_h2_chunk *crpc_h2_chunk_frame(const void *msg, size_t len) {
   c->next = NULL;
   c->off = 0;
   c->refs = 1;
+  c->bytes = c->data;
+  c->buf = NULL;
   c->len = CRPC_WIRE_FRAME_PREFIX_LEN + len;
   crpc_wire_frame_encode_prefix(c->data, false, len);
   if (len > 0) memcpy(c->data + CRPC_WIRE_FRAME_PREFIX_LEN, msg, len);
@@ -37,6 +39,56 @@ crpc_h2_chunk *crpc_h2_chunk_frame_encoded(crpc_wire_encoding e,
     return NULL;
   }
   crpc_wire_frame_encode_prefix(c->data, true, zlen);
+  return c;
+}
+
+crpc_buf *crpc_buf_new(size_t len) {
+  if (len > UINT32_MAX || len > SIZE_MAX - sizeof(crpc_buf) - 5) return NULL;
+  crpc_buf *b = malloc(sizeof(*b) + CRPC_WIRE_FRAME_PREFIX_LEN + len);
+  if (b == NULL) return NULL;
+  b->refs = 1;
+  b->len = len;
+  crpc_wire_frame_encode_prefix(b->frame, false, len);
+  return b;
+}
+
+uint8_t *crpc_buf_data(crpc_buf *buf) {
+  return buf->frame + CRPC_WIRE_FRAME_PREFIX_LEN;
+}
+
+size_t crpc_buf_len(const crpc_buf *buf) { return buf->len; }
+
+crpc_buf *crpc_buf_ref(crpc_buf *buf) {
+  __atomic_add_fetch(&buf->refs, 1, __ATOMIC_RELAXED);
+  return buf;
+}
+
+void crpc_buf_unref(crpc_buf *buf) {
+  if (buf != NULL && __atomic_sub_fetch(&buf->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+    free(buf);
+  }
+}
+
+crpc_h2_chunk *crpc_h2_chunk_from_buf(crpc_wire_encoding e, crpc_buf *buf,
+                                      crpc_code *code) {
+  crpc_h2_chunk *c;
+  if (e != CRPC_WIRE_ENCODING_IDENTITY) {
+    c = crpc_h2_chunk_frame_encoded(e, crpc_buf_data(buf), buf->len, code);
+    crpc_buf_unref(buf);
+    return c;
+  }
+  c = malloc(sizeof(*c));
+  if (c == NULL) {
+    *code = CRPC_RESOURCE_EXHAUSTED;
+    crpc_buf_unref(buf);
+    return NULL;
+  }
+  c->next = NULL;
+  c->off = 0;
+  c->refs = 1;
+  c->len = CRPC_WIRE_FRAME_PREFIX_LEN + buf->len;
+  c->bytes = buf->frame;
+  c->buf = buf; /* the caller's reference */
   return c;
 }
 
@@ -64,7 +116,7 @@ size_t crpc_h2_outq_read(crpc_h2_outq *q, uint8_t *buf, size_t cap) {
     crpc_h2_chunk *c = q->head;
     size_t n = c->len - c->off;
     if (n > cap - done) n = cap - done;
-    memcpy(buf + done, c->data + c->off, n);
+    memcpy(buf + done, c->bytes + c->off, n);
     c->off += n;
     done += n;
     if (c->off == c->len) {
@@ -80,6 +132,7 @@ size_t crpc_h2_outq_read(crpc_h2_outq *q, uint8_t *buf, size_t cap) {
 void crpc_h2_chunk_unref(crpc_h2_chunk *chunk) {
   if (chunk != NULL &&
       __atomic_sub_fetch(&chunk->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+    crpc_buf_unref(chunk->buf);
     free(chunk);
   }
 }
@@ -92,7 +145,7 @@ bool crpc_h2_outq_take(crpc_h2_outq *q, size_t len, crpc_h2_slice_fn fn,
     crpc_h2_chunk *c = q->head;
     size_t n = c->len - c->off;
     if (n > len) n = len;
-    const uint8_t *p = c->data + c->off;
+    const uint8_t *p = c->bytes + c->off;
     c->off += n;
     len -= n;
     if (c->off == c->len) { /* the queue's reference goes with it */

@@ -36,6 +36,15 @@ extern "C" {
 
 /* ---- outgoing ----------------------------------------------------------- */
 
+/* A crpc_buf (crpc/call.h): the gRPC frame prefix is written when it is
+ * made, so `frame` is ready to go on the wire and never changes again;
+ * any number of chunks may point at it at once. */
+struct crpc_buf {
+  int refs; /* atomic (GCC builtins) */
+  size_t len; /* message bytes, after the prefix */
+  uint8_t frame[];
+};
+
 typedef struct crpc_h2_chunk {
   struct crpc_h2_chunk *next;
   size_t len, off;
@@ -43,6 +52,10 @@ typedef struct crpc_h2_chunk {
    * connection's outbuf). Atomic (GCC builtins: the header is shared with
    * C++): the last unref may come from a user thread. */
   int refs;
+  /* The framed bytes: `data` below, or a shared crpc_buf's frame (then
+   * `buf` holds one reference to it, dropped with the chunk). */
+  const uint8_t *bytes;
+  crpc_buf *buf;
   uint8_t data[];
 } crpc_h2_chunk;
 
@@ -64,6 +77,13 @@ crpc_h2_chunk *crpc_h2_chunk_frame(const void *msg, size_t len);
 crpc_h2_chunk *crpc_h2_chunk_frame_encoded(crpc_wire_encoding e,
                                            const void *msg, size_t len,
                                            crpc_code *code);
+
+/* A chunk for buf's message, taking the caller's reference to buf: no
+ * copy when e is IDENTITY; otherwise compressed into a chunk of its own
+ * (and the reference dropped). NULL with *code set on failure, and the
+ * reference dropped too. */
+crpc_h2_chunk *crpc_h2_chunk_from_buf(crpc_wire_encoding e, crpc_buf *buf,
+                                      crpc_code *code);
 
 /* Appends chunk (ownership passes to q). */
 void crpc_h2_outq_push(crpc_h2_outq *q, crpc_h2_chunk *chunk);

@@ -87,7 +87,10 @@ crpc_code scall_send_core(scall *call, const void *data, size_t len,
                           unsigned flags) {
   crpc_h2_chunk *chunk;
   crpc_code fcode = scall_frame_response(call, data, len, flags, &chunk);
-  if (fcode != CRPC_OK) return fcode;
+  return fcode != CRPC_OK ? fcode : scall_send_chunk(call, chunk);
+}
+
+crpc_code scall_send_chunk(scall *call, crpc_h2_chunk *chunk) {
   size_t limit = call->server->opts.stream_send_buffer;
   crpc_code code;
   pthread_mutex_lock(&call->mu);
@@ -107,7 +110,7 @@ crpc_code scall_send_core(scall *call, const void *data, size_t len,
     call->send_waiters--;
   }
   pthread_mutex_unlock(&call->mu);
-  free(chunk);
+  crpc_h2_chunk_unref(chunk);
   if (code == RESET_PENDING) code = crpc_ctx_wait(call->ctx);
   if (code == CRPC_OK) scall_kick(call); /* coalesced with pending kicks */
   return code;

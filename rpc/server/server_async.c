@@ -14,12 +14,10 @@
 
 #include "rpc/server/server_internal.h"
 
-/* Send-side checks shared with the blocking send: size, the response
- * headers' reserved keys (checked once, with the first message), framing
- * and compression. CRPC_OK with *out set, or the error. */
-crpc_code scall_frame_response(scall *call, const void *data, size_t len,
-                                unsigned flags, crpc_h2_chunk **out) {
-  *out = NULL;
+/* Send-side checks shared by every send, blocking or not: size, the
+ * response headers' reserved keys (checked once, with the first
+ * message). */
+static crpc_code send_checks(scall *call, size_t len) {
   size_t max = call->server->opts.max_send_message_size;
   if (max != 0 && len > max) return CRPC_RESOURCE_EXHAUSTED;
   if (!call->resp_checked) {
@@ -31,12 +29,33 @@ crpc_code scall_frame_response(scall *call, const void *data, size_t len,
       return CRPC_INTERNAL;
     }
   }
-  if (call->md_error) return CRPC_INTERNAL;
-  crpc_code code;
-  *out = crpc_h2_chunk_frame_encoded(flags & CRPC_SEND_NO_COMPRESS
-                                         ? CRPC_WIRE_ENCODING_IDENTITY
-                                         : call->send_encoding,
-                                     data, len, &code);
+  return call->md_error ? CRPC_INTERNAL : CRPC_OK;
+}
+
+static crpc_wire_encoding send_encoding(const scall *call, unsigned flags) {
+  return flags & CRPC_SEND_NO_COMPRESS ? CRPC_WIRE_ENCODING_IDENTITY
+                                       : call->send_encoding;
+}
+
+crpc_code scall_frame_response(scall *call, const void *data, size_t len,
+                               unsigned flags, crpc_h2_chunk **out) {
+  *out = NULL;
+  crpc_code code = send_checks(call, len);
+  if (code != CRPC_OK) return code;
+  *out = crpc_h2_chunk_frame_encoded(send_encoding(call, flags), data, len,
+                                     &code);
+  return *out != NULL ? CRPC_OK : code;
+}
+
+crpc_code scall_frame_buf(scall *call, crpc_buf *buf, unsigned flags,
+                          crpc_h2_chunk **out) {
+  *out = NULL;
+  crpc_code code = send_checks(call, crpc_buf_len(buf));
+  if (code != CRPC_OK) {
+    crpc_buf_unref(buf);
+    return code;
+  }
+  *out = crpc_h2_chunk_from_buf(send_encoding(call, flags), buf, &code);
   return *out != NULL ? CRPC_OK : code;
 }
 
@@ -165,14 +184,9 @@ void scall_async_events(scall *call) {
 
 /* ---- the reactor's calls (any thread) ---------------------------------- */
 
-crpc_code crpc_server_call_send_async(crpc_server_call *call,
-                                      const void *data, size_t len,
-                                      unsigned flags) {
-  crpc_code code = crpc_ctx_err(call->ctx);
-  if (code != CRPC_OK) return code;
-  crpc_h2_chunk *chunk;
-  code = scall_frame_response(call, data, len, flags, &chunk);
-  if (code != CRPC_OK) return code;
+/* Queues a framed message without waiting; takes chunk. */
+static crpc_code send_async_chunk(scall *call, crpc_h2_chunk *chunk) {
+  crpc_code code = CRPC_OK;
   pthread_mutex_lock(&call->mu);
   if (call->reactor_finished) {
     code = CRPC_FAILED_PRECONDITION;
@@ -184,7 +198,7 @@ crpc_code crpc_server_call_send_async(crpc_server_call *call,
     chunk = NULL;
   }
   pthread_mutex_unlock(&call->mu);
-  free(chunk);
+  crpc_h2_chunk_unref(chunk);
   if (code == CRPC_CANCELLED && !crpc_loop_in_loop_thread(call->sl->loop)) {
     /* Off the loop, the loop may be between marking the stream gone and
      * cancelling the ctx: wait for that (it is immediate) so the caller
@@ -195,6 +209,28 @@ crpc_code crpc_server_call_send_async(crpc_server_call *call,
   }
   if (code == CRPC_OK) scall_kick(call);
   return code;
+}
+
+crpc_code crpc_server_call_send_async(crpc_server_call *call,
+                                      const void *data, size_t len,
+                                      unsigned flags) {
+  crpc_code code = crpc_ctx_err(call->ctx);
+  if (code != CRPC_OK) return code;
+  crpc_h2_chunk *chunk;
+  code = scall_frame_response(call, data, len, flags, &chunk);
+  return code != CRPC_OK ? code : send_async_chunk(call, chunk);
+}
+
+crpc_code crpc_server_call_send_async_buf(crpc_server_call *call,
+                                          crpc_buf *buf, unsigned flags) {
+  crpc_code code = crpc_ctx_err(call->ctx);
+  if (code != CRPC_OK) {
+    crpc_buf_unref(buf);
+    return code;
+  }
+  crpc_h2_chunk *chunk;
+  code = scall_frame_buf(call, buf, flags, &chunk);
+  return code != CRPC_OK ? code : send_async_chunk(call, chunk);
 }
 
 bool crpc_server_call_can_send(crpc_server_call *call) {

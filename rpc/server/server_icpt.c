@@ -94,6 +94,21 @@ crpc_code crpc_server_call_send_flags(crpc_server_call *call, const void *data,
   return icpt_server_send(c, &kOps, call, call->ctx, data, len);
 }
 
+crpc_code crpc_server_call_send_buf(crpc_server_call *call, crpc_buf *buf,
+                                    unsigned flags) {
+  const icpt_server_chain *c = call->server->icpt;
+  if (c != NULL && c->any_send) {
+    /* The links see (and may replace) a plain view of the bytes. */
+    crpc_code code = crpc_server_call_send_flags(call, crpc_buf_data(buf),
+                                                 crpc_buf_len(buf), flags);
+    crpc_buf_unref(buf);
+    return code;
+  }
+  crpc_h2_chunk *chunk;
+  crpc_code code = scall_frame_buf(call, buf, flags, &chunk);
+  return code != CRPC_OK ? code : scall_send_chunk(call, chunk);
+}
+
 crpc_code crpc_server_add_interceptor(crpc_server *server,
                                       const crpc_server_interceptor *icpt) {
   if (server == NULL || icpt == NULL) return CRPC_INVALID_ARGUMENT;

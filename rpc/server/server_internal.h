@@ -382,6 +382,11 @@ void scall_submit_when_ready(scall *call);
 crpc_code scall_frame_response(scall *call, const void *data, size_t len,
                                unsigned flags, crpc_h2_chunk **out);
 
+/* The same for a caller's crpc_buf, whose reference it takes (passed on to
+ * *out, or dropped on error): no copy unless the call compresses. */
+crpc_code scall_frame_buf(scall *call, crpc_buf *buf, unsigned flags,
+                          crpc_h2_chunk **out);
+
 /* Starts an async call (on_start) on the loop thread at dispatch; takes
  * the reactor's reference and counts the call live. */
 void scall_async_start(scall *call);
@@ -400,6 +405,10 @@ void scall_async_events(scall *call);
 crpc_code scall_recv_core(scall *call, crpc_message *msg);
 crpc_code scall_send_core(scall *call, const void *data, size_t len,
                           unsigned flags);
+
+/* The blocking send of a framed message (server_api.c): queues chunk,
+ * whose ownership it takes, waiting for room as the send contract says. */
+crpc_code scall_send_chunk(scall *call, crpc_h2_chunk *chunk);
 
 /* Runs the server's interceptor chain around the handler. */
 crpc_code scall_run_chain(scall *call);

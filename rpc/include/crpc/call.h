@@ -51,6 +51,35 @@ typedef struct crpc_message {
 /* Flags for crpc_call_send_flags and crpc_server_call_send_flags. */
 #define CRPC_SEND_NO_COMPRESS 0x1u /* send this message uncompressed */
 
+/* ---- message buffers: sending without a copy ----------------------------
+ * The send functions that take (data, len) copy the message into crpc's
+ * own buffer before they return. A crpc_buf *is* that buffer: serialise
+ * into crpc_buf_data() and hand it to a *_send_buf function, and the bytes
+ * go from there to the socket (unless the call compresses them, or a
+ * channel's interceptors need a view they may replace: then one copy).
+ * Reference counted, so the same bytes can go to many calls, or many
+ * times on one call, without copies: each send consumes one reference,
+ * whatever it returns (crpc_buf_ref before a send that must not consume
+ * yours). Fill the bytes before the first send; after it they are shared
+ * with crpc and must not change. ref and unref are thread-safe; the data
+ * is not synchronised beyond that. */
+typedef struct crpc_buf crpc_buf;
+
+/* A buffer for one message of exactly len bytes (uninitialised), with one
+ * reference, the caller's. NULL if out of memory or len is over the
+ * gRPC frame's 4 GiB - 1. */
+crpc_buf *crpc_buf_new(size_t len);
+
+/* The message bytes (never NULL, also for len 0) and their length. */
+uint8_t *crpc_buf_data(crpc_buf *buf);
+size_t crpc_buf_len(const crpc_buf *buf);
+
+/* One more reference to buf, which it returns. */
+crpc_buf *crpc_buf_ref(crpc_buf *buf);
+
+/* Drops one reference; the last frees the buffer. NULL is ignored. */
+void crpc_buf_unref(crpc_buf *buf);
+
 /* The final status of a call as the client sees it. Filled by crpc (the
  * caller provides the struct); release what it holds with
  * crpc_status_clear. */

@@ -230,6 +230,12 @@ crpc_code crpc_call_send(crpc_call *call, const void *data, size_t len);
 crpc_code crpc_call_send_flags(crpc_call *call, const void *data, size_t len,
                                unsigned flags);
 
+/* crpc_call_send_flags for a message in a crpc_buf (crpc/call.h): sent
+ * from the buffer itself, no copy (unless the call compresses, or the
+ * channel has send interceptors, which see a copy). Consumes one reference
+ * to buf whatever it returns. Same returns as crpc_call_send_flags. */
+crpc_code crpc_call_send_buf(crpc_call *call, crpc_buf *buf, unsigned flags);
+
 /* Half-closes: no more requests. Idempotent. CRPC_OK or as send. */
 crpc_code crpc_call_close_send(crpc_call *call);
 

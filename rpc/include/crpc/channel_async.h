@@ -103,6 +103,12 @@ crpc_code crpc_call_start_async(crpc_channel *channel, const crpc_ctx *ctx,
 crpc_code crpc_call_send_async(crpc_call *call, const void *data, size_t len,
                                unsigned flags);
 
+/* crpc_call_send_async for a message in a crpc_buf (crpc/call.h), queued
+ * without a copy unless the call compresses. Consumes one reference to buf
+ * whatever it returns. Same returns and threads as crpc_call_send_async. */
+crpc_code crpc_call_send_async_buf(crpc_call *call, crpc_buf *buf,
+                                   unsigned flags);
+
 /* True while the call's send buffer holds less than the channel's
  * 64 KiB. When it returns false, on_send_ready runs once the buffer has
  * drained (or on_done, if the call ends first). Any thread. */

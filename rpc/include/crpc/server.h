@@ -221,6 +221,13 @@ crpc_code crpc_server_call_send(crpc_server_call *call, const void *data,
 crpc_code crpc_server_call_send_flags(crpc_server_call *call, const void *data,
                                       size_t len, unsigned flags);
 
+/* crpc_server_call_send_flags for a message in a crpc_buf (crpc/call.h):
+ * sent from the buffer itself, no copy (unless the call compresses or the
+ * server has send interceptors). Consumes one reference to buf whatever it
+ * returns. Same returns as crpc_server_call_send_flags. */
+crpc_code crpc_server_call_send_buf(crpc_server_call *call, crpc_buf *buf,
+                                    unsigned flags);
+
 /* Compresses the call's responses with `encoding` ("gzip", "deflate";
  * "identity" or NULL: none; see call.h). Before the first send. CRPC_OK
  * (also when the client's grpc-accept-encoding lacks it: responses then go

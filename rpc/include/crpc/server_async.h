@@ -114,6 +114,14 @@ crpc_code crpc_server_call_send_async(crpc_server_call *call,
                                       const void *data, size_t len,
                                       unsigned flags);
 
+/* crpc_server_call_send_async for a message in a crpc_buf (crpc/call.h):
+ * queued as the buffer itself, no copy unless the call compresses; one
+ * buffer can be queued on many calls (a reference each). Consumes one
+ * reference to buf whatever it returns. Same returns and threads as
+ * crpc_server_call_send_async. */
+crpc_code crpc_server_call_send_async_buf(crpc_server_call *call,
+                                          crpc_buf *buf, unsigned flags);
+
 /* True while the call's send buffer holds less than the server's
  * stream_send_buffer. When it returns false, on_send_ready runs once the
  * buffer has drained (or on_cancel, if the call ends first). Any thread. */

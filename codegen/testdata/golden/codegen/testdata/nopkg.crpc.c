@@ -17,6 +17,14 @@ static void crpc_gen_null_ctx(const char *fn) {
   abort();
 }
 
+/* Serialises m straight into a buffer crpc sends from (no copy after
+ * this one); NULL if out of memory or too large to frame. */
+static crpc_buf *crpc_gen_pack_buf(const ProtobufCMessage *m) {
+  crpc_buf *b = crpc_buf_new(protobuf_c_message_get_packed_size(m));
+  if (b != NULL) protobuf_c_message_pack(m, crpc_buf_data(b));
+  return b;
+}
+
 /* Serialises m into a malloc'd buffer (never NULL). */
 static uint8_t *crpc_gen_pack(const ProtobufCMessage *m, size_t *len) {
   *len = protobuf_c_message_get_packed_size(m);
@@ -96,11 +104,9 @@ static crpc_code crpc_gen_unary_async(
 }
 
 static crpc_code crpc_gen_send(crpc_call *call, const ProtobufCMessage *m) {
-  size_t len;
-  uint8_t *buf = crpc_gen_pack(m, &len);
-  crpc_code code = crpc_call_send(call, buf, len);
-  free(buf);
-  return code;
+  crpc_buf *b = crpc_gen_pack_buf(m);
+  return b != NULL ? crpc_call_send_buf(call, b, 0)
+                   : CRPC_RESOURCE_EXHAUSTED;
 }
 
 /* *out is NULL at the end of the stream; INTERNAL if the message does
@@ -119,11 +125,9 @@ static crpc_code crpc_gen_recv(crpc_call *call,
 
 static crpc_code crpc_gen_server_send(crpc_server_call *call,
                                       const ProtobufCMessage *m) {
-  size_t len;
-  uint8_t *buf = crpc_gen_pack(m, &len);
-  crpc_code code = crpc_server_call_send(call, buf, len);
-  free(buf);
-  return code;
+  crpc_buf *b = crpc_gen_pack_buf(m);
+  return b != NULL ? crpc_server_call_send_buf(call, b, 0)
+                   : CRPC_RESOURCE_EXHAUSTED;
 }
 
 /* A request that does not parse fails the call with INTERNAL, as gRPC's
@@ -164,18 +168,19 @@ static crpc_code crpc_gen_server_recv_one(
   return code;
 }
 
-/* Packs m on the stack when it fits (no malloc per message on the loop
- * thread), else into a malloc'd buffer; the runtime copies what it queues. */
+/* A small m is packed on the stack and copied by the runtime; a larger one
+ * straight into a buffer the runtime sends from, without a copy. */
 static crpc_code crpc_gen_send_async(crpc_server_call *call,
                                      const ProtobufCMessage *m) {
   uint8_t small[512];
   size_t len = protobuf_c_message_get_packed_size(m);
-  uint8_t *buf = len <= sizeof small ? small : malloc(len);
-  if (buf == NULL) abort();
-  protobuf_c_message_pack(m, buf);
-  crpc_code code = crpc_server_call_send_async(call, buf, len, 0);
-  if (buf != small) free(buf);
-  return code;
+  if (len > sizeof small) {
+    crpc_buf *b = crpc_gen_pack_buf(m);
+    return b != NULL ? crpc_server_call_send_async_buf(call, b, 0)
+                     : CRPC_RESOURCE_EXHAUSTED;
+  }
+  protobuf_c_message_pack(m, small);
+  return crpc_server_call_send_async(call, small, len, 0);
 }
 
 /* An async streaming call's record: the runtime passes later callbacks only
