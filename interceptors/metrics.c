@@ -28,6 +28,8 @@ struct crpc_metrics {
   size_t n, cap;
   uint64_t cancels[N_ORIGINS];
   crpc_metrics_histogram cancel_latency;
+  crpc_metrics_histogram cancel_ctx_done, cancel_send_failed;
+  uint64_t dropped_messages, dropped_bytes;
 };
 
 crpc_metrics *crpc_metrics_new(void) {
@@ -96,7 +98,6 @@ static void on_cancel(void *arg, const crpc_cause *cause) {
 static crpc_code server_call(crpc_server_call *call, const crpc_ctx *ctx,
                              const crpc_server_call_info *info,
                              crpc_server_next *next, void *user_data) {
-  (void)call;
   crpc_metrics *m = user_data;
   cancel_watch w;
   atomic_init(&w.at, 0);
@@ -119,7 +120,20 @@ static crpc_code server_call(crpc_server_call *call, const crpc_ctx *ctx,
   }
   const crpc_cause *cause = crpc_ctx_cause(ctx);
   crpc_code status = cause != NULL ? cause->code : code;
+  crpc_server_cancel_stats cs;
+  crpc_server_call_cancel_stats(call, &cs);
   pthread_mutex_lock(&m->mu);
+  if (cs.event_ns != 0 && cs.ctx_done_ns >= cs.event_ns) {
+    hist_add(&m->cancel_ctx_done, cs.ctx_done_ns - cs.event_ns);
+  }
+  if (cs.event_ns != 0 && cs.send_failed_ns != 0) {
+    /* A send already failing when the event was recorded counts as 0. */
+    hist_add(&m->cancel_send_failed, cs.send_failed_ns > cs.event_ns
+                                         ? cs.send_failed_ns - cs.event_ns
+                                         : 0);
+  }
+  m->dropped_messages += cs.dropped_messages;
+  m->dropped_bytes += cs.dropped_bytes;
   method_stats *ms = find(m, info->method, true);
   if (ms != NULL) {
     if ((unsigned)status < N_CODES) ms->by_code[status]++;
@@ -174,6 +188,28 @@ void crpc_metrics_cancel_latency(crpc_metrics *m,
                                  crpc_metrics_histogram *out) {
   pthread_mutex_lock(&m->mu);
   *out = m->cancel_latency;
+  pthread_mutex_unlock(&m->mu);
+}
+
+void crpc_metrics_cancel_ctx_done(crpc_metrics *m,
+                                  crpc_metrics_histogram *out) {
+  pthread_mutex_lock(&m->mu);
+  *out = m->cancel_ctx_done;
+  pthread_mutex_unlock(&m->mu);
+}
+
+void crpc_metrics_cancel_send_failed(crpc_metrics *m,
+                                     crpc_metrics_histogram *out) {
+  pthread_mutex_lock(&m->mu);
+  *out = m->cancel_send_failed;
+  pthread_mutex_unlock(&m->mu);
+}
+
+void crpc_metrics_cancel_dropped(crpc_metrics *m, uint64_t *messages,
+                                 uint64_t *bytes) {
+  pthread_mutex_lock(&m->mu);
+  *messages = m->dropped_messages;
+  *bytes = m->dropped_bytes;
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -239,5 +275,28 @@ void crpc_metrics_write_prometheus(crpc_metrics *m, FILE *out) {
           "# TYPE crpc_server_cancel_propagation_seconds histogram\n");
   write_hist(out, "crpc_server_cancel_propagation_seconds", "",
              &m->cancel_latency);
+  fprintf(out,
+          "# HELP crpc_server_cancel_ctx_done_seconds From a cancel reaching "
+          "the server (RST_STREAM read, deadline due, connection lost) to "
+          "the call ctx done.\n"
+          "# TYPE crpc_server_cancel_ctx_done_seconds histogram\n");
+  write_hist(out, "crpc_server_cancel_ctx_done_seconds", "",
+             &m->cancel_ctx_done);
+  fprintf(out,
+          "# HELP crpc_server_cancel_send_failed_seconds From a cancel "
+          "reaching the server to the handler's first failing send.\n"
+          "# TYPE crpc_server_cancel_send_failed_seconds histogram\n");
+  write_hist(out, "crpc_server_cancel_send_failed_seconds", "",
+             &m->cancel_send_failed);
+  fprintf(out,
+          "# HELP crpc_server_cancel_dropped_messages_total Responses queued "
+          "but never written.\n"
+          "# TYPE crpc_server_cancel_dropped_messages_total counter\n"
+          "crpc_server_cancel_dropped_messages_total %llu\n"
+          "# HELP crpc_server_cancel_dropped_bytes_total Their bytes.\n"
+          "# TYPE crpc_server_cancel_dropped_bytes_total counter\n"
+          "crpc_server_cancel_dropped_bytes_total %llu\n",
+          (unsigned long long)m->dropped_messages,
+          (unsigned long long)m->dropped_bytes);
   pthread_mutex_unlock(&m->mu);
 }

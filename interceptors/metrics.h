@@ -10,6 +10,17 @@
  *   crpc_server_cancel_propagation_seconds         histogram: from the call
  *                                                  ctx being cancelled to
  *                                                  the handler returning
+ *   crpc_server_cancel_ctx_done_seconds            histogram: from a cancel
+ *                                                  reaching the server
+ *                                                  (RST_STREAM read,
+ *                                                  deadline due, connection
+ *                                                  lost) to the ctx done
+ *   crpc_server_cancel_send_failed_seconds         histogram: from it to the
+ *                                                  handler's first failing
+ *                                                  send (calls that sent)
+ *   crpc_server_cancel_dropped_messages_total      counter: responses queued
+ *   crpc_server_cancel_dropped_bytes_total         but never written
+ * (the last four from crpc_server_call_cancel_stats, crpc/server.h)
  *
  * Lifetime: crpc_metrics_new creates, crpc_metrics_free frees (NULL ok)
  * after every server using it is freed. Thread-safe (one mutex, taken
@@ -55,6 +66,13 @@ void crpc_metrics_latency(crpc_metrics *m, const char *method,
                           crpc_metrics_histogram *out);
 /* Cancel propagation latency into *out. */
 void crpc_metrics_cancel_latency(crpc_metrics *m, crpc_metrics_histogram *out);
+/* Cancel reaching the server -> ctx done, and -> first failing send. */
+void crpc_metrics_cancel_ctx_done(crpc_metrics *m, crpc_metrics_histogram *out);
+void crpc_metrics_cancel_send_failed(crpc_metrics *m,
+                                     crpc_metrics_histogram *out);
+/* Responses dropped from send queues (messages, bytes), totals. */
+void crpc_metrics_cancel_dropped(crpc_metrics *m, uint64_t *messages,
+                                 uint64_t *bytes);
 
 /* Writes everything in the Prometheus text exposition format. */
 void crpc_metrics_write_prometheus(crpc_metrics *m, FILE *out);

@@ -81,4 +81,59 @@ TEST_F(MetricsTest, CountsLatencyCancellationsAndPrometheusText) {
   crpc_metrics_free(m);
 }
 
+// Cancel-path accounting (crpc_server_call_cancel_stats): a stream whose
+// client stops reading and then cancels has a send that fails and queued
+// responses that are dropped; a grpc-timeout deadline ends a Hang. Each
+// lands in its histogram, and in the Prometheus text.
+TEST_F(MetricsTest, CancelPathAccounting) {
+  crpc_metrics *m = crpc_metrics_new();
+  auto icpt = crpc_metrics_server(m);
+  {
+    Server srv([&](crpc_server *s) { crpc_server_add_interceptor(s, &icpt); });
+    auto ch = NewChannel(srv.target());
+    auto c1 = WithCancel();
+    crpc_call *raw = nullptr;
+    ASSERT_EQ(CRPC_OK, crpc_call_start(ch.get(), c1.get(), M("Count").c_str(), nullptr, &raw));
+    ASSERT_EQ(CRPC_OK, crpc_call_send(raw, "0 16384 0", 9));  // until cancelled
+    ASSERT_EQ(CRPC_OK, crpc_call_close_send(raw));
+    // Not reading: the windows fill, then the server's send queue.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    crpc_ctx_cancel(c1.get(), CRPC_CANCELLED, "client gives up");
+    crpc_call_free(raw);
+    auto c2 = WithTimeout(50 * kMs);
+    EXPECT_EQ(CRPC_DEADLINE_EXCEEDED, Unary(ch.get(), c2.get(), M("Hang"), "x").code);
+    ASSERT_TRUE(Eventually(
+        [&] {
+          return crpc_metrics_calls(m, M("Count").c_str(), CRPC_CANCELLED) == 1 &&
+                 crpc_metrics_calls(m, M("Hang").c_str(), CRPC_DEADLINE_EXCEEDED) == 1;
+        },
+        3000));
+  }
+  crpc_metrics_histogram h;
+  crpc_metrics_cancel_ctx_done(m, &h);
+  EXPECT_EQ(2u, h.count);  // the reset and the deadline
+  EXPECT_LT(h.sum_seconds, 1.0);
+  crpc_metrics_cancel_send_failed(m, &h);
+  EXPECT_EQ(1u, h.count);  // only Count was sending
+  uint64_t msgs = 0, bytes = 0;
+  crpc_metrics_cancel_dropped(m, &msgs, &bytes);
+  EXPECT_GE(msgs, 1u);
+  EXPECT_GE(bytes, 16384u);  // at least one whole queued message
+
+  char *buf = nullptr;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  crpc_metrics_write_prometheus(m, f);
+  fclose(f);
+  std::string text(buf, len);
+  free(buf);
+  EXPECT_NE(std::string::npos, text.find("crpc_server_cancel_ctx_done_seconds_count 2\n")) << text;
+  EXPECT_NE(std::string::npos, text.find("crpc_server_cancel_send_failed_seconds_count 1\n"))
+      << text;
+  EXPECT_NE(std::string::npos,
+            text.find("crpc_server_cancel_dropped_messages_total " + std::to_string(msgs) + "\n"))
+      << text;
+  crpc_metrics_free(m);
+}
+
 }  // namespace

@@ -92,6 +92,18 @@ crpc_h2_chunk *crpc_h2_chunk_from_buf(crpc_wire_encoding e, crpc_buf *buf,
   return c;
 }
 
+void crpc_h2_outq_tally(const crpc_h2_outq *q, bool skip_started,
+                        uint64_t *messages, uint64_t *bytes) {
+  uint64_t n = 0, b = 0;
+  for (const crpc_h2_chunk *c = q->head; c != NULL; c = c->next) {
+    if (c == q->head && skip_started && c->off > 0) continue;
+    n++;
+    b += c->len - c->off;
+  }
+  *messages += n;
+  *bytes += b;
+}
+
 void crpc_h2_outq_push(crpc_h2_outq *q, crpc_h2_chunk *chunk) {
   chunk->next = NULL;
   if (q->tail != NULL) {

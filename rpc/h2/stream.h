@@ -85,6 +85,12 @@ crpc_h2_chunk *crpc_h2_chunk_frame_encoded(crpc_wire_encoding e,
 crpc_h2_chunk *crpc_h2_chunk_from_buf(crpc_wire_encoding e, crpc_buf *buf,
                                       crpc_code *code);
 
+/* Counts the messages (chunks) and unwritten bytes in q, leaving out a
+ * head chunk already partly written if skip_started: what a clear (or a
+ * drop_unstarted) is about to discard. */
+void crpc_h2_outq_tally(const crpc_h2_outq *q, bool skip_started,
+                        uint64_t *messages, uint64_t *bytes);
+
 /* Appends chunk (ownership passes to q). */
 void crpc_h2_outq_push(crpc_h2_outq *q, crpc_h2_chunk *chunk);
 

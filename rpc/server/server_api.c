@@ -150,3 +150,47 @@ const char *crpc_server_call_method(const crpc_server_call *call) {
 const char *crpc_server_call_peer(const crpc_server_call *call) {
   return call->peer->addr;
 }
+
+/* ---- cancel-path accounting --------------------------------------------- */
+
+void scall_drop_queue_locked(scall *call, bool keep_started) {
+  crpc_h2_outq_tally(&call->out, keep_started, &call->dropped_messages,
+                     &call->dropped_bytes);
+  if (keep_started) {
+    crpc_h2_outq_drop_unstarted(&call->out);
+  } else {
+    crpc_h2_outq_clear(&call->out);
+  }
+}
+
+void scall_note_cancel_locked(scall *call, int64_t event_ns) {
+  /* A ctx done already (locally, or by an earlier event) is not this
+   * event's doing. */
+  if (call->cancel_event_ns != 0 || crpc_ctx_is_done(call->ctx)) return;
+  call->cancel_event_ns = event_ns;
+  call->cancel_ctx_done_ns = crpc_now_ns();
+}
+
+void scall_note_send(scall *call, crpc_code code) {
+  /* Only failures that mean "the call is over": not a message too large
+   * or a misuse, after which the handler may go on. */
+  if (code != CRPC_CANCELLED && code != CRPC_DEADLINE_EXCEEDED &&
+      code != CRPC_UNAVAILABLE) {
+    return;
+  }
+  int64_t now = crpc_now_ns();
+  pthread_mutex_lock(&call->mu);
+  if (call->cancel_send_failed_ns == 0) call->cancel_send_failed_ns = now;
+  pthread_mutex_unlock(&call->mu);
+}
+
+void crpc_server_call_cancel_stats(crpc_server_call *call,
+                                   crpc_server_cancel_stats *out) {
+  pthread_mutex_lock(&call->mu);
+  out->event_ns = call->cancel_event_ns;
+  out->ctx_done_ns = call->cancel_event_ns ? call->cancel_ctx_done_ns : 0;
+  out->send_failed_ns = call->cancel_send_failed_ns;
+  out->dropped_messages = call->dropped_messages;
+  out->dropped_bytes = call->dropped_bytes;
+  pthread_mutex_unlock(&call->mu);
+}

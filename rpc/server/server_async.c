@@ -207,7 +207,11 @@ static crpc_code send_async_chunk(scall *call, crpc_h2_chunk *chunk) {
   } else if (code == CRPC_CANCELLED && crpc_ctx_is_done(call->ctx)) {
     code = crpc_ctx_err(call->ctx);
   }
-  if (code == CRPC_OK) scall_kick(call);
+  if (code == CRPC_OK) {
+    scall_kick(call);
+  } else {
+    scall_note_send(call, code);
+  }
   return code;
 }
 
@@ -215,7 +219,10 @@ crpc_code crpc_server_call_send_async(crpc_server_call *call,
                                       const void *data, size_t len,
                                       unsigned flags) {
   crpc_code code = crpc_ctx_err(call->ctx);
-  if (code != CRPC_OK) return code;
+  if (code != CRPC_OK) {
+    scall_note_send(call, code);
+    return code;
+  }
   crpc_h2_chunk *chunk;
   code = scall_frame_response(call, data, len, flags, &chunk);
   return code != CRPC_OK ? code : send_async_chunk(call, chunk);
@@ -225,6 +232,7 @@ crpc_code crpc_server_call_send_async_buf(crpc_server_call *call,
                                           crpc_buf *buf, unsigned flags) {
   crpc_code code = crpc_ctx_err(call->ctx);
   if (code != CRPC_OK) {
+    scall_note_send(call, code);
     crpc_buf_unref(buf);
     return code;
   }

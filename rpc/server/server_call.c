@@ -394,7 +394,7 @@ static bool decide_final_locked(scall *call) {
   } else if (cause != NULL) {
     call->final_code = cause->code;
     call->final_msg = strdup(cause->message);
-    crpc_h2_outq_drop_unstarted(&call->out);
+    scall_drop_queue_locked(call, true);
   } else {
     return false;
   }
@@ -461,6 +461,10 @@ static void deadline_fn(crpc_loop *loop, crpc_loop_timer *timer, void *arg) {
   (void)loop;
   (void)timer;
   scall *call = arg;
+  pthread_mutex_lock(&call->mu);
+  /* From when it was due: a late timer is part of the path. */
+  scall_note_cancel_locked(call, crpc_ctx_deadline(call->ctx));
+  pthread_mutex_unlock(&call->mu);
   crpc_ctx_cancel_cause(call->ctx, CRPC_DEADLINE_EXCEEDED,
                         CRPC_ORIGIN_DEADLINE, "deadline exceeded");
   tell_reactor_now(call);
@@ -612,7 +616,7 @@ static void fail_call(scall *call, crpc_code code, const char *msg) {
     call->finished = true;
     call->final_code = code;
     call->final_msg = strdup(msg);
-    crpc_h2_outq_drop_unstarted(&call->out);
+    scall_drop_queue_locked(call, true);
   }
   pthread_cond_broadcast(&call->cond);
   pthread_mutex_unlock(&call->mu);
@@ -668,6 +672,7 @@ void scall_on_end_stream(scall *call) {
 }
 
 void scall_on_close(scall *call, uint32_t error_code, const char *conn_lost) {
+  sconn *conn = call->conn;
   call->conn = NULL; /* kicks from now on find nothing to do */
   /* The ctx is done by now (status sent, or cancelled just below). */
   if (call->dispatched) crpc_loop_timer_stop(&call->deadline_timer);
@@ -677,7 +682,12 @@ void scall_on_close(scall *call, uint32_t error_code, const char *conn_lost) {
      * with us writes nothing; then cancel outside mu. */
     pthread_mutex_lock(&call->mu);
     call->reset = true;
-    crpc_h2_outq_clear(&call->out);
+    scall_drop_queue_locked(call, false);
+    /* When the RST_STREAM was read; a lost connection is noticed now. */
+    int64_t event = conn_lost == NULL && conn != NULL && conn->h2.last_read_ns
+                        ? conn->h2.last_read_ns
+                        : crpc_now_ns();
+    scall_note_cancel_locked(call, event);
     pthread_cond_broadcast(&call->cond);
     pthread_mutex_unlock(&call->mu);
     if (conn_lost != NULL) {

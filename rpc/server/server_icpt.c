@@ -89,9 +89,15 @@ crpc_code crpc_server_call_recv(crpc_server_call *call, crpc_message *msg) {
 crpc_code crpc_server_call_send_flags(crpc_server_call *call, const void *data,
                                       size_t len, unsigned flags) {
   const icpt_server_chain *c = call->server->icpt;
-  if (c == NULL || !c->any_send) return scall_send_core(call, data, len, flags);
-  call->icpt_send_flags = flags;
-  return icpt_server_send(c, &kOps, call, call->ctx, data, len);
+  crpc_code code;
+  if (c == NULL || !c->any_send) {
+    code = scall_send_core(call, data, len, flags);
+  } else {
+    call->icpt_send_flags = flags;
+    code = icpt_server_send(c, &kOps, call, call->ctx, data, len);
+  }
+  if (code != CRPC_OK) scall_note_send(call, code);
+  return code;
 }
 
 crpc_code crpc_server_call_send_buf(crpc_server_call *call, crpc_buf *buf,
@@ -106,7 +112,9 @@ crpc_code crpc_server_call_send_buf(crpc_server_call *call, crpc_buf *buf,
   }
   crpc_h2_chunk *chunk;
   crpc_code code = scall_frame_buf(call, buf, flags, &chunk);
-  return code != CRPC_OK ? code : scall_send_chunk(call, chunk);
+  if (code == CRPC_OK) code = scall_send_chunk(call, chunk);
+  if (code != CRPC_OK) scall_note_send(call, code);
+  return code;
 }
 
 crpc_code crpc_server_add_interceptor(crpc_server *server,

@@ -224,6 +224,11 @@ struct crpc_server_call {
    * blocking call cost several context switches per message. */
   int send_waiters;
   int recv_waiters;
+  /* Cancel-path accounting (crpc_server_call_cancel_stats), under mu. */
+  int64_t cancel_event_ns;       /* RST_STREAM read, deadline due, conn lost */
+  int64_t cancel_ctx_done_ns;    /* the ctx done after that event */
+  int64_t cancel_send_failed_ns; /* the handler's first failed send */
+  uint64_t dropped_messages, dropped_bytes; /* queued, never written */
   crpc_h2_inbound in;
   crpc_h2_outq out;
   bool recv_end;
@@ -405,6 +410,19 @@ void scall_async_events(scall *call);
 crpc_code scall_recv_core(scall *call, crpc_message *msg);
 crpc_code scall_send_core(scall *call, const void *data, size_t len,
                           unsigned flags);
+
+/* Empties the send queue (all of it, or all but a message partly written
+ * if keep_started) and counts what it drops. Caller holds mu. */
+void scall_drop_queue_locked(scall *call, bool keep_started);
+
+/* Records a cancel event (when it reached the server) just before the
+ * loop cancels the call ctx, which is done from the cancel's first step:
+ * so the handler, woken by it, always finds both. Caller holds mu. The
+ * first event wins. */
+void scall_note_cancel_locked(scall *call, int64_t event_ns);
+
+/* Records a send that failed because the call is over (sending thread). */
+void scall_note_send(scall *call, crpc_code code);
 
 /* The blocking send of a framed message (server_api.c): queues chunk,
  * whose ownership it takes, waiting for room as the send contract says. */

@@ -257,6 +257,33 @@ crpc_metadata *crpc_server_call_trailers(crpc_server_call *call);
 /* "/package.Service/Method". Owned by the call. */
 const char *crpc_server_call_method(const crpc_server_call *call);
 
+/* How a cancel travelled through one call: where the time went between
+ * the cancel reaching this server and the handler stopping, and what was
+ * thrown away. Times are CLOCK_MONOTONIC (crpc_now_ns), 0 when it did not
+ * happen. interceptors/metrics.h turns them into histograms. */
+typedef struct crpc_server_cancel_stats {
+  /* The cancel reached the server: the client's RST_STREAM was read, the
+   * deadline came due (its due time, so a late timer counts), or the
+   * connection was found lost. 0: no such cancel (the call ended on its
+   * own, or was cancelled locally: handler, shutdown, a limit). */
+  int64_t event_ns;
+  int64_t ctx_done_ns;    /* the call ctx was done after event_ns */
+  int64_t send_failed_ns; /* the handler's first send that failed because
+                             the call was over (any cause) */
+  /* Response messages (and their unwritten bytes) that were queued but
+   * never written: dropped by the cancel, or by a failure that ended the
+   * call (a message partly written counts in bytes only when it was
+   * dropped whole). */
+  uint64_t dropped_messages;
+  uint64_t dropped_bytes;
+} crpc_server_cancel_stats;
+
+/* Fills *out with the call's figures so far (final once on_done ran or
+ * the handler returned and the call ended). Any thread, while the call is
+ * valid. */
+void crpc_server_call_cancel_stats(crpc_server_call *call,
+                                   crpc_server_cancel_stats *out);
+
 /* The client's address: "ipv4:127.0.0.1:41234", "ipv6:[::1]:41234" or
  * "unix:/path". Owned by the call. */
 const char *crpc_server_call_peer(const crpc_server_call *call);
