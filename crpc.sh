@@ -3,8 +3,12 @@
 # Debian on first use, then runs Bazel with the project's flags.
 #
 #   ./crpc.sh demo          run the main demo
-#   ./crpc.sh test          every test: normal, ASan+UBSan+LSan, TSan
+#   ./crpc.sh test          every test: normal, ASan+UBSan+LSan, TSan, and
+#                           a short smoke of every fuzz target
 #   ./crpc.sh bench         the benchmark tables (optimised build)
+#   ./crpc.sh fuzz [SECONDS]  every libFuzzer target (fuzz/) for SECONDS
+#                           each (default 60) under ASan + UBSan
+#   ./crpc.sh fuzz-record   re-record fuzz/corpus from grpcio / gRPC C++
 #   ./crpc.sh install [PREFIX]  libcrpc, headers, protoc-gen-crpc, crpc.pc and
 #                           the CMake package under PREFIX (default
 #                           /usr/local; DESTDIR honoured)
@@ -22,6 +26,8 @@ PACKAGES=(
   libssl-dev openssl zlib1g-dev libgtest-dev
   python3-grpcio python3-protobuf grpc-proto protobuf-compiler-grpc libgrpc++-dev
   make cmake pkg-config dpkg-dev
+  nginx haproxy nftables iproute2
+  clang libclang-rt-14-dev lld
 )
 
 ensure_packages() {
@@ -51,7 +57,7 @@ bazel_cmd() {
 # The project's packages. Named explicitly rather than //... so a stray
 # bazel-<dir> symlink from another output base is never descended into.
 TARGETS=(//rpc/... //codegen/... //examples/... //conformance/... //bench/... //interceptors/... //services/...
-  //packaging/... //docs/...)
+  //packaging/... //docs/... //fuzz/... //deploy/...)
 
 existing_targets() {
   local t
@@ -61,6 +67,105 @@ existing_targets() {
     [[ -d "$t" ]] && echo "//$t/..."
   done
   return 0
+}
+
+# ---- fuzzing (fuzz/, README "Fuzzing") ----------------------------------
+# The libFuzzer build is clang with ASan + UBSan (.bazelrc --config=fuzz) in
+# an output base of its own, so the main (gcc) cache is never thrown away.
+FUZZ_TARGETS=(server client wire codegen)
+FUZZ_OUTPUT_BASE=${CRPC_FUZZ_OUTPUT_BASE:-$HOME/.cache/crpc-fuzz}
+# Inputs found by ./crpc.sh fuzz (kept between runs) and crash artifacts.
+FUZZ_WORK=${CRPC_FUZZ_WORK:-$HOME/.cache/crpc-fuzz-work}
+FUZZ_SMOKE_SECONDS=3
+
+# The fuzz output base's Bazel server exits after 10 idle minutes, so a
+# test run does not leave a second JVM behind for hours.
+fuzz_bazel() {
+  bazel --output_base="$FUZZ_OUTPUT_BASE" --max_idle_secs=600 "$@"
+}
+
+# Builds the fuzz targets (and any extra labels given); prints bazel-bin.
+fuzz_build() {
+  local labels=() t
+  for t in "${FUZZ_TARGETS[@]}"; do labels+=("//fuzz:${t}_fuzz"); done
+  fuzz_bazel build --config=fuzz --color=no --curses=no "${labels[@]}" "$@" >&2 || return 1
+  fuzz_bazel info --config=fuzz bazel-bin 2>/dev/null
+}
+
+# The value of libFuzzer's "stat::NAME:" line in a log ("?" if missing).
+fuzz_stat() {
+  local v
+  v=$(sed -n "s/^stat::$2: *//p" "$1" | tail -1)
+  echo "${v:-?}"
+}
+
+# run_fuzz SECONDS CORPUS_ROOT [RESULTS_FILE]: runs every target for
+# SECONDS with its checked-in corpus (read only) and fuzz/h2_grpc.dict; new
+# inputs go to CORPUS_ROOT/<target>, crashes to $FUZZ_WORK/crashes. Prints
+# a line per target from -print_final_stats and a final line; returns 1 on
+# any crash or failure. RESULTS_FILE gets one "fuzz <label> PASS|FAIL ..."
+# line per target for tools/test_summary.py --extra.
+run_fuzz() {
+  local secs=$1 root=$2 results=${3:-}
+  local bin t
+  if ! bin=$(fuzz_build); then
+    echo "fuzz: build failed" >&2
+    if [[ -n $results ]]; then
+      for t in "${FUZZ_TARGETS[@]}"; do
+        echo "fuzz //fuzz:${t}_fuzz FAIL (build failed)" >>"$results"
+      done
+    fi
+    return 1
+  fi
+  mkdir -p "$FUZZ_WORK/crashes"
+  local stamp
+  stamp=$(mktemp "${TMPDIR:-/tmp}/crpc-fuzz-stamp.XXXXXX")
+  local rc=0 total_crashes=0 total_execs=0
+  printf '%-8s %11s %8s %8s %5s %7s  %s\n' target execs exec/s crashes new corpus status
+  for t in "${FUZZ_TARGETS[@]}"; do
+    local dir="$root/$t" log="$root/$t.log" frc=0
+    mkdir -p "$dir"
+    local before
+    before=$(find "$dir" -type f | wc -l)
+    # First corpus dir: where new inputs go; the checked-in one is read.
+    ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=1 \
+      UBSAN_OPTIONS=print_stacktrace=1 \
+      "$bin/fuzz/${t}_fuzz" -max_total_time="$secs" -print_final_stats=1 \
+      -dict=fuzz/h2_grpc.dict -timeout=30 -rss_limit_mb=3072 \
+      -artifact_prefix="$FUZZ_WORK/crashes/$t-" "$dir" "fuzz/corpus/$t" \
+      >"$log" 2>&1 || frc=$?
+    local crashes execs
+    crashes=$(find "$FUZZ_WORK/crashes" -name "$t-*" -newer "$stamp" | wc -l)
+    execs=$(fuzz_stat "$log" number_of_executed_units)
+    local after
+    after=$(find "$dir" -type f | wc -l)
+    local status=PASS
+    if [[ $frc -ne 0 || $crashes -gt 0 ]]; then
+      status=FAIL
+      rc=1
+      [[ $crashes -gt 0 ]] || crashes=1 # died without an artifact
+    fi
+    total_crashes=$((total_crashes + crashes))
+    [[ $execs =~ ^[0-9]+$ ]] && total_execs=$((total_execs + execs))
+    printf '%-8s %11s %8s %8d %5d %7d  %s\n' "$t" "$execs" \
+      "$(fuzz_stat "$log" average_exec_per_sec)" "$crashes" $((after - before)) \
+      $((after + $(find "fuzz/corpus/$t" -type f | wc -l))) "$status"
+    if [[ $status == FAIL ]]; then
+      grep -E '^(SUMMARY|==[0-9]+==ERROR|fuzz: )|Test unit written to' "$log" | sed 's/^/    /' | head -5
+      # Kept beside the inputs: the test run's log directory is removed.
+      local kept
+      kept="$FUZZ_WORK/crashes/$t-$(date +%Y%m%d-%H%M%S).log"
+      cp "$log" "$kept"
+      echo "    log: $kept"
+    fi
+    if [[ -n $results ]]; then
+      echo "fuzz //fuzz:${t}_fuzz $status $execs runs in ${secs}s" >>"$results"
+    fi
+  done
+  rm -f "$stamp"
+  echo "fuzz: ${#FUZZ_TARGETS[@]} targets, ${secs}s each, $total_execs inputs, $total_crashes crash(es)$(
+    [[ $total_crashes -gt 0 ]] && echo "; inputs saved in $FUZZ_WORK/crashes")"
+  return $rc
 }
 
 run_tests() {
@@ -77,7 +182,10 @@ run_tests() {
   echo "== concurrency tests under TSan =="
   bazel_cmd test "${flags[@]}" --config=tsan --test_tag_filters=tsan \
     --build_event_json_file="$logdir/tsan.json" "${targets[@]}" || rc=1
-  python3 tools/test_summary.py "$logdir/default.json" "$logdir/asan.json" "$logdir/tsan.json" || rc=1
+  echo "== fuzz smoke: every libFuzzer target for ${FUZZ_SMOKE_SECONDS}s (ASan + UBSan) =="
+  run_fuzz "$FUZZ_SMOKE_SECONDS" "$logdir/fuzz" "$logdir/fuzz.txt" || rc=1
+  python3 tools/test_summary.py "$logdir/default.json" "$logdir/asan.json" "$logdir/tsan.json" \
+    --extra "$logdir/fuzz.txt" || rc=1
   rm -rf "$logdir"
   return $rc
 }
@@ -130,6 +238,18 @@ case "$cmd" in
       echo "crpc.sh: lintian not installed; packages not checked" >&2
     fi
     ;;
+  fuzz)
+    ensure_packages
+    secs=${1:-60}
+    [[ $secs =~ ^[0-9]+$ && $secs -gt 0 ]] || { echo "usage: ./crpc.sh fuzz [SECONDS]" >&2; exit 2; }
+    mkdir -p "$FUZZ_WORK/corpus"
+    run_fuzz "$secs" "$FUZZ_WORK/corpus"
+    ;;
+  fuzz-record)
+    ensure_packages
+    bin=$(fuzz_build //fuzz:record_peer) || exit 1
+    /usr/bin/python3 fuzz/record_corpus.py --peer "$bin/fuzz/record_peer" "$@"
+    ;;
   bazel)
     ensure_packages
     bazel_cmd "$@"
@@ -138,7 +258,7 @@ case "$cmd" in
     ensure_packages
     ;;
   *)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
     [[ "$cmd" == help ]] || exit 2
     ;;
 esac

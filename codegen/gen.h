@@ -2,9 +2,10 @@
  * codegen/gen.h - protoc-gen-crpc internals: the model built from a
  * CodeGeneratorRequest, C naming, and the emitters.
  *
- * Flow: plugin_main.c reads the request -> cg_model_build() resolves every
- * service, method and message type into C names (names.c, model.c) ->
- * cg_emit_header()/cg_emit_source() print <file>.crpc.h/.c (emit_*.c).
+ * Flow: plugin.c unpacks the request (plugin_main.c reads it from stdin)
+ * -> cg_model_build() resolves every service, method and message type into
+ * C names (names.c, model.c) -> cg_emit_header()/cg_emit_source() print
+ * <file>.crpc.h/.c (emit_*.c).
  * Nothing is written unless every file generated without error, so a bad
  * input yields CodeGeneratorResponse.error and no files.
  *

@@ -99,6 +99,7 @@ static bool has_c_package(const FileProto *f) {
           if (!varint(&p, end, &v)) return false;
           break;
         case 1:
+          if (end - p < 8) return false;
           p += 8;
           break;
         case 2:
@@ -106,6 +107,7 @@ static bool has_c_package(const FileProto *f) {
           p += v;
           break;
         case 5:
+          if (end - p < 4) return false;
           p += 4;
           break;
         default:
@@ -316,6 +318,52 @@ static bool build_file(
   return check_unique(a, f, error);
 }
 
+/* True if every message (nested ones too) has a name. */
+static bool messages_named(const MsgProto *const *m, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (m[i]->name == NULL ||
+        !messages_named((const MsgProto *const *)m[i]->nested_type,
+                        m[i]->n_nested_type)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/* protoc names every file, message, service and method it describes, but
+ * the descriptor fields are optional on the wire, and everything below
+ * (C names, includes, lookups) needs them. A request without them did not
+ * come from protoc: refuse it instead of printing "(null)" into C code or
+ * crashing on it (found by //fuzz:codegen_fuzz). */
+static bool names_present(
+    cg_arena *a, const Google__Protobuf__Compiler__CodeGeneratorRequest *req,
+    char **error) {
+  for (size_t i = 0; i < req->n_proto_file; i++) {
+    const FileProto *fp = req->proto_file[i];
+    const char *what = NULL;
+    if (fp->name == NULL) {
+      what = "a file";
+    } else if (!messages_named((const MsgProto *const *)fp->message_type,
+                               fp->n_message_type)) {
+      what = "a message";
+    }
+    for (size_t j = 0; what == NULL && j < fp->n_service; j++) {
+      const SvcProto *sp = fp->service[j];
+      if (sp->name == NULL) what = "a service";
+      for (size_t k = 0; what == NULL && k < sp->n_method; k++) {
+        if (sp->method[k]->name == NULL) what = "a method";
+      }
+    }
+    if (what != NULL) {
+      *error = cg_strf(a,
+                       "%s: %s without a name (not a request from protoc?)",
+                       fp->name ? fp->name : "proto_file", what);
+      return false;
+    }
+  }
+  return true;
+}
+
 bool cg_model_build(cg_arena *a,
                     const Google__Protobuf__Compiler__CodeGeneratorRequest *req,
                     cg_model *model, char **error) {
@@ -325,6 +373,7 @@ bool cg_model_build(cg_arena *a,
                      req->parameter);
     return false;
   }
+  if (!names_present(a, req, error)) return false;
   types t = {0};
   for (size_t i = 0; i < req->n_proto_file; i++) {
     const FileProto *fp = req->proto_file[i];

@@ -6,6 +6,11 @@ configuration. Each testResult event names the test.xml that run wrote; every
 <testcase> in it counts once per configuration. A test target that failed to
 build, timed out or crashed without writing XML counts as one failed case, so
 a broken build can never look green.
+
+--extra FILE (repeatable) adds results that did not come from bazel test:
+one line per case, "<config> <name> PASS|FAIL [detail]" (crpc.sh's fuzz
+smoke writes one per fuzz target). A missing or empty file counts as one
+failed case: the step that should have written it did not run.
 """
 import json
 import os
@@ -85,12 +90,42 @@ def summarize(path):
     return passed, failed, skipped, failures
 
 
-def main(paths):
+def summarize_extra(path):
+    """(config, passed, failed, skipped, failure names) for an --extra file."""
+    config = os.path.basename(path).rsplit(".", 1)[0]
+    passed = failed = 0
+    failures = []
+    try:
+        with open(path) as f:
+            lines = [l.split() for l in f if l.strip()]
+    except OSError:
+        lines = []
+    for fields in lines:
+        if len(fields) >= 3 and fields[2] == "PASS":
+            config = fields[0]
+            passed += 1
+        else:
+            failed += 1
+            failures.append(" ".join(fields))
+    if not lines:
+        failed += 1
+        failures.append("%s (no results)" % path)
+    return config, passed, failed, 0, failures
+
+
+def main(argv):
+    paths, extras = [], []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--extra":
+            extras.append(next(it, ""))
+        else:
+            paths.append(arg)
     total_p = total_f = total_s = 0
     all_failures = []
-    for path in paths:
-        p, f, s, failures = summarize(path)
-        config = os.path.basename(path).rsplit(".", 1)[0]
+    rows = [(os.path.basename(p).rsplit(".", 1)[0],) + summarize(p) for p in paths]
+    rows += [summarize_extra(p) for p in extras]
+    for config, p, f, s, failures in rows:
         print("%-8s %5d passed, %d failed, %d skipped" % (config, p, f, s))
         total_p, total_f, total_s = total_p + p, total_f + f, total_s + s
         all_failures += failures
