@@ -100,14 +100,18 @@ TEST_F(MetricsTest, CancelPathAccounting) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     crpc_ctx_cancel(c1.get(), CRPC_CANCELLED, "client gives up");
     crpc_call_free(raw);
-    auto c2 = WithTimeout(50 * kMs);
+    // Long enough for the call to reach the server first, even under TSan
+    // on a loaded machine.
+    auto c2 = WithTimeout(300 * kMs);
     EXPECT_EQ(CRPC_DEADLINE_EXCEEDED, Unary(ch.get(), c2.get(), M("Hang"), "x").code);
     ASSERT_TRUE(Eventually(
         [&] {
           return crpc_metrics_calls(m, M("Count").c_str(), CRPC_CANCELLED) == 1 &&
                  crpc_metrics_calls(m, M("Hang").c_str(), CRPC_DEADLINE_EXCEEDED) == 1;
         },
-        3000));
+        3000))
+        << crpc_metrics_calls(m, M("Count").c_str(), CRPC_CANCELLED) << " Count cancelled, "
+        << crpc_metrics_calls(m, M("Hang").c_str(), CRPC_DEADLINE_EXCEEDED) << " Hang deadline";
   }
   crpc_metrics_histogram h;
   crpc_metrics_cancel_ctx_done(m, &h);
