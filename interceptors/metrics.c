@@ -10,7 +10,8 @@
 #include <string.h>
 
 #define N_CODES 17
-#define N_ORIGINS 6
+/* Every origin of crpc/status.h, the last one included. */
+#define N_ORIGINS (CRPC_ORIGIN_ADMIN + 1)
 
 const double crpc_metrics_bucket_bounds[CRPC_METRICS_BUCKETS] = {
     0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,

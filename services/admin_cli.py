@@ -11,9 +11,17 @@ and grpcurl would, with nothing but Debian's python3-grpcio and grpc-proto.
         the services, through reflection (v1, falling back to v1alpha)
     /usr/bin/python3 services/admin_cli.py HOST:PORT describe SYMBOL
         a service's methods or a message's fields, through reflection
+    /usr/bin/python3 services/admin_cli.py HOST:PORT calls
+        the calls a crpc server is running (crpc.admin.v1.Admin ListCalls):
+        id, state, age, deadline left, messages and bytes in/out, method,
+        peer, and the cause once one is cancelling
+    /usr/bin/python3 services/admin_cli.py HOST:PORT cancel ID REASON
+        ends call ID (CancelCall): its handler's ctx and its client get
+        CANCELLED "cancelled by admin: REASON"; exit 1 if no such call
 
 "" (no SERVICE) is the whole server. Plaintext only; --timeout SECONDS
-bounds each call (default 5).
+bounds each call (default 5). calls and cancel learn crpc.admin.v1 from the
+server itself, through reflection: no .proto file needed here.
 """
 
 import argparse
@@ -60,12 +68,10 @@ def reflect(ch, timeout, **request):
     raise AssertionError("unreachable")
 
 
-def describe(ch, timeout, symbol):
+def pool_of(resp):
+    """A descriptor pool of the files in a reflection response (imports
+    first), and the names of the files added."""
     from google.protobuf import descriptor_pb2, descriptor_pool
-    resp = reflect(ch, timeout, file_containing_symbol=symbol)
-    if resp.WhichOneof("message_response") == "error_response":
-        print("%s: %s" % (symbol, resp.error_response.error_message))
-        return 1
     files = []
     for raw in resp.file_descriptor_response.file_descriptor_proto:
         f = descriptor_pb2.FileDescriptorProto()
@@ -80,6 +86,16 @@ def describe(ch, timeout, symbol):
             pool.Add(f)
             added.add(f.name)
             files.remove(f)
+    return pool, added
+
+
+def describe(ch, timeout, symbol):
+    from google.protobuf import descriptor_pb2
+    resp = reflect(ch, timeout, file_containing_symbol=symbol)
+    if resp.WhichOneof("message_response") == "error_response":
+        print("%s: %s" % (symbol, resp.error_response.error_message))
+        return 1
+    pool, added = pool_of(resp)
     try:
         svc = pool.FindServiceByName(symbol)
         print("service %s  (%s)" % (svc.full_name, svc.file.name))
@@ -108,13 +124,85 @@ def describe(ch, timeout, symbol):
         return 0
 
 
+ADMIN = "crpc.admin.v1.Admin"
+
+
+def admin_rpc(ch, timeout, method):
+    """A callable for one crpc.admin.v1.Admin method and its request class,
+    both from the server's descriptor (reflection), or None if the server
+    has no such service."""
+    from google.protobuf import message_factory
+    resp = reflect(ch, timeout, file_containing_symbol=ADMIN)
+    if resp.WhichOneof("message_response") == "error_response":
+        return None, None
+    pool, _ = pool_of(resp)
+    m = pool.FindMethodByName(ADMIN + "." + method)
+    factory = message_factory.MessageFactory(pool)
+    req, rsp = (factory.GetPrototype(m.input_type),
+                factory.GetPrototype(m.output_type))
+    call = ch.unary_unary("/%s/%s" % (ADMIN, method),
+                          request_serializer=req.SerializeToString,
+                          response_deserializer=rsp.FromString)
+    return call, req
+
+
+def fmt_ns(ns):
+    if ns < 1000000:
+        return "%dus" % (ns // 1000)
+    if ns < 1000000000:
+        return "%.1fms" % (ns / 1e6)
+    return "%.2fs" % (ns / 1e9)
+
+
+def calls(ch, timeout):
+    rpc, req = admin_rpc(ch, timeout, "ListCalls")
+    if rpc is None:
+        print("%s is not served here" % ADMIN, file=sys.stderr)
+        return 1
+    r = rpc(req(), timeout=timeout)
+    states = r.DESCRIPTOR.fields_by_name["calls"].message_type \
+        .fields_by_name["state"].enum_type
+    print("%6s %-11s %8s %8s %11s %15s  %s" % (
+        "ID", "STATE", "AGE", "DEADLINE", "MSGS IN/OUT", "BYTES IN/OUT",
+        "METHOD  PEER  [CAUSE]"))
+    for c in r.calls:
+        state = states.values_by_number[c.state].name
+        line = "%6d %-11s %8s %8s %11s %15s  %s  %s" % (
+            c.id, state[len("CALL_STATE_"):].lower().replace("_", "-"),
+            fmt_ns(c.age_ns),
+            fmt_ns(c.deadline_left_ns) if c.has_deadline else "-",
+            "%d/%d" % (c.messages_in, c.messages_out),
+            "%d/%d" % (c.bytes_in, c.bytes_out), c.method, c.peer)
+        if c.HasField("cause"):
+            line += "  [%s, %s: %s]" % (c.cause.code_name, c.cause.origin,
+                                        c.cause.message)
+        print(line)
+    if not r.calls:
+        print("(no calls)")
+    return 0
+
+
+def cancel(ch, timeout, ident, reason):
+    rpc, req = admin_rpc(ch, timeout, "CancelCall")
+    if rpc is None:
+        print("%s is not served here" % ADMIN, file=sys.stderr)
+        return 1
+    rpc(req(id=int(ident), reason=reason), timeout=timeout)
+    print("cancelled call %s" % ident)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("target")
-    ap.add_argument("command", choices=("health", "watch", "list", "describe"))
+    ap.add_argument("command", choices=("health", "watch", "list", "describe",
+                                        "calls", "cancel"))
     ap.add_argument("name", nargs="?", default="")
+    ap.add_argument("reason", nargs="?", default="")
     ap.add_argument("--timeout", type=float, default=5)
     args = ap.parse_args()
+    if args.command == "cancel" and not (args.name.isdigit() and args.reason):
+        ap.error("cancel takes an ID (from calls) and a REASON")
     load_stubs()
     from grpc.health.v1 import health_pb2, health_pb2_grpc
     names = health_pb2.HealthCheckResponse.ServingStatus.Name
@@ -131,6 +219,10 @@ def main():
                         health_pb2.HealthCheckRequest(service=args.name)):
                     print(names(r.status), flush=True)
                 return 0
+            if args.command == "calls":
+                return calls(ch, args.timeout)
+            if args.command == "cancel":
+                return cancel(ch, args.timeout, args.name, args.reason)
             if args.command == "list":
                 r = reflect(ch, args.timeout, list_services="")
                 for s in sorted(s.name for s in r.list_services_response.service):

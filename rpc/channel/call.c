@@ -173,6 +173,7 @@ crpc_code ccall_new(crpc_channel *ch, const crpc_ctx *ctx, const char *method,
   if (call == NULL) return CRPC_RESOURCE_EXHAUSTED;
   atomic_init(&call->refs, 1); /* the user's */
   call->ch = ch;
+  ccall_live_init(call); /* its registry id, from now on */
   call->send_encoding = enc;
   pthread_mutex_init(&call->mu, NULL);
   pthread_cond_init(&call->cond, NULL);

@@ -185,6 +185,7 @@ void ccall_on_close(ccall *call, uint32_t error_code, const char *conn_lost) {
   if (!never_left || !mark_unsent(call)) {
     settle_abnormal(call, error_code, conn_lost); /* no-op if settled */
   }
+  ccall_live_update(call); /* unlisted unless it is to be resent */
   ccall_unref(call);
 }
 
@@ -303,6 +304,7 @@ static void kick_fn(crpc_loop *loop, void *arg) {
       call->submitted = true;
       settle_abnormal(call, NGHTTP2_CANCEL, NULL);
     }
+    ccall_live_update(call);
     ccall_unref(call);
     return;
   }
@@ -338,6 +340,7 @@ static void kick_fn(crpc_loop *loop, void *arg) {
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
                                   NGHTTP2_CANCEL);
         crpc_h2_conn_flush(&conn->h2);
+        ccall_live_update(call);
         ccall_unref(call);
         return;
       }
@@ -355,6 +358,7 @@ static void kick_fn(crpc_loop *loop, void *arg) {
     }
     crpc_h2_conn_want_flush(&conn->h2);
   }
+  ccall_live_update(call); /* listed at the first kick, until it is over */
   ccall_unref(call);
 }
 

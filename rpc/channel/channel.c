@@ -63,8 +63,10 @@ crpc_channel *crpc_channel_new_err(const char *target,
   }
   crpc_channel_options o = {0};
   if (options != NULL) o = *options;
-  ch->lb = o.lb_policy == CRPC_LB_ROUND_ROBIN ? CRPC_LB_ROUND_ROBIN
-                                              : CRPC_LB_PICK_FIRST;
+  ch->lb = o.lb_policy == CRPC_LB_ROUND_ROBIN ||
+                   o.lb_policy == CRPC_LB_LEAST_REQUEST
+               ? o.lb_policy
+               : CRPC_LB_PICK_FIRST;
   ch->backoff_initial =
       o.backoff_initial_ns > 0 ? o.backoff_initial_ns : CRPC_SECOND;
   ch->backoff_max =

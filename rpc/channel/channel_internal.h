@@ -24,6 +24,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "crpc/calls.h"
 #include "crpc/channel.h"
 #include "crpc/channel_async.h"
 #include "rpc/channel/backoff.h"
@@ -124,6 +125,13 @@ struct crpc_channel {
   pthread_cond_t aq_cond;
   pthread_t aq_thread;
   bool aq_started, aq_stop;
+  /* The live-call registry (channel_calls.c, crpc/calls.h): the listed
+   * calls (L), the last id given (any thread), the observer (set before
+   * the loop starts, read-only after). */
+  ccall *live;
+  atomic_uint_fast64_t last_call_id;
+  crpc_call_observer_fn call_observer;
+  void *call_observer_data;
 };
 
 struct crpc_call {
@@ -193,7 +201,21 @@ struct crpc_call {
   bool want_send_ready; /* M: can_send said false */
   bool done_delivered;  /* L: on_done ran */
   ccall *aq_next;       /* channel mutex: waiting for a connection */
+
+  /* The live-call registry (channel_calls.c): id and start time, set by
+   * ccall_new; L: where it is in the list (CCALL_LIVE_*), its links, when
+   * an admin cancel came and when the loop saw the ctx done (0: not yet),
+   * CTX_DONE told. */
+  uint64_t live_id;
+  int64_t live_since;
+  int live_state;
+  ccall *live_next, *live_prev;
+  int64_t live_event_ns, live_done_ns;
+  bool live_done_told;
 };
+
+/* ccall.live_state: not listed yet, listed, left for good. */
+enum { CCALL_LIVE_NEW = 0, CCALL_LIVE_LISTED, CCALL_LIVE_GONE };
 
 /* Times one call may be sent again after never leaving the client. */
 #define CCALL_MAX_RESENDS 3
@@ -283,6 +305,18 @@ crpc_code ccall_new(crpc_channel *ch, const crpc_ctx *ctx, const char *method,
 /* Registers the call ctx's on_cancel and queues the first kick, once
  * call->conn is set (or, async, queued for one). */
 void ccall_launch(ccall *call);
+
+/* ---- channel_calls.c: the live-call registry (crpc/calls.h) ---- */
+
+/* Gives a new call its id and start time. ccall_new, before the call is
+ * shared. */
+void ccall_live_init(ccall *call);
+
+/* Brings the call's listing up to date: listed at its first kick (STARTED),
+ * CTX_DONE once the ctx is seen done, unlisted (ENDED) once it has ended
+ * or its ctx is done and no stream of it is open. From every kick and
+ * stream close, while the caller still holds a reference. Loop thread. */
+void ccall_live_update(ccall *call);
 
 /* ---- call_async.c ---- */
 

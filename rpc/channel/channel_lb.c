@@ -148,7 +148,7 @@ static bool build_rr_slots(crpc_channel *ch, const crpc_ctx *ctx,
  * and no connection up: resolve again first (the service may have moved),
  * at most once per initial backoff. mu held. */
 static bool rr_should_resolve_again(const crpc_channel *ch, int64_t now) {
-  if (ch->lb != CRPC_LB_ROUND_ROBIN || !ch->target.is_dns ||
+  if (ch->lb == CRPC_LB_PICK_FIRST || !ch->target.is_dns ||
       now - ch->resolved_at < ch->backoff_initial) {
     return false;
   }
@@ -182,6 +182,26 @@ static cconn *take(crpc_channel *ch, size_t i) {
   atomic_fetch_add(&conn->in_use, 1);
   ch->rr_next = (i + 1) % ch->n_slots;
   return conn;
+}
+
+/* Least request: the live connection with the fewest calls in use, the
+ * first after rr_next among equals (so equal loads still rotate); -1 if
+ * none is up. in_use is read without the connections' cooperation: a
+ * snapshot, as good as any balancer's. mu held. */
+static long least_loaded(const crpc_channel *ch) {
+  long best = -1;
+  int best_n = 0;
+  for (size_t k = 0; k < ch->n_slots; k++) {
+    size_t i = (ch->rr_next + k) % ch->n_slots;
+    cconn *c = ch->slots[i].conn;
+    if (c == NULL || atomic_load(&c->dead)) continue;
+    int n = atomic_load(&c->in_use);
+    if (best < 0 || n < best_n) {
+      best = (long)i;
+      best_n = n;
+    }
+  }
+  return best;
 }
 
 /* One attempt on slot i. Called with mu held and the slot idle; drops mu
@@ -252,8 +272,8 @@ cconn *channel_get_conn(crpc_channel *ch, const crpc_ctx *ctx,
       continue;
     }
     if (ch->slots == NULL) {
-      if (!(ch->lb == CRPC_LB_ROUND_ROBIN ? build_rr_slots(ch, ctx, code)
-                                                 : build_pf_slot(ch, code))) {
+      if (!(ch->lb != CRPC_LB_PICK_FIRST ? build_rr_slots(ch, ctx, code)
+                                         : build_pf_slot(ch, code))) {
         break;
       }
       continue;
@@ -268,6 +288,9 @@ cconn *channel_get_conn(crpc_channel *ch, const crpc_ctx *ctx,
         s->conn = NULL;
       }
       if (s->conn != NULL) {
+        /* Least request looks at every slot first: one not connected
+         * yet is tried (the scan goes on), else the least loaded wins. */
+        if (ch->lb == CRPC_LB_LEAST_REQUEST) continue;
         cconn *conn = take(ch, i);
         pthread_mutex_unlock(&ch->mu);
         return conn;
@@ -290,6 +313,12 @@ cconn *channel_get_conn(crpc_channel *ch, const crpc_ctx *ctx,
       }
     }
     if (tried) continue; /* rescan: another slot may do, or the ctx ended */
+    long least = ch->lb == CRPC_LB_LEAST_REQUEST ? least_loaded(ch) : -1;
+    if (least >= 0) {
+      cconn *conn = take(ch, (size_t)least);
+      pthread_mutex_unlock(&ch->mu);
+      return conn;
+    }
     if (busy) {
       *code = crpc_ctx_wait_cond(ctx, &ch->cond, &ch->mu);
     } else if (ch->wait_for_ready) {

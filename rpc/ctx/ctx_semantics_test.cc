@@ -386,7 +386,7 @@ TEST_F(CtxSemantics, CancelMessageIsNotAFormatString) {
 }
 
 TEST_F(CtxSemantics, CancelCauseRecordsEachOrigin) {
-  for (int o = CRPC_ORIGIN_LOCAL; o <= CRPC_ORIGIN_SHUTDOWN; o++) {
+  for (int o = CRPC_ORIGIN_LOCAL; o <= CRPC_ORIGIN_ADMIN; o++) {
     crpc_ctx* p = crpc_ctx_with_cancel(Bg());
     crpc_ctx* c = crpc_ctx_with_cancel(p);
     EXPECT_TRUE(crpc_ctx_cancel_cause(p, CRPC_UNAVAILABLE,

@@ -113,6 +113,7 @@ void crpc_h2_outq_push(crpc_h2_outq *q, crpc_h2_chunk *chunk) {
   }
   q->tail = chunk;
   q->bytes += chunk->len - chunk->off;
+  q->pushed++;
 }
 
 void crpc_h2_outq_push_front(crpc_h2_outq *q, crpc_h2_chunk *chunk) {
@@ -138,6 +139,7 @@ size_t crpc_h2_outq_read(crpc_h2_outq *q, uint8_t *buf, size_t cap) {
     }
   }
   q->bytes -= done;
+  q->taken += done;
   return done;
 }
 
@@ -153,6 +155,7 @@ bool crpc_h2_outq_take(crpc_h2_outq *q, size_t len, crpc_h2_slice_fn fn,
                        void *arg) {
   bool ok = true;
   q->bytes -= len;
+  q->taken += len;
   while (len > 0 && q->head != NULL) {
     crpc_h2_chunk *c = q->head;
     size_t n = c->len - c->off;
@@ -277,6 +280,7 @@ static crpc_code enqueue(crpc_h2_inbound *in, crpc_wire_message *wm,
 crpc_code crpc_h2_inbound_feed(crpc_h2_inbound *in, const uint8_t *data,
                                size_t len, crpc_wire_error *err) {
   in->held += len;
+  in->fed += len;
   while (len > 0) {
     size_t used = 0;
     crpc_wire_message wm;

@@ -65,6 +65,11 @@ void crpc_h2_chunk_unref(crpc_h2_chunk *chunk);
 typedef struct crpc_h2_outq {
   crpc_h2_chunk *head, *tail;
   size_t bytes; /* unread bytes in the queue */
+  /* For the live-call registry (crpc/calls.h), kept here because every
+   * send passes through: messages ever pushed (a push_front, which puts
+   * back bytes for a resend, is not a new message) and bytes ever taken
+   * off for the wire. Never reset, not even by a clear. */
+  uint64_t pushed, taken;
 } crpc_h2_outq;
 
 /* A new chunk holding the 5-byte prefix + a copy of msg; NULL if out of
@@ -149,6 +154,7 @@ typedef struct crpc_h2_inbound {
   crpc_h2_msgq q;
   size_t held;  /* DATA bytes not yet returned to the peer's stream window */
   size_t total; /* messages decoded so far */
+  uint64_t fed; /* DATA bytes fed, framing included (crpc/calls.h) */
   /* 0: any number of messages. Else one more is an INTERNAL error with
    * the message too_many (gRPC's rule for the request of a unary or
    * server-streaming call), found before it is decompressed or queued. */

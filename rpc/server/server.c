@@ -83,6 +83,10 @@ crpc_server *crpc_server_new_err(const crpc_server_options *options,
   if (s->opts.max_connection_age_grace_ns < 0) {
     s->opts.max_connection_age_grace_ns = 0;
   }
+  /* The hostile-peer limits (after handler_threads, which one derives
+   * from); the reset table is optional (NULL: per connection only). */
+  server_limits_defaults(&s->opts);
+  s->peer_resets = server_peer_table_new();
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->work_cond, NULL);
   pthread_cond_init(&s->idle_cond, NULL);
@@ -99,6 +103,7 @@ crpc_server *crpc_server_new_err(const crpc_server_options *options,
   if (!ok) {
     for (int i = 0; i < s->n_loops; i++) crpc_loop_free(s->loops[i].loop);
     crpc_ctx_release(s->root);
+    server_peer_table_free(s->peer_resets);
     free(s->loops);
     free(s->threads);
     free(s);
@@ -209,6 +214,8 @@ crpc_code crpc_server_start(crpc_server *s) {
   for (int i = 0; i < s->n_loops; i++) {
     crpc_loop_timer_init(&s->loops[i].pool_timer, s->loops[i].loop,
                          server_pool_starve_check, &s->loops[i]);
+    crpc_loop_timer_init(&s->loops[i].req_timer, s->loops[i].loop,
+                         server_request_timer_fn, &s->loops[i]);
   }
   for (size_t i = 0; i < s->n_listeners; i++) {
     server_listener *l = &s->listeners[i];
@@ -357,18 +364,25 @@ void server_pool_submit(server_loop *sl, scall *call) {
 
 /* ---- shutdown ------------------------------------------------------------*/
 
-/* Runs fn on every loop's thread and waits for all of them: closures
- * posted before a stop are not guaranteed to run before the loop returns. */
+/* Runs fn (or count_fn, summing its results) on every loop's thread and
+ * waits for all of them: closures posted before a stop are not guaranteed
+ * to run before the loop returns. */
 typedef struct sync_call {
   server_loop *sl;
   void (*fn)(server_loop *);
+  size_t (*count_fn)(const server_loop *);
+  size_t count;
   bool done;
 } sync_call;
 
 static void sync_fn(crpc_loop *loop, void *arg) {
   (void)loop;
   sync_call *sc = arg;
-  sc->fn(sc->sl);
+  if (sc->fn != NULL) {
+    sc->fn(sc->sl);
+  } else {
+    sc->count = sc->count_fn(sc->sl);
+  }
   crpc_server *s = sc->sl->server;
   pthread_mutex_lock(&s->mu);
   sc->done = true;
@@ -376,21 +390,59 @@ static void sync_fn(crpc_loop *loop, void *arg) {
   pthread_mutex_unlock(&s->mu);
 }
 
-static void run_on_loops(crpc_server *s, void (*fn)(server_loop *)) {
+static size_t on_loops(crpc_server *s, void (*fn)(server_loop *),
+                       size_t (*count_fn)(const server_loop *)) {
   sync_call *sc = calloc((size_t)s->n_loops, sizeof(*sc));
-  if (sc == NULL) return;
+  if (sc == NULL) return 0;
   for (int i = 0; i < s->n_loops; i++) {
-    sc[i] = (sync_call){&s->loops[i], fn, false};
+    sc[i] = (sync_call){&s->loops[i], fn, count_fn, 0, false};
     if (crpc_loop_post(s->loops[i].loop, sync_fn, &sc[i]) != 0) {
       sc[i].done = true;
     }
   }
+  size_t sum = 0;
   pthread_mutex_lock(&s->mu);
   for (int i = 0; i < s->n_loops; i++) {
     while (!sc[i].done) pthread_cond_wait(&s->idle_cond, &s->mu);
+    sum += sc[i].count;
   }
   pthread_mutex_unlock(&s->mu);
   free(sc);
+  return sum;
+}
+
+static void run_on_loops(crpc_server *s, void (*fn)(server_loop *)) {
+  on_loops(s, fn, NULL);
+}
+
+/* This loop's connections that sent the first GOAWAY and not yet the
+ * final one. Loop thread. */
+static size_t count_notices(const server_loop *sl) {
+  size_t n = 0;
+  for (const sconn *c = sl->conns; c != NULL; c = c->next) {
+    if (!c->h2.closed && !c->h2.close_pending &&
+        c->goaway == SCONN_NOTICE_SENT) {
+      n++;
+    }
+  }
+  return n;
+}
+
+/* Waits, within ctx, until every connection has sent its final GOAWAY (or
+ * closed). Until then a client may still open streams: those it sent
+ * before the first GOAWAY reached it. They are below the final GOAWAY's
+ * last stream id, so neither a proxy nor a client may send them again:
+ * they must be served, and they count in live_calls only once they have
+ * arrived. Without this wait a server with no call running at that
+ * moment cancelled its root at once, and such a stream was answered
+ * UNAVAILABLE "server shutting down" (issue 16: one call in 63,381
+ * through nginx during a rolling restart). The first GOAWAY's PING comes
+ * back within a round trip (or CRPC_SERVER_GOAWAY_PING_WAIT ends the
+ * wait); polled every millisecond, as shutdown happens once. */
+static void wait_final_goaways(crpc_server *s, const crpc_ctx *ctx) {
+  while (on_loops(s, NULL, count_notices) > 0 &&
+         crpc_ctx_sleep(ctx, CRPC_MILLISECOND) == CRPC_OK) {
+  }
 }
 
 static void drain_fn(server_loop *sl) {
@@ -447,7 +499,10 @@ void crpc_server_shutdown(crpc_server *s, int64_t grace_ns) {
   run_on_loops(s, drain_fn);
   crpc_ctx *grace =
       crpc_ctx_with_timeout(crpc_ctx_background(), grace_ns > 0 ? grace_ns : 0);
-  if (grace != NULL) wait_calls(s, grace);
+  if (grace != NULL) {
+    wait_final_goaways(s, grace);
+    wait_calls(s, grace);
+  }
   /* Past the grace: every call still running is cancelled (its kick sends
    * UNAVAILABLE), then we wait for the handlers to notice. */
   crpc_ctx_cancel_cause(s->root, CRPC_UNAVAILABLE, CRPC_ORIGIN_SHUTDOWN,
@@ -495,6 +550,7 @@ void crpc_server_free(crpc_server *s) {
   free(s->methods);
   icpt_server_chain_free(s->icpt);
   server_tls_free(s);
+  server_peer_table_free(s->peer_resets);
   free(s->listeners);
   free(s->threads);
   pthread_mutex_destroy(&s->mu);

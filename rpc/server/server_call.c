@@ -348,7 +348,9 @@ static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
   bool ready = call->want_ready &&
                call->out.bytes < call->server->opts.stream_send_buffer;
   bool room = n > 0 && call->send_waiters > 0;
+  size_t held = scall_held_locked(call);
   pthread_mutex_unlock(&call->mu);
+  scall_charge(call, held); /* written (copied) bytes leave the count */
   /* Woken after the unlock: a sender woken under it would only block on
    * the mutex again (a switch there and back on a busy core). */
   if (room) pthread_cond_broadcast(&call->cond);
@@ -372,7 +374,9 @@ int scall_send_data(scall *call, const uint8_t *framehd, size_t length) {
    * buffer is free, it queues more per wake-up and the loop still has
    * bytes to write while it frames the next message. */
   bool wake = call->out.bytes <= limit / 2 && call->send_waiters > 0;
+  size_t held = scall_held_locked(call);
   pthread_mutex_unlock(&call->mu);
+  scall_charge(call, held); /* bytes on their way out leave the count */
   if (wake) pthread_cond_broadcast(&call->cond); /* after the unlock */
   if (ready) scall_kick(call);
   return rc;
@@ -408,10 +412,12 @@ static bool decide_final_locked(scall *call) {
 static void kick_fn(crpc_loop *loop, void *arg) {
   (void)loop;
   scall *call = arg;
+  scall_live_kick(call); /* the registry notes a ctx just done */
   if (call->dispatched && server_method_is_async(call->method)) {
     scall_async_events(call);
   } else if (call->dispatched) {
     scall_submit_when_ready(call); /* the ctx may have ended */
+    scall_slot_update(call);       /* its handler may have returned */
   }
   if (call->conn == NULL || call->conn->h2.closed || !call->dispatched) {
     scall_unref(call);
@@ -424,11 +430,19 @@ static void kick_fn(crpc_loop *loop, void *arg) {
   bool has_data = call->out.bytes > 0;
   bool was_deferred = call->deferred;
   if (has_data || finished) call->deferred = false;
+  size_t held = scall_held_locked(call);
   pthread_mutex_unlock(&call->mu);
 
   nghttp2_session *session = session_of(call);
   if (consume > 0) {
     nghttp2_session_consume_stream(session, call->stream_id, consume);
+  }
+  /* What a handler sent (it kicks after queuing) or a reactor sent from
+   * on_send_ready / on_cancel, above. */
+  if (scall_charge(call, held) && !finished) {
+    scall_fail_over_budget(call); /* kicks again to send the status */
+    scall_unref(call);
+    return;
   }
   if (!call->headers_submitted && finished && !has_data) {
     submit_trailers_only(call, 200, call->final_code, call->final_msg,
@@ -575,25 +589,35 @@ void scall_dispatch(scall *call) {
   if (deadline != CRPC_NO_DEADLINE) {
     crpc_loop_timer_start(&call->deadline_timer, deadline);
   }
+  scall_live_link(call); /* listed until its stream closes */
   scall_ref(call); /* the registration's */
   if (!crpc_ctx_on_cancel(call->ctx, &call->on_cancel, on_ctx_cancel, call)) {
     /* Born done (zero timeout, server shutting down): the kick answers. */
     on_ctx_cancel(call, crpc_ctx_cause(call->ctx));
   }
+  bool one_request = call->method->kind == CRPC_UNARY ||
+                     call->method->kind == CRPC_SERVER_STREAMING;
+  /* request_timeout, for both handler styles; END_STREAM in this HEADERS
+   * frame (or the message) ends the wait right after. */
+  if (one_request) {
+    int64_t read_at = call->conn->h2.last_read_ns;
+    scall_request_wait(call, read_at != 0 ? read_at : crpc_now_ns());
+  }
   if (server_method_is_async(call->method)) {
     scall_async_start(call);
+    /* what on_start sent */
+    if (scall_recharge(call)) scall_fail_over_budget(call);
     return;
   }
   scall_ref(call); /* the handler's */
   atomic_fetch_add(&s->live_calls, 1);
-  if (call->method->kind == CRPC_UNARY ||
-      call->method->kind == CRPC_SERVER_STREAMING) {
+  if (one_request) {
     /* Its handler starts with a recv that would only wait: a stalled
      * request costs memory, never a thread. */
     call->awaiting_request = true;
     return; /* END_STREAM in this HEADERS frame submits it */
   }
-  server_pool_submit(call->sl, call);
+  scall_pool_enter(call);
 }
 
 void scall_submit_when_ready(scall *call) {
@@ -604,12 +628,13 @@ void scall_submit_when_ready(scall *call) {
   pthread_mutex_unlock(&call->mu);
   if (!ready && !crpc_ctx_is_done(call->ctx)) return;
   call->awaiting_request = false;
-  server_pool_submit(call->sl, call);
+  scall_pool_enter(call); /* no thread if the ctx is done already */
 }
 
 /* Fails a running call from the loop (bad message): status now, ctx
  * cancelled so the handler stops. Not with mu held. */
 static void fail_call(scall *call, crpc_code code, const char *msg) {
+  scall_request_done(call); /* the request will not come now */
   pthread_mutex_lock(&call->mu);
   call->recv_err = code;
   if (!call->finished) {
@@ -625,6 +650,10 @@ static void fail_call(scall *call, crpc_code code, const char *msg) {
   scall_kick(call);
 }
 
+void scall_fail(scall *call, crpc_code code, const char *msg) {
+  fail_call(call, code, msg);
+}
+
 void scall_on_data(scall *call, const uint8_t *data, size_t len) {
   nghttp2_session *session = session_of(call);
   if (!call->dispatched) {
@@ -633,10 +662,19 @@ void scall_on_data(scall *call, const uint8_t *data, size_t len) {
   }
   crpc_wire_error err;
   pthread_mutex_lock(&call->mu);
+  if (call->in.q.count == 0) call->in_queued = 0;
+  crpc_h2_msg *last = call->in.q.tail; /* what feed adds comes after */
   crpc_code code = call->recv_err != CRPC_OK
                        ? CRPC_OK
                        : crpc_h2_inbound_feed(&call->in, data, len, &err);
   if (call->recv_err != CRPC_OK) call->in.held += len;
+  for (crpc_h2_msg *m = last != NULL ? last->next : call->in.q.head;
+       m != NULL; m = m->next) {
+    call->in_queued += m->len;
+  }
+  bool got_request = call->in.total > 0;
+  size_t held = scall_held_locked(call);
+  bool finished = call->finished;
   size_t consume = crpc_h2_inbound_take_consumable(&call->in);
   bool wake = call->in.q.count > 0 && call->recv_waiters > 0;
   pthread_mutex_unlock(&call->mu);
@@ -644,10 +682,19 @@ void scall_on_data(scall *call, const uint8_t *data, size_t len) {
   if (consume > 0) {
     nghttp2_session_consume_stream(session, call->stream_id, consume);
   }
+  if (got_request) scall_request_done(call);
   if (code != CRPC_OK) {
     fail_call(call, code, err.message);
-  } else if (server_method_is_async(call->method)) {
+    return;
+  }
+  if (server_method_is_async(call->method)) {
     scall_async_deliver(call);
+    /* After the reactor's on_message: what it sent is counted before the
+     * next stream's runs (a burst of requests on one connection read in
+     * one go would otherwise queue all their replies first). */
+    if (scall_recharge(call)) scall_fail_over_budget(call);
+  } else if (scall_charge(call, held) && !finished) {
+    scall_fail_over_budget(call);
   } else {
     scall_submit_when_ready(call);
   }
@@ -661,11 +708,14 @@ void scall_on_end_stream(scall *call) {
   bool failed = code != CRPC_OK && call->recv_err == CRPC_OK;
   pthread_cond_broadcast(&call->cond);
   pthread_mutex_unlock(&call->mu);
+  scall_request_done(call); /* the request is complete (or never comes) */
   if (failed) {
     fail_call(call, code,
               crpc_wire_frame_decoder_error(&call->in.decoder)->message);
   } else if (server_method_is_async(call->method)) {
     scall_async_deliver(call);
+    /* as in scall_on_data */
+    if (scall_recharge(call)) scall_fail_over_budget(call);
   } else {
     scall_submit_when_ready(call);
   }
@@ -702,6 +752,10 @@ void scall_on_close(scall *call, uint32_t error_code, const char *conn_lost) {
     }
     tell_reactor_now(call);
   }
+  /* Out of the request and slot lists, its bytes uncharged; a call that
+   * waited for a slot is finished here, with no thread. */
+  if (conn != NULL) scall_limits_on_close(call, conn);
+  scall_live_unlink(call);
   scall_unref(call);
 }
 
@@ -723,6 +777,10 @@ void scall_run_handler(scall *call) {
                : call->method->fn(call, call->ctx, call->method->user_data);
   }
   scall_handler_returned(call, code);
+  /* A ctx that was done before the handler returned kicked the loop back
+   * then; this kick tells the loop the handler is done, so the call's
+   * handler slot (max_handlers_per_connection) is given back. */
+  if (call->ctx_done_at_return) scall_kick(call);
   scall_unref(call);
 }
 

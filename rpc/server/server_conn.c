@@ -90,6 +90,7 @@ static void start_goaway(sconn *conn, int64_t now) {
 static void life_rearm(sconn *conn, int64_t now) {
   const crpc_server_options *o = &conn->server->opts;
   int64_t next = conn->grace_at;
+  if (conn->preface_at < next) next = conn->preface_at;
   if (conn->goaway == SCONN_OPEN) {
     if (conn->age_at < next) next = conn->age_at;
     if (o->max_connection_idle_ns > 0) {
@@ -116,6 +117,16 @@ static void life_fn(crpc_loop *loop, crpc_loop_timer *timer, void *arg) {
   if (conn->h2.closed || conn->h2.close_pending) return;
   const crpc_server_options *o = &conn->server->opts;
   int64_t now = crpc_now_ns();
+  if (now >= conn->preface_at) {
+    /* handshake_timeout: the TLS handshake, the preface or the client's
+     * SETTINGS never came. Nothing to say to such a peer: just close. */
+    char why[96];
+    snprintf(why, sizeof(why),
+             "no HTTP/2 preface and SETTINGS within %lld ms of accept",
+             (long long)(o->handshake_timeout_ns / CRPC_MILLISECOND));
+    crpc_h2_conn_close(&conn->h2, why);
+    return;
+  }
   if (now >= conn->grace_at) {
     /* Past max_connection_age_grace: on_conn_close cancels what is left
      * (UNAVAILABLE, origin connection lost). */
@@ -198,7 +209,11 @@ static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd,
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *f,
                             void *user_data) {
   sconn *conn = user_data;
-  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) {
+  if (f->hd.type != NGHTTP2_HEADERS) return 0;
+  if (f->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    /* Request trailers: a block of their own against max_metadata_size. */
+    scall *call = stream_call(session, f->hd.stream_id);
+    if (call != NULL) call->hdr_bytes = 0;
     return 0;
   }
   if (conn->h2.tls != NULL && !conn->identity_read) {
@@ -216,19 +231,70 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *f,
   return 0;
 }
 
+/* How far past max_metadata_size a header block is still read: up to
+ * there the client gets the exact answer (RESOURCE_EXHAUSTED naming both
+ * sizes, trailers-only, from scall_dispatch) and keeps its connection.
+ * Past it the peer is sending 64 KiB more than the SETTINGS_MAX_HEADER_
+ * LIST_SIZE we advertised, which no client does by mistake: the
+ * connection ends (GOAWAY ENHANCE_YOUR_CALM) and nothing more of it is
+ * read. nghttp2 validates every field it decodes before on_header sees
+ * it, and even skipping a block (TEMPORAL_CALLBACK_FAILURE) it must still
+ * decode all of it to keep its HPACK table in step: an HPACK bomb (147 KB
+ * of one-byte references to one 4 KB table entry, 579 MB of fields once
+ * decoded) kept a loop thread busy for seconds per request when read to
+ * the end, and for ~10 ms when skipped. Cut off here it costs the
+ * validation of ~64 KiB. */
+#define HEADER_SLACK (64 * 1024)
+
+/* Counts one received header field (name + value + 32, as HTTP/2 counts;
+ * nghttp2 does not enforce what we advertise). Returns on_header's
+ * result: NGHTTP2_ERR_CALLBACK_FAILURE once the block is HEADER_SLACK
+ * past the limit, after queuing GOAWAY(ENHANCE_YOUR_CALM): nghttp2 stops
+ * at once, and the connection is flushed and closed (rpc/h2/conn.c),
+ * cancelling its calls (UNAVAILABLE, origin connection lost). */
+static int count_header(nghttp2_session *session, scall *call,
+                        size_t namelen, size_t valuelen) {
+  call->hdr_bytes += namelen + valuelen + CRPC_H2_HEADER_FIELD_OVERHEAD;
+  size_t max = call->server->opts.max_metadata_size;
+  if (call->hdr_bytes <= max) return 0;
+  if (!call->hdr_over) {
+    call->hdr_over = true;
+    /* Request trailers of a running call fail it now; an oversized
+     * request is answered by scall_dispatch at the end of its block. */
+    if (call->dispatched) scall_headers_over(call);
+  }
+  if (call->hdr_bytes - max <= HEADER_SLACK) return 0;
+  static const char debug[] = "header list far over max_metadata_size";
+  sconn *conn = call->conn;
+  CRPC_LOG(CRPC_LOG_INFO, CRPC_LOG_SUB_SERVER,
+           "%s: %s; GOAWAY ENHANCE_YOUR_CALM", conn->peer->addr, debug);
+  conn->calm_goaway = true;
+  conn->calm_why = debug;
+  nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(session),
+                        NGHTTP2_ENHANCE_YOUR_CALM, (const uint8_t *)debug,
+                        sizeof(debug) - 1);
+  return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+/* The header block of a request (cat REQUEST) or of its trailers. */
+static scall *block_call(nghttp2_session *session, const nghttp2_frame *f) {
+  if (f->hd.type != NGHTTP2_HEADERS) return NULL;
+  return stream_call(session, f->hd.stream_id);
+}
+
 static int on_header(nghttp2_session *session, const nghttp2_frame *f,
                      const uint8_t *name, size_t namelen, const uint8_t *value,
                      size_t valuelen, uint8_t flags, void *user_data) {
   (void)flags;
   (void)user_data;
-  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) {
+  scall *call = block_call(session, f);
+  if (call == NULL) return 0;
+  int over = count_header(session, call, namelen, valuelen);
+  if (over != 0) return over;
+  if (f->headers.cat != NGHTTP2_HCAT_REQUEST) {
     return 0; /* request trailers carry nothing gRPC defines */
   }
-  scall *call = stream_call(session, f->hd.stream_id);
-  if (call == NULL) return 0;
-  /* max_metadata_size, counted as HTTP/2 does (nghttp2 does not enforce
-   * what we advertise); scall_dispatch answers RESOURCE_EXHAUSTED. */
-  call->hdr_bytes += namelen + valuelen + CRPC_H2_HEADER_FIELD_OVERHEAD;
   const char *n = (const char *)name;
   char **slot = NULL;
   if (namelen == 5 && memcmp(n, ":path", 5) == 0) {
@@ -250,13 +316,45 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *f,
     return 0;
   }
   /* Over the limit: keep no more (the call is refused anyway). */
-  if (call->hdr_bytes > call->server->opts.max_metadata_size) return 0;
+  if (call->hdr_over) return 0;
   if (crpc_wire_metadata_add_received(call->req_md, n, namelen,
                                       (const char *)value,
                                       valuelen) == CRPC_WIRE_HEADER_NO_MEMORY) {
     call->bad_header = true;
   }
   return 0;
+}
+
+/* A field nghttp2 finds invalid and drops (a name with a character HTTP
+ * does not allow; an upper-case name resets the stream instead): it
+ * counts against max_metadata_size all the same, or a block of such
+ * fields would be validated one by one without limit. */
+static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *f,
+                             const uint8_t *name, size_t namelen,
+                             const uint8_t *value, size_t valuelen,
+                             uint8_t flags, void *user_data) {
+  (void)name;
+  (void)value;
+  (void)flags;
+  (void)user_data;
+  scall *call = block_call(session, f);
+  return call == NULL ? 0 : count_header(session, call, namelen, valuelen);
+}
+
+/* GOAWAY(ENHANCE_YOUR_CALM, debug data `debug`) for an abusive peer,
+ * once; the connection closes as soon as it is written (on_frame_send),
+ * its calls cancelled (UNAVAILABLE, origin connection lost, the message
+ * saying `why`). */
+static void calm_goaway(nghttp2_session *session, sconn *conn,
+                        const char *debug, const char *why) {
+  if (conn->calm_goaway) return;
+  conn->calm_goaway = true;
+  conn->calm_why = why;
+  nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(session),
+                        NGHTTP2_ENHANCE_YOUR_CALM, (const uint8_t *)debug,
+                        strlen(debug));
+  crpc_h2_conn_want_flush(&conn->h2);
 }
 
 /* A client PING (not an ACK): counts a strike if it came sooner than
@@ -272,12 +370,30 @@ static void on_client_ping(nghttp2_session *session, sconn *conn) {
   }
   conn->last_ping_recv = now;
   if (conn->ping_strikes <= CRPC_SERVER_MAX_PING_STRIKES) return;
-  static const char debug[] = "too_many_pings";
+  calm_goaway(session, conn, "too_many_pings", "too many pings");
+}
+
+/* A client RST_STREAM: past the connection's or its address's reset
+ * budget (server_limits.c), GOAWAY(ENHANCE_YOUR_CALM, "too_many_resets")
+ * and nothing more is read from this connection: a flood of HEADERS +
+ * RST_STREAM costs the server no more than it has to. */
+static void on_client_reset(nghttp2_session *session, sconn *conn) {
+  if (conn->calm_goaway || !sconn_charge_reset(conn, conn->h2.last_read_ns)) {
+    return;
+  }
+  CRPC_LOG(CRPC_LOG_INFO, CRPC_LOG_SUB_SERVER,
+           "%s: too many stream resets; GOAWAY ENHANCE_YOUR_CALM",
+           conn->peer->addr);
+  /* terminate_session sends the GOAWAY (last processed stream) and reads
+   * nothing after this frame, where a plain GOAWAY would let the rest of
+   * the flood already read be processed; on_frame_send closes the
+   * connection once it is written. */
   conn->calm_goaway = true;
-  nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE,
-                        nghttp2_session_get_last_proc_stream_id(session),
-                        NGHTTP2_ENHANCE_YOUR_CALM, (const uint8_t *)debug,
-                        sizeof(debug) - 1);
+  conn->calm_why = "too many stream resets";
+  if (nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM) !=
+      0) {
+    crpc_h2_conn_close(&conn->h2, "too many stream resets");
+  }
   crpc_h2_conn_want_flush(&conn->h2);
 }
 
@@ -289,6 +405,18 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f,
   if (f->hd.type == NGHTTP2_PING && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
     on_client_ping(session, user_data);
     return 0;
+  }
+  if (f->hd.type == NGHTTP2_RST_STREAM) on_client_reset(session, user_data);
+  if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
+    sconn *conn = user_data;
+    if (conn->preface_at != INT64_MAX) {
+      conn->preface_at = INT64_MAX; /* it got going: handshake_timeout met */
+      life_rearm(conn, conn->h2.last_read_ns);
+    }
+    return 0;
+  }
+  if (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) {
+    ((sconn *)user_data)->last_active = ((sconn *)user_data)->h2.last_read_ns;
   }
   if (f->hd.type == NGHTTP2_PING) {
     sconn *conn = user_data;
@@ -336,13 +464,17 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *f,
   if (f->hd.type == NGHTTP2_GOAWAY &&
       f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM && conn->calm_goaway) {
     /* Closed once the GOAWAY is written (the flush stops pulling). */
-    crpc_h2_conn_close(&conn->h2, "too many pings (GOAWAY ENHANCE_YOUR_CALM)");
+    char why[96];
+    snprintf(why, sizeof(why), "%s (GOAWAY ENHANCE_YOUR_CALM)",
+             conn->calm_why != NULL ? conn->calm_why : "abuse");
+    crpc_h2_conn_close(&conn->h2, why);
     return 0;
   }
   if (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) {
     /* Pings are judged "without data": sending restarts the clock. */
     conn->last_ping_recv = 0;
     conn->ping_strikes = 0;
+    conn->last_active = crpc_now_ns(); /* max_connections: in use */
   }
   if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
       !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
@@ -372,11 +504,13 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id,
 
 /* Counted under the server mutex for crpc_server_shutdown, which waits
  * for connections to end gracefully. */
-static void count_conn(crpc_server *s, int delta) {
+static size_t count_conn(crpc_server *s, int delta) {
   pthread_mutex_lock(&s->mu);
   s->live_conns += (size_t)delta;
-  if (s->live_conns == 0) pthread_cond_broadcast(&s->idle_cond);
+  size_t live = s->live_conns;
+  if (live == 0) pthread_cond_broadcast(&s->idle_cond);
   pthread_mutex_unlock(&s->mu);
+  return live;
 }
 
 static void unlink_conn(sconn *conn) {
@@ -414,6 +548,7 @@ static void on_conn_close(crpc_h2_conn *h2, const char *why) {
     nghttp2_session_set_stream_user_data(h2->session, call->stream_id, NULL);
     scall_on_close(call, NGHTTP2_INTERNAL_ERROR, why);
   }
+  conn->peer->conn = NULL; /* calls that outlive it give slots to none */
   unlink_conn(conn);
   /* Freed by a closure posted now, so a flush closure queued earlier still
    * finds the struct. */
@@ -433,6 +568,7 @@ static int on_send_data(nghttp2_session *session, nghttp2_frame *frame,
 
 static void after_read(crpc_h2_conn *h2) {
   scall_run_local_kicks((sconn *)h2, false);
+  sconn_pump_waiting((sconn *)h2); /* calls that came in this read */
 }
 
 static nghttp2_session_callbacks *g_cbs;
@@ -443,6 +579,8 @@ static void init_callbacks(void) {
   nghttp2_session_callbacks_set_on_begin_headers_callback(cbs,
                                                           on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+  nghttp2_session_callbacks_set_on_invalid_header_callback(cbs,
+                                                           on_invalid_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
@@ -464,8 +602,12 @@ static void start_conn(server_loop *sl, int fd, const struct sockaddr *sa,
   if (conn->peer == NULL || nghttp2_option_new(&opt) != 0) goto fail;
   atomic_init(&conn->peer->refs, 1);
   nghttp2_option_set_no_auto_window_update(opt, 1);
-  nghttp2_option_set_stream_reset_rate_limit(opt, CRPC_SERVER_RESET_BURST,
-                                             CRPC_SERVER_RESET_RATE);
+  /* nghttp2's own reset budget (per session; GOAWAY INTERNAL_ERROR) is
+   * only a backstop, set well above crpc's (server_limits.c), which
+   * answers ENHANCE_YOUR_CALM and also counts across reconnects. */
+  nghttp2_option_set_stream_reset_rate_limit(opt,
+                                             4 * CRPC_SERVER_RESET_BURST,
+                                             4 * CRPC_SERVER_RESET_RATE);
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, init_callbacks);
   if (nghttp2_session_server_new2(&session, g_cbs, conn, opt) != 0) goto fail;
@@ -500,6 +642,8 @@ static void start_conn(server_loop *sl, int fd, const struct sockaddr *sa,
                      ? add_sat(now, jittered_age(conn,
                                                  s->opts.max_connection_age_ns))
                      : INT64_MAX;
+  sconn_limits_init(conn, sa, now);
+  conn->peer->conn = conn;
   crpc_h2_format_peer(sa, salen, conn->peer->addr);
   if (l->unix_path[0] != '\0' && strcmp(conn->peer->addr, "unix:") == 0) {
     snprintf(conn->peer->addr, sizeof(conn->peer->addr), "unix:%s",
@@ -508,7 +652,7 @@ static void start_conn(server_loop *sl, int fd, const struct sockaddr *sa,
   conn->next = sl->conns;
   if (sl->conns != NULL) sl->conns->prev = conn;
   sl->conns = conn;
-  count_conn(s, 1);
+  size_t live = count_conn(s, 1);
   if (l->creds != NULL) {
     crpc_tls *tls = crpc_tls_server_new(l->creds, fd);
     if (tls == NULL) {
@@ -531,6 +675,7 @@ static void start_conn(server_loop *sl, int fd, const struct sockaddr *sa,
   crpc_h2_conn_keepalive(&conn->h2, s->opts.keepalive_time_ns,
                          s->opts.keepalive_timeout_ns, NULL);
   if (!conn->h2.closed && !conn->h2.close_pending) life_rearm(conn, now);
+  if (!conn->h2.closed) server_conns_reap(sl, conn, live); /* max_conns */
   return;
 fail:
   if (opt != NULL) nghttp2_option_del(opt);

@@ -27,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "crpc/calls.h"
 #include "crpc/server.h"
 #include "crpc/server_async.h"
 #include "rpc/h2/addr.h"
@@ -95,6 +96,15 @@ typedef struct server_loop {
   /* L: grows the handler pool when queued calls see no progress. */
   crpc_loop_timer pool_timer;
   uint64_t pool_taken_seen; /* server mu */
+  /* L: calls waiting for their one request message, in request_by
+   * order (every call gets the same request_timeout, so arrival order
+   * is deadline order: a FIFO and one timer, no per-call timer work);
+   * linked through scall.wnext/wprev (server_limits.c). */
+  struct crpc_server_call *req_head, *req_tail;
+  crpc_loop_timer req_timer;
+  /* L: the live-call registry (server_calls.c, crpc/calls.h): this
+   * loop's dispatched calls whose stream is open. */
+  struct crpc_server_call *live;
 } server_loop;
 
 struct crpc_server {
@@ -141,6 +151,17 @@ struct crpc_server {
   size_t n_fds, cap_fds;
   struct server_hook *hooks;
   size_t n_hooks;
+
+  /* Rapid-reset budgets by peer address, shared by every loop
+   * (server_limits.c); NULL if it could not be allocated (connections
+   * are then charged on their own). */
+  struct server_peer_table *peer_resets;
+
+  /* The live-call registry (server_calls.c): the last id given, and the
+   * observer (set before start, read-only after). */
+  atomic_uint_fast64_t last_call_id;
+  crpc_call_observer_fn call_observer;
+  void *call_observer_data;
 };
 
 /* server_info.c: runs every hook for `event` (crpc/server_info.h says in
@@ -156,6 +177,14 @@ typedef struct server_peer {
   atomic_int refs;
   char addr[CRPC_H2_PEER_MAX];
   char identity[CRPC_TLS_IDENTITY_MAX]; /* TLS client cert; "" none */
+  /* L (the connection's loop): its blocking calls holding a handler
+   * slot (max_handlers_per_connection). Here rather than in sconn: a
+   * handler that outlives its stream or connection keeps its slot until
+   * it returns, so resetting a stream cannot free a slot early. */
+  int slots;
+  /* L: the connection while it is open (NULL after on_conn_close): where
+   * a slot given back by a call whose stream has closed goes. */
+  struct sconn *conn;
 } server_peer;
 
 void server_peer_unref(server_peer *p);
@@ -190,6 +219,28 @@ struct sconn {
    * opening a stream at or below it is a connection error
    * (server_conn.c: on_begin_frame). */
   int32_t max_client_stream;
+
+  /* ---- hostile-peer limits (server_limits.c); all L ---- */
+  /* handshake_timeout: close if no client SETTINGS by then (INT64_MAX:
+   * it came, or no limit). */
+  int64_t preface_at;
+  /* Last HEADERS or DATA frame received or sent: max_connections closes
+   * the connection with the oldest stamp. */
+  int64_t last_active;
+  /* Message bytes its calls hold (max_connection_queued_bytes). */
+  size_t queued;
+  /* Blocking calls waiting for a handler slot, FIFO (scall.wnext). */
+  struct crpc_server_call *wait_head, *wait_tail;
+  /* Rapid-reset budget of this connection (token bucket) and the key of
+   * its address in the server's table (peer_keyed false: unix socket or
+   * no table; charged to the connection only). */
+  double reset_tokens;
+  int64_t reset_stamp;
+  uint64_t peer_key;
+  bool peer_keyed;
+  /* Why the ENHANCE_YOUR_CALM GOAWAY (calm_goaway) was sent: the close
+   * reason once it is written. */
+  const char *calm_why;
 };
 
 struct crpc_server_call {
@@ -272,6 +323,33 @@ struct crpc_server_call {
   /* Responses' grpc-encoding: set by the handler thread before its first
    * send, read by the loop when it submits the response headers. */
   crpc_wire_encoding send_encoding;
+
+  /* ---- hostile-peer limits (server_limits.c); all L ---- */
+  /* Bytes charged to conn->queued for this call; of them, the decoded
+   * request messages queued since the queue was last seen empty (an upper
+   * bound of what it holds: takes are not seen one by one). */
+  size_t charged, in_queued;
+  /* Holds a handler slot of its peer / waits for one in conn's list /
+   * waits for its request in the loop's list. */
+  bool slot_held, slot_waiting, request_waiting;
+  /* Its request header list (or trailers) went over max_metadata_size
+   * (server_conn.c: count_header). */
+  bool hdr_over;
+  /* Links of whichever list it waits in: the loop's request list or
+   * its connection's slot list (never both: a call waits for its
+   * request before it can wait for a slot). */
+  struct crpc_server_call *wnext, *wprev;
+  /* request_timeout: the request must be in by then (INT64_MAX: none
+   * or in); shares deadline_timer with the grpc-timeout. */
+  int64_t request_by;
+
+  /* L: the live-call registry (server_calls.c): id, when registered and
+   * when the loop first saw the ctx done (0: not yet), links in sl->live,
+   * listed, CTX_DONE told. */
+  uint64_t live_id;
+  int64_t live_since, live_done_ns;
+  struct crpc_server_call *live_next, *live_prev;
+  bool live_linked, live_done_told;
 };
 
 typedef struct crpc_server_call scall;
@@ -378,6 +456,110 @@ void scall_handler_returned(scall *call, crpc_code code);
  * request is there (or the stream ended, failed or was cancelled). Loop
  * thread. */
 void scall_submit_when_ready(scall *call);
+
+/* server_limits.c: the request trailers of a dispatched call went over
+ * max_metadata_size: the call fails RESOURCE_EXHAUSTED. Loop thread,
+ * inside nghttp2's header callbacks. */
+void scall_headers_over(scall *call);
+
+/* Fails the call from the loop (status now, ctx cancelled with origin
+ * local, request bytes ignored from now on). Loop thread, not with mu. */
+void scall_fail(scall *call, crpc_code code, const char *msg);
+
+/* ---- server_limits.c: what one peer can cost (issue 17) ---- */
+
+/* Replaces 0 (and out-of-range values) in o's hostile-peer options
+ * (request and handshake timeouts, max_connections, handlers and queued
+ * bytes per connection) and max_send_message_size by their defaults. */
+void server_limits_defaults(crpc_server_options *o);
+
+/* The server's table of rapid-reset budgets by peer address; NULL if
+ * out of memory. Free with server_peer_table_free (NULL: no-op). */
+struct server_peer_table *server_peer_table_new(void);
+void server_peer_table_free(struct server_peer_table *t);
+
+/* Sets up conn's limits at accept: handshake deadline, activity stamp,
+ * reset budget, the key of the peer's address (sa; not for unix
+ * sockets). Loop thread. */
+void sconn_limits_init(sconn *conn, const struct sockaddr *sa, int64_t now);
+
+/* The client sent a RST_STREAM: charges the connection's reset budget
+ * and its address's. True if either has run dry: the caller ends the
+ * connection with GOAWAY(ENHANCE_YOUR_CALM). Loop thread. */
+bool sconn_charge_reset(sconn *conn, int64_t now);
+
+/* max_connections: `live` connections are open counting `fresh`, just
+ * accepted on sl; if that is over the limit, closes the idlest other
+ * connection of sl. Loop thread, outside nghttp2 callbacks. */
+void server_conns_reap(server_loop *sl, sconn *fresh, size_t live);
+
+/* A dispatched blocking call is ready for its handler: it goes to the
+ * handler pool if its connection holds fewer than
+ * max_handlers_per_connection slots and is not being read, else it waits
+ * in the connection's list; a call whose ctx is done never takes a thread
+ * (it is finished here). Loop thread. */
+void scall_pool_enter(scall *call);
+
+/* After a batch of conn's input has been read: starts the calls that
+ * came in it (scall_pool_enter holds them back while reading), as far as
+ * conn has free slots. Loop thread, outside nghttp2 callbacks. */
+void sconn_pump_waiting(sconn *conn);
+
+/* From the call's kick: once its handler has returned, gives its slot
+ * back and starts its connection's next waiting calls; a waiting call
+ * whose ctx ended leaves the list and is finished without a thread.
+ * Loop thread. */
+void scall_slot_update(scall *call);
+
+/* The call's stream closed (conn: its connection, still valid): it
+ * leaves whichever list it waits in, and a call that waited for a slot
+ * is finished without a thread. Loop thread, after the ctx is done. */
+void scall_limits_on_close(scall *call, sconn *conn);
+
+/* request_timeout: the call waits for its request message from now on
+ * (request_waiting), or no longer (its request is in, failed, or the
+ * stream closed). Loop thread. */
+void scall_request_wait(scall *call, int64_t now);
+void scall_request_done(scall *call);
+
+/* The loop's request timer (server_loop.req_timer): fails every call
+ * whose request is overdue. */
+void server_request_timer_fn(crpc_loop *loop, crpc_loop_timer *timer,
+                             void *arg);
+
+/* Sets call's charge against its connection's max_connection_queued_bytes
+ * to `bytes` (no-op once the stream is gone); true if the connection is
+ * now over the limit (the caller fails this call). Loop thread. */
+bool scall_charge(scall *call, size_t bytes);
+
+/* The message bytes call holds, as charged (responses queued, the
+ * partial request, decoded requests not yet taken). Caller holds mu. */
+size_t scall_held_locked(scall *call);
+
+/* Charges what call holds now; true if that took its connection over
+ * max_connection_queued_bytes and the call is still going: the caller
+ * then calls scall_fail_over_budget. Loop thread, not with mu. */
+bool scall_recharge(scall *call);
+
+/* The call whose bytes took its connection over
+ * max_connection_queued_bytes ends RESOURCE_EXHAUSTED and drops what it
+ * holds (reset ENHANCE_YOUR_CALM if its response headers went out, as
+ * its trailers may be stuck behind the peer's window); the connection's
+ * other calls go on. Loop thread, not with mu. */
+void scall_fail_over_budget(scall *call);
+
+/* ---- server_calls.c: the live-call registry (crpc/calls.h) ---- */
+
+/* Lists a call as it is dispatched (id, start time, STARTED). Loop
+ * thread. */
+void scall_live_link(scall *call);
+
+/* From every kick: once the ctx is done, notes when and tells the
+ * observer (CTX_DONE), once. Loop thread. */
+void scall_live_kick(scall *call);
+
+/* The call's stream closed: it leaves the list (ENDED). Loop thread. */
+void scall_live_unlink(scall *call);
 
 /* ---- server_async.c ---- */
 

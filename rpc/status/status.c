@@ -21,7 +21,8 @@ static const char *const code_names[] = {
 };
 
 static const char *const origin_names[] = {
-    "none", "local", "deadline", "peer reset", "connection lost", "shutdown",
+    "none",     "local",    "deadline", "peer reset", "connection lost",
+    "shutdown", "admin",
 };
 
 const char *crpc_code_name(crpc_code code) {

@@ -20,7 +20,7 @@ TEST(Status, OutOfRangeValuesAreNamedInvalidNotCrashing) {
 
 TEST(Status, EveryOriginHasADistinctName) {
   std::string seen;
-  for (int o = CRPC_ORIGIN_NONE; o <= CRPC_ORIGIN_SHUTDOWN; o++) {
+  for (int o = CRPC_ORIGIN_NONE; o <= CRPC_ORIGIN_ADMIN; o++) {
     std::string name = crpc_origin_name(static_cast<crpc_origin>(o));
     EXPECT_NE("invalid", name);
     EXPECT_EQ(std::string::npos, seen.find("|" + name + "|")) << name;

@@ -6,16 +6,29 @@
 //             either way and nothing is closed, which is how a dead peer
 //             looks from the other end (only keepalive can notice it).
 // Connections accepted after either call are forwarded normally, so a client
-// that reconnects gets through. The proxy also counts the connections it
+// that reconnects gets through.
+//   Partition() freezes every connection and accepts no new one (the
+//             kernel still completes the handshakes of up to 64 waiting
+//             clients, who then hear nothing), until
+//   Heal()    unfreezes them all, queued bytes first, as a healed network
+//             would deliver what TCP kept retransmitting.
+//   SetDelay(ns) holds every byte for that long before passing it on, each
+//             way (a one-way latency; the round trip is twice it), from the
+//             next bytes read on: a slow link, or a slow backend, without
+//             netem (which not every kernel has).
+// The backend may be any IPv4 address (a backend in another network
+// namespace, say); the proxy itself listens on 127.0.0.1. The proxy also counts the connections it
 // accepted and, reading the HTTP/2 frame headers that pass (plaintext h2c
 // only; TLS traffic makes the counts meaningless), the PING frames each way.
 //
-// One thread serves every socket with poll(). Commands reach it through an
+// One thread serves every socket with ppoll(). Commands reach it through an
 // eventfd and return only once applied, so a test can rely on their effect
-// right after the call. Sockets are non-blocking with one buffer per
-// direction: a peer that stops reading stalls only the direction feeding it
-// (back-pressure, as TCP itself would), never the proxy thread, so Cut(),
-// Freeze() and the destructor cannot hang behind a full socket.
+// right after the call. Sockets are non-blocking with a bounded queue of
+// timestamped chunks per direction: a peer that stops reading stalls only
+// the direction feeding it (back-pressure, as TCP itself would), never the
+// proxy thread, so Cut(), Freeze() and the destructor cannot hang behind a
+// full socket. Connecting to the backend blocks the thread for at most 1 s
+// (a backend that drops SYNs is refused after that).
 #ifndef CRPC_TESTING_TCP_PROXY_H
 #define CRPC_TESTING_TCP_PROXY_H
 
@@ -27,6 +40,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,6 +50,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,14 +63,24 @@ class TcpProxy {
  public:
   // Listens on 127.0.0.1 (an ephemeral port) and forwards each accepted
   // connection to 127.0.0.1:backend_port.
-  explicit TcpProxy(int backend_port) {
+  explicit TcpProxy(int backend_port) : TcpProxy("127.0.0.1", backend_port) {}
+
+  // ... to backend_ip (an IPv4 literal):backend_port, each byte held for
+  // delay_ns each way (SetDelay).
+  TcpProxy(const std::string &backend_ip, int backend_port,
+           int64_t delay_ns = 0)
+      : delay_ns_(delay_ns) {
     backend_.sin_family = AF_INET;
-    backend_.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (inet_pton(AF_INET, backend_ip.c_str(), &backend_.sin_addr) != 1) {
+      errno = EINVAL;
+      Fail("backend address");
+    }
     backend_.sin_port = htons(static_cast<uint16_t>(backend_port));
     lfd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (lfd_ < 0) Fail("socket");
-    sockaddr_in a = backend_;
-    a.sin_port = 0;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof a;
     if (bind(lfd_, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) Fail("bind");
     if (listen(lfd_, 64) != 0) Fail("listen");
@@ -82,6 +107,11 @@ class TcpProxy {
 
   void Cut() { Command(kCut); }
   void Freeze() { Command(kFreeze); }
+  void Partition() { Command(kPartition); }
+  void Heal() { Command(kHeal); }
+  // Bytes read from now on wait delay_ns before they are passed on (each
+  // way); bytes already queued keep the delay they were read with.
+  void SetDelay(int64_t delay_ns) { delay_ns_.store(delay_ns); }
 
   // Client connections accepted so far (including any the backend refused).
   int accepted() const { return accepted_.load(); }
@@ -92,17 +122,27 @@ class TcpProxy {
   int acks_s2c() const { return frames_[kS2C][1].load(); }
 
  private:
-  enum : unsigned { kCut = 1, kFreeze = 2, kStop = 4 };
+  enum : unsigned { kCut = 1, kFreeze = 2, kStop = 4, kPartition = 8, kHeal = 16 };
   enum { kC2S = 0, kS2C = 1 };
 
-  // One direction of a connection: bytes read from `from` wait in buf until
-  // `to` takes them; nothing more is read meanwhile.
+  // Bytes read at one time, passed on from due_ns (read time + delay).
+  struct Chunk {
+    int64_t due_ns;
+    std::string data;
+    size_t off = 0;
+  };
+  // At most this much is queued per direction before reading stops.
+  static constexpr size_t kFlowCap = 1 << 16;
+
+  // One direction of a connection: bytes read from `from` wait in q until
+  // they are due and `to` takes them; nothing more is read while the queue
+  // holds kFlowCap bytes.
   struct Flow {
     int from = -1, to = -1;
-    char buf[1 << 16];
-    size_t off = 0, len = 0;
+    std::deque<Chunk> q;
+    size_t queued = 0;  // bytes in q not yet written
     bool eof = false;   // `from` sent FIN
-    bool shut = false;  // ...and it was passed on once buf drained
+    bool shut = false;  // ...and it was passed on once q drained
     // HTTP/2 frame-header scanner: bytes to pass over (the client preface,
     // then each frame's payload) and the partial 9-byte header.
     size_t skip = 0;
@@ -164,8 +204,13 @@ class TcpProxy {
         for (auto &c : conns_) Drop(c.get(), true);
         conns_.clear();
       }
-      if (ops & kFreeze) {
+      if (ops & (kFreeze | kPartition)) {
         for (auto &c : conns_) c->frozen = true;
+      }
+      if (ops & kPartition) partitioned_ = true;
+      if (ops & kHeal) {
+        partitioned_ = false;
+        for (auto &c : conns_) c->frozen = false;
       }
       if (ops != 0) {
         {
@@ -176,21 +221,32 @@ class TcpProxy {
         if (ops & kStop) return;
       }
 
-      pfd.assign({{wake_, POLLIN, 0}, {lfd_, POLLIN, 0}});
+      pfd.assign({{wake_, POLLIN, 0}, {partitioned_ ? -1 : lfd_, POLLIN, 0}});
       polled.clear();
+      int64_t now = NowNs(), next_due = INT64_MAX;
       for (auto &c : conns_) {
         if (c->frozen) continue;  // blackholed: not even errors are noticed
         for (int side = 0; side < 2; side++) {
           // fd[side] is the source of flow[side] and the sink of the other.
           const Flow &out = c->flow[side], &in = c->flow[side ^ 1];
-          short ev = (out.len == 0 && !out.eof ? POLLIN : 0) | (in.len > 0 ? POLLOUT : 0);
+          bool due = !in.q.empty() && in.q.front().due_ns <= now;
+          if (!in.q.empty() && !due) next_due = std::min(next_due, in.q.front().due_ns);
+          short ev = (out.queued < kFlowCap && !out.eof ? POLLIN : 0) | (due ? POLLOUT : 0);
           // Nothing wanted: leave it out (fd -1), or a lasting POLLHUP (the
           // peer's FIN read, ours sent) would wake poll over and over.
           pfd.push_back({ev ? c->fd[side] : -1, ev, 0});
         }
         polled.push_back(c.get());
       }
-      if (poll(pfd.data(), pfd.size(), -1) < 0) {
+      // Until the next command, byte or the earliest held chunk falls due.
+      timespec wait{}, *tmo = nullptr;
+      if (next_due != INT64_MAX) {
+        int64_t d = std::max<int64_t>(next_due - now, 0);
+        wait.tv_sec = static_cast<time_t>(d / 1000000000);
+        wait.tv_nsec = static_cast<long>(d % 1000000000);
+        tmo = &wait;
+      }
+      if (ppoll(pfd.data(), pfd.size(), tmo, nullptr) < 0) {
         if (errno == EINTR) continue;
         Fail("poll");
       }
@@ -203,8 +259,9 @@ class TcpProxy {
       for (size_t i = 0; i < polled.size(); i++) {
         Conn *c = polled[i];
         short r0 = pfd[2 + 2 * i].revents, r1 = pfd[3 + 2 * i].revents;
-        if (r0 == 0 && r1 == 0) continue;
-        // POLLERR: one end reset; pass that on rather than a FIN.
+        // Every flow is pumped, ready or not: held chunks may have fallen
+        // due with no event at all. POLLERR: one end reset; pass that on
+        // rather than a FIN.
         bool ok = !((r0 | r1) & POLLERR) && Pump(&c->flow[kC2S], kC2S) &&
                   Pump(&c->flow[kS2C], kS2C);
         if (!ok || (c->flow[kC2S].shut && c->flow[kS2C].shut)) Drop(c, !ok);
@@ -222,9 +279,13 @@ class TcpProxy {
       Fail("accept");  // e.g. EMFILE: retrying would spin
     }
     accepted_++;
-    // A blocking connect is fine on loopback: it is accepted into the
-    // backlog or refused at once. A refusal reaches the client as a reset.
+    // A blocking connect: a live backend accepts it into the backlog or
+    // refuses it at once; one whose SYNs are dropped (a partition) is given
+    // up after SO_SNDTIMEO, which bounds connect on Linux. A refusal reaches
+    // the client as a reset.
     int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    timeval limit{1, 0};
+    if (b >= 0) setsockopt(b, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
     if (b < 0 || connect(b, reinterpret_cast<const sockaddr *>(&backend_), sizeof backend_) != 0 ||
         fcntl(b, F_SETFL, fcntl(b, F_GETFL) | O_NONBLOCK) != 0) {
       if (b >= 0) close(b);
@@ -245,40 +306,50 @@ class TcpProxy {
     conns_.push_back(std::move(conn));
   }
 
+  static int64_t NowNs() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+  }
+
   // Moves what it can without blocking; false if the connection must be
   // reset (a read or write error: one end is gone).
   bool Pump(Flow *f, int dir) {
-    if (f->len == 0 && !f->eof) {
-      ssize_t n = read(f->from, f->buf, sizeof f->buf);
+    if (f->queued < kFlowCap && !f->eof) {
+      char buf[kFlowCap];
+      ssize_t n = read(f->from, buf, kFlowCap - f->queued);
       if (n > 0) {
-        Scan(f, dir, static_cast<size_t>(n));
-        f->off = 0;
-        f->len = static_cast<size_t>(n);
+        Scan(f, dir, reinterpret_cast<const uint8_t *>(buf), static_cast<size_t>(n));
+        f->q.push_back({NowNs() + delay_ns_.load(), std::string(buf, static_cast<size_t>(n))});
+        f->queued += static_cast<size_t>(n);
       } else if (n == 0) {
         f->eof = true;
       } else if (errno != EAGAIN && errno != EINTR) {
         return false;
       }
     }
-    if (f->len > 0) {
-      ssize_t w = send(f->to, f->buf + f->off, f->len, MSG_NOSIGNAL);
-      if (w > 0) {
-        f->off += static_cast<size_t>(w);
-        f->len -= static_cast<size_t>(w);
-      } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+    int64_t now = NowNs();
+    while (!f->q.empty() && f->q.front().due_ns <= now) {
+      Chunk &ch = f->q.front();
+      ssize_t w = send(f->to, ch.data.data() + ch.off, ch.data.size() - ch.off, MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EAGAIN || errno == EINTR) break;
         return false;
       }
+      ch.off += static_cast<size_t>(w);
+      f->queued -= static_cast<size_t>(w);
+      if (ch.off < ch.data.size()) break;  // the socket is full
+      f->q.pop_front();
     }
-    if (f->eof && f->len == 0 && !f->shut) {
+    if (f->eof && f->q.empty() && !f->shut) {
       shutdown(f->to, SHUT_WR);  // a half-close is passed on as one
       f->shut = true;
     }
     return true;
   }
 
-  // Counts the PING frames (type 6; flag 0x1 is ACK) in n new bytes of buf.
-  void Scan(Flow *f, int dir, size_t n) {
-    const uint8_t *p = reinterpret_cast<const uint8_t *>(f->buf);
+  // Counts the PING frames (type 6; flag 0x1 is ACK) in n new bytes.
+  void Scan(Flow *f, int dir, const uint8_t *p, size_t n) {
     for (size_t i = 0; i < n;) {
       if (f->skip > 0) {
         size_t k = std::min(f->skip, n - i);
@@ -297,6 +368,7 @@ class TcpProxy {
   sockaddr_in backend_{};
   int lfd_ = -1, wake_ = -1, port_ = 0;
   std::vector<std::unique_ptr<Conn>> conns_;  // proxy thread only
+  bool partitioned_ = false;                  // proxy thread only
 
   std::mutex mu_;
   std::condition_variable applied_cv_;
@@ -304,6 +376,7 @@ class TcpProxy {
   uint64_t requested_ = 0;  // tickets handed out by Command()
   uint64_t applied_ = 0;    // ...and applied by the thread
 
+  std::atomic<int64_t> delay_ns_{0};
   std::atomic<int> accepted_{0};
   std::atomic<int> frames_[2][2] = {{{0}, {0}}, {{0}, {0}}};  // [dir][ack]
   std::thread thread_;

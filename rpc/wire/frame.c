@@ -178,3 +178,7 @@ crpc_code crpc_wire_frame_decoder_finish(crpc_wire_frame_decoder *d) {
   fail(d);
   return CRPC_INTERNAL;
 }
+
+size_t crpc_wire_frame_decoder_buffered(const crpc_wire_frame_decoder *d) {
+  return d->body_cap;
+}

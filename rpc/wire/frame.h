@@ -111,6 +111,11 @@ int crpc_wire_frame_decoder_feed(crpc_wire_frame_decoder *d,
  * Details in crpc_wire_frame_decoder_error. */
 crpc_code crpc_wire_frame_decoder_finish(crpc_wire_frame_decoder *d);
 
+/* Bytes of memory the decoder holds for a partly received message (its
+ * body buffer; 0 between messages): what a stalled partial message costs,
+ * for callers that bound it across many decoders. */
+size_t crpc_wire_frame_decoder_buffered(const crpc_wire_frame_decoder *d);
+
 /* The decoder's error (code CRPC_OK if none). Valid while d is. */
 const crpc_wire_error *crpc_wire_frame_decoder_error(
     const crpc_wire_frame_decoder *d);

@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "crpc/admin.h"
+#include "crpc/calls.h"
+#include "crpc/channel.h"
 #include "crpc/ctx.h"
 #include "crpc/server.h"
 #include "rpc/testing/peer.h"
@@ -87,6 +89,37 @@ crpc_code ShutdownHandler(crpc_server_call *call, const crpc_ctx *, void *ud) {
   return crpc_server_call_send(call, "", 0);
 }
 
+// A call an operator has to end: echoes one message, then waits for its
+// ctx and records why it ended.
+struct Stuck {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool running = false, ended = false;
+  crpc_cause cause{};
+};
+
+crpc_code StuckHandler(crpc_server_call *call, const crpc_ctx *ctx, void *ud) {
+  Stuck *st = static_cast<Stuck *>(ud);
+  crpc_message m{};
+  if (crpc_server_call_recv(call, &m) == CRPC_OK && !m.end) {
+    crpc_server_call_send(call, m.data, m.len);
+    free(m.data);
+  }
+  {
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->running = true;
+  }
+  st->cv.notify_all();
+  crpc_ctx_wait(ctx);
+  {
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->cause = *crpc_ctx_cause(ctx);
+    st->ended = true;
+  }
+  st->cv.notify_all();
+  return crpc_ctx_err(ctx);
+}
+
 // The generated test service: its handlers are never called (reflection
 // only looks at what is registered).
 crpc_code Lookup(crpc_server_call *call, const crpc_ctx *,
@@ -111,6 +144,9 @@ class AdminTest : public ::testing::Test {
     ASSERT_EQ(CRPC_OK,
               crpc_server_add_method(server_, "/crpc.test.AdminControl/Shutdown",
                                      CRPC_UNARY, ShutdownHandler, &ctl_));
+    ASSERT_EQ(CRPC_OK,
+              crpc_server_add_method(server_, "/crpc.test.AdminControl/Stuck",
+                                     CRPC_BIDI_STREAMING, StuckHandler, &stuck_));
     handlers_.lookup = Lookup;
     ASSERT_EQ(CRPC_OK,
               crpc_reflecttest_directory_register_handlers(server_, &handlers_));
@@ -148,6 +184,7 @@ class AdminTest : public ::testing::Test {
   size_t baseline_ = 0;
   crpc_server *server_ = nullptr;
   Control ctl_;
+  Stuck stuck_;
   crpc_reflecttest_directory_handlers handlers_{};
   std::string target_;
 };
@@ -243,6 +280,75 @@ TEST_F(AdminTest, AdminCli_HealthListDescribe) {
             r.output.find("rpc Follow(crpc.reflecttest.LookupRequest) returns "
                           "(stream crpc.reflecttest.LookupReply)"))
       << r.output;
+}
+
+// crpc.admin.v1.Admin through the operator's tool, which knows the service
+// only from reflection: a stream held open by a client is listed, and
+// CancelCall ends it with the admin cause on both ends.
+TEST_F(AdminTest, AdminCli_CallsListsAStuckStreamAndCancelEndsIt) {
+  std::string cli = Runfile("services/admin_cli.py");
+  ProcResult r = RunProcess({kPython, cli, target_, "list"}, 60000);
+  EXPECT_NE(std::string::npos, r.output.find("crpc.admin.v1.Admin\n")) << r.output;
+  r = RunProcess({kPython, cli, target_, "describe", "crpc.admin.v1.Admin"}, 60000);
+  EXPECT_NE(std::string::npos,
+            r.output.find("rpc CancelCall(crpc.admin.v1.CancelCallRequest) "
+                          "returns (crpc.admin.v1.CancelCallResponse)"))
+      << r.output;
+
+  crpc_channel *ch = crpc_channel_new(target_.c_str(), nullptr);
+  ASSERT_NE(ch, nullptr);
+  crpc_ctx *ctx = crpc_ctx_with_timeout(crpc_ctx_background(), 60 * CRPC_SECOND);
+  crpc_call *call = nullptr;
+  ASSERT_EQ(CRPC_OK, crpc_call_start(ch, ctx, "/crpc.test.AdminControl/Stuck",
+                                     nullptr, &call));
+  ASSERT_EQ(CRPC_OK, crpc_call_send(call, "hold", 4));
+  {
+    std::unique_lock<std::mutex> lock(stuck_.mu);
+    ASSERT_TRUE(stuck_.cv.wait_for(lock, std::chrono::seconds(10),
+                                   [&] { return stuck_.running; }));
+  }
+
+  // calls: one line per running call; the stuck one has id, state and
+  // counters (one message each way).
+  r = RunProcess({kPython, cli, target_, "calls"}, 60000);
+  EXPECT_EQ(0, r.exit_code) << r.output;
+  std::string id;
+  size_t at = r.output.find("/crpc.test.AdminControl/Stuck");
+  ASSERT_NE(std::string::npos, at) << r.output;
+  size_t line = r.output.rfind('\n', at) + 1;
+  std::string row = r.output.substr(line, r.output.find('\n', at) - line);
+  id = row.substr(row.find_first_not_of(' '));
+  id = id.substr(0, id.find(' '));
+  EXPECT_NE(std::string::npos, row.find(" streaming ")) << row;
+  EXPECT_NE(std::string::npos, row.find(" 1/1 ")) << row;
+  EXPECT_NE(std::string::npos, row.find("ipv4:127.0.0.1:")) << row;
+  // ListCalls itself is running while it answers, so it is listed too.
+  EXPECT_NE(std::string::npos, r.output.find("/crpc.admin.v1.Admin/ListCalls"))
+      << r.output;
+
+  r = RunProcess({kPython, cli, target_, "cancel", id, "stuck in a test"}, 60000);
+  EXPECT_EQ(0, r.exit_code) << r.output;
+  EXPECT_EQ("cancelled call " + id + "\n", r.output);
+  {
+    std::unique_lock<std::mutex> lock(stuck_.mu);
+    ASSERT_TRUE(stuck_.cv.wait_for(lock, std::chrono::seconds(10),
+                                   [&] { return stuck_.ended; }));
+    EXPECT_EQ(CRPC_CANCELLED, stuck_.cause.code);
+    EXPECT_EQ(CRPC_ORIGIN_ADMIN, stuck_.cause.origin);
+    EXPECT_STREQ("cancelled by admin: stuck in a test", stuck_.cause.message);
+  }
+  crpc_status status{};
+  EXPECT_EQ(CRPC_CANCELLED, crpc_call_finish(call, &status));
+  EXPECT_STREQ("cancelled by admin: stuck in a test", status.message);
+  crpc_status_clear(&status);
+  crpc_call_free(call);
+  crpc_ctx_release(ctx);
+  crpc_channel_free(ch);
+
+  // An id no running call has: NOT_FOUND, exit 1.
+  r = RunProcess({kPython, cli, target_, "cancel", "999999", "nothing"}, 60000);
+  EXPECT_EQ(1, r.exit_code) << r.output;
+  EXPECT_NE(std::string::npos, r.output.find("NOT_FOUND")) << r.output;
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
 /*
  * crpc/admin.h - the services an operator's tools expect on every gRPC
  * server: grpc.health.v1.Health (Kubernetes probes, grpc_health_probe,
- * load balancers) and server reflection, grpc.reflection.v1 and v1alpha
- * (grpcurl, grpcui, Postman). Link //services:admin.
+ * load balancers), server reflection, grpc.reflection.v1 and v1alpha
+ * (grpcurl, grpcui, Postman), and crpc's own crpc.admin.v1.Admin (the
+ * running calls, crpc/calls.h). Link //services:admin.
  *
  *   crpc_health *health = NULL;
  *   crpc_server_add_admin_services(server, &health);   before start
@@ -34,9 +35,10 @@ typedef struct crpc_health crpc_health;
 /* ---- the one switch ----------------------------------------------------- */
 
 /* Adds every admin service crpc has: today health (as
- * crpc_health_service_add) and reflection v1 + v1alpha (as
- * crpc_reflection_service_add); later ones (channelz, crpc.admin.v1) join
- * here, so callers of this function get them without a change. Before
+ * crpc_health_service_add), reflection v1 + v1alpha (as
+ * crpc_reflection_service_add) and crpc.admin.v1.Admin (as
+ * crpc_admin_service_add); later ones (channelz) join here, so callers of
+ * this function get them without a change. Before
  * crpc_server_start; register your own services before or after, in any
  * order (reflection reads the server's lists when first asked).
  * *health (if not NULL) gets the health handle, NULL on failure. CRPC_OK,
@@ -115,6 +117,24 @@ void crpc_health_drain(crpc_health *health);
  * NOT_FOUND and the stream goes on; a request that does not parse ends
  * the stream INVALID_ARGUMENT. */
 crpc_code crpc_reflection_service_add(crpc_server *server);
+
+/* ---- crpc.admin.v1.Admin: running calls ---------------------------------- */
+
+/* Registers crpc.admin.v1.Admin (services/admin/crpc/admin/v1/admin.proto)
+ * and adds its descriptor, so reflection lists and describes it. Before
+ * start. CRPC_OK or as crpc_server_add_admin_services.
+ *   - ListCalls: every call the server is running, as crpc_server_calls
+ *     sees them (id, method, peer, state, age, deadline left, messages and
+ *     bytes each way, the cause once the ctx is done), sorted by id.
+ *   - CancelCall {id, reason}: crpc_server_cancel_call; the call's ctx ends
+ *     CANCELLED, origin admin, "cancelled by admin: <reason>", and its
+ *     client gets that status. NOT_FOUND for an id no running call has,
+ *     FAILED_PRECONDITION for a call already ending.
+ * Both answer once every loop has (crpc_server_calls_async), without a
+ * thread, and end with the client's cancel or deadline if that comes
+ * first. Whoever reaches the port can end any call: with no interceptor
+ * in front of async methods, expose it only to operators. */
+crpc_code crpc_admin_service_add(crpc_server *server);
 
 #ifdef __cplusplus
 }

@@ -52,6 +52,10 @@ typedef enum crpc_lb_policy {
   /* One connection per address; calls rotate over them. An address that
    * fails is skipped (backing off) while others are up. */
   CRPC_LB_ROUND_ROBIN = 1,
+  /* As round robin (one connection per address, failed ones skipped), but
+   * each call goes to the connection with the fewest calls in progress
+   * (ties rotate): a slow backend, whose calls last longer, gets fewer. */
+  CRPC_LB_LEAST_REQUEST = 2,
 } crpc_lb_policy;
 
 typedef struct crpc_channel_options {

@@ -4,8 +4,12 @@
  * A server owns its listeners, its I/O loop threads (options.loop_threads)
  * and a pool of handler threads. Blocking handlers (this header) run on
  * handler threads, never on a loop, so a handler may block (ideally in
- * ctx-aware waits) without delaying any other call. Async handlers
- * (crpc/server_async.h) run on the loop itself, with no thread hop.
+ * ctx-aware waits) without delaying any other call. A unary or
+ * server-streaming handler gets its thread only once its request message
+ * is in, and one connection never holds more than
+ * max_handlers_per_connection of them (the options below bound what any
+ * one client can cost). Async handlers (crpc/server_async.h) run on the
+ * loop itself, with no thread hop.
  *
  * Every call has a ctx, derived from the server's root ctx, handed to the
  * handler read-only. It is done, with a cause, when:
@@ -54,7 +58,17 @@ typedef crpc_code (*crpc_handler_fn)(crpc_server_call *call,
 
 typedef struct crpc_server_options {
   size_t max_recv_message_size; /* 0: 4 MiB; larger -> RESOURCE_EXHAUSTED */
-  size_t max_send_message_size; /* 0: unlimited */
+  /* Largest response message a handler may send (larger ->
+   * RESOURCE_EXHAUSTED, nothing queued). 0: 4 MiB; SIZE_MAX: unlimited.
+   * gRPC C++ and Go leave sending unlimited by default; crpc bounds it as
+   * it bounds receiving, because (1) every gRPC client refuses a reply
+   * over its own default receive limit of 4 MiB anyway, so the default
+   * loses nothing a default client could take, and (2) a call whose
+   * client stops reading holds up to stream_send_buffer plus one message:
+   * with no limit, a peer that asks for huge replies behind a zero window
+   * pins them all (4 streams asking 2 x 256 MiB held 3.2 GB, issue 17).
+   * Raise it for clients that raised their receive limit. */
+  size_t max_send_message_size;
   /* Largest request header list accepted (gRPC's GRPC_ARG_MAX_METADATA_SIZE),
    * counted as HTTP/2 does (name + value + 32 per field) and advertised as
    * SETTINGS_MAX_HEADER_LIST_SIZE: larger -> RESOURCE_EXHAUSTED and the
@@ -115,6 +129,65 @@ typedef struct crpc_server_options {
    * cannot go below) .. 2^31-1. Out of range: crpc_server_new fails. */
   uint32_t initial_stream_window_size;     /* 0: 65535 (HTTP/2 default) */
   uint32_t initial_connection_window_size; /* 0: 16 MiB */
+
+  /* ---- hostile peers: what one client can cost the server. Each default
+   * is meant to be safe facing the Internet; README "Memory bounds per
+   * connection" puts them together. 0 means the default. ---- */
+
+  /* A call with one request message (unary or server streaming, blocking
+   * or async) whose message, or the end of its request stream, has not
+   * arrived this long after its HEADERS ends DEADLINE_EXCEEDED ("request
+   * not received within ...", origin local), trailers-only, and the
+   * stream is reset NO_ERROR. Such calls wait on the loop, not on a
+   * handler thread, so a client that opens calls and never sends their
+   * bodies costs memory only, and only until then. An earlier
+   * grpc-timeout still wins. Client-streaming and bidi requests are not
+   * timed: their end may rightly be far off (bound them with ctx
+   * deadlines in the handler). */
+  int64_t request_timeout_ns; /* 0: 30 s; < 0: none */
+  /* A connection that has not completed its TLS handshake (if TLS) and
+   * sent the HTTP/2 client preface and SETTINGS this long after it was
+   * accepted is closed, so sockets that never get going (or send
+   * garbage slowly) do not hold file descriptors. gRPC calls this the
+   * server handshake timeout (C++ GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+   * Go ConnectionTimeout; both 120 s): crpc's default is shorter, as a
+   * real client gets there within a few round trips. The credentials'
+   * own TLS handshake timeout (crpc/credentials.h, 10 s) still applies. */
+  int64_t handshake_timeout_ns; /* 0: 20 s; < 0: none */
+  /* Connections open at once. A connection accepted beyond it makes the
+   * server close its idlest connection: of those on the loop the new one
+   * lands on (connections are spread evenly over the loops), the one
+   * that has gone longest without a HEADERS or DATA frame in either
+   * direction, preferring one with no call open; it gets
+   * GOAWAY(NO_ERROR, "max_connections") and is closed at once, calls
+   * still on it ending UNAVAILABLE (origin connection lost).
+   * Why reap the idlest rather than refuse the new one: refusing lets
+   * whoever holds the slots, and idle sockets cost an attacker nothing,
+   * lock every new client out, whereas a connection in use is never the
+   * idlest, and a gRPC client whose idle connection was closed simply
+   * reconnects for its next call. */
+  size_t max_connections; /* 0: 3/4 of the open-file limit (RLIMIT_NOFILE,
+                             soft) at crpc_server_new, at least 16: the rest
+                             stays for listeners and the handlers' files */
+  /* Blocking handlers one connection may have running or queued for a
+   * thread at once. Its further calls wait on the loop (memory only,
+   * their deadlines and resets still apply) until one of its handlers
+   * returns, so one client cannot occupy every handler thread, e.g. with
+   * client-streaming calls that never end. Async methods do not count:
+   * they hold no thread. Since a gRPC client (or a proxy in front of
+   * many) multiplexes all its calls on one connection, the default
+   * leaves it half the pool. */
+  int max_handlers_per_connection; /* 0: handler_threads / 2, at least 1 */
+  /* Message bytes one connection may have the server hold at once:
+   * request messages received and not yet taken by their handlers
+   * (partial ones included, counted after decompression) plus response
+   * messages queued and not yet written. The call whose bytes take the
+   * connection over it ends RESOURCE_EXHAUSTED at once (its bytes are
+   * dropped) and the connection's other calls go on. Per call the bounds
+   * are max_recv_message_size plus the stream window, and
+   * stream_send_buffer plus one message; this caps their sum over a
+   * connection's max_concurrent_streams calls. */
+  size_t max_connection_queued_bytes; /* 0: 64 MiB */
 } crpc_server_options;
 
 /* A server with the given options (NULL: defaults), owned by the caller;
@@ -263,9 +336,11 @@ const char *crpc_server_call_method(const crpc_server_call *call);
  * happen. interceptors/metrics.h turns them into histograms. */
 typedef struct crpc_server_cancel_stats {
   /* The cancel reached the server: the client's RST_STREAM was read, the
-   * deadline came due (its due time, so a late timer counts), or the
-   * connection was found lost. 0: no such cancel (the call ended on its
-   * own, or was cancelled locally: handler, shutdown, a limit). */
+   * deadline came due (its due time, so a late timer counts), the
+   * connection was found lost, or an operator cancelled the call
+   * (crpc_server_cancel_call, crpc/calls.h). 0: no such cancel (the call
+   * ended on its own, or was cancelled locally: handler, shutdown, a
+   * limit). */
   int64_t event_ns;
   int64_t ctx_done_ns;    /* the call ctx was done after event_ns */
   int64_t send_failed_ns; /* the handler's first send that failed because

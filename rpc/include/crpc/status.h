@@ -40,15 +40,17 @@ typedef enum crpc_origin {
   CRPC_ORIGIN_DEADLINE,        /* a deadline on this ctx or an ancestor passed */
   CRPC_ORIGIN_PEER_RESET,      /* the peer reset the stream (RST_STREAM) */
   CRPC_ORIGIN_CONNECTION_LOST, /* the connection closed or went dead */
-  CRPC_ORIGIN_SHUTDOWN         /* the server or channel is shutting down */
+  CRPC_ORIGIN_SHUTDOWN,        /* the server or channel is shutting down */
+  CRPC_ORIGIN_ADMIN            /* an operator ended the call (crpc/calls.h) */
 } crpc_origin;
 
 /* "OK", "CANCELLED", ... as in the gRPC spec; "CODE_<n>" style text is never
  * returned: an out-of-range value gives "INVALID_CODE". Thread-safe, static. */
 const char *crpc_code_name(crpc_code code);
 
-/* "none", "local", "deadline", "peer reset", "connection lost", "shutdown";
- * an out-of-range value gives "invalid". Thread-safe, static storage. */
+/* "none", "local", "deadline", "peer reset", "connection lost", "shutdown",
+ * "admin"; an out-of-range value gives "invalid". Thread-safe, static
+ * storage. */
 const char *crpc_origin_name(crpc_origin origin);
 
 #ifdef __cplusplus
