@@ -13,6 +13,7 @@
 // the heal, and no call is left running on either side.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
 #include <functional>
 #include <thread>
@@ -53,21 +54,41 @@ ChannelOptions KeepaliveChannel() {
   return o;
 }
 
-// A call on its own thread, timed from its start.
+// A call on its own thread, timed from its start. Joined on destruction,
+// so a failed ASSERT that returns early does not end the process.
 struct Pending {
   std::string tag;
   int64_t start_ns = 0, end_ns = 0;
+  std::atomic<bool> done{false};
   CallResult result;
   std::thread thread;
+  ~Pending() {
+    if (thread.joinable()) thread.join();
+  }
 };
 
 void StartHang(crpc_channel *ch, Pending *p, const std::string &tag, int64_t deadline_ms) {
+  if (p->thread.joinable()) p->thread.join();
   p->tag = tag;
   p->start_ns = NowNs();
+  p->end_ns = 0;
+  p->done = false;
   p->thread = std::thread([ch, p, deadline_ms] {
     p->result = Unary(ch, "/crpc.test.Test/Hang", "", {{"x-tag", p->tag}}, deadline_ms);
     p->end_ns = NowNs();
+    p->done = true;
   });
+}
+
+// Polls the backend until `want` handlers run; gives up when `gave_up`
+// says so or after wait_ms.
+bool WaitRunning(crpc_channel *direct, int want, int64_t wait_ms,
+                 const std::function<bool()> &gave_up) {
+  for (int64_t end = NowNs() + wait_ms * 1000000; NowNs() < end && !gave_up();) {
+    if (Stats(direct).running >= want) return true;
+    SleepMs(1);
+  }
+  return false;
 }
 
 // The partition checks, whatever makes the partition. `direct` reaches the
@@ -91,15 +112,24 @@ void RunPartition(const PartitionCase &c) {
   std::string run = std::to_string(NowNs());
   Pending hang[3], dl[2];
   for (int i = 0; i < 3; i++) StartHang(c.client, &hang[i], "h" + std::to_string(i) + "-" + run, 0);
+  ASSERT_TRUE(WaitRunning(c.direct, 3, 10000, [] { return false; }))
+      << "the 3 endless calls did not reach the backend";
   // Shorter than keepalive takes to find the dead peer (300 to 500 ms),
-  // so these end on their deadlines.
-  for (int i = 0; i < 2; i++) StartHang(c.client, &dl[i], "d" + std::to_string(i) + "-" + run, 250);
+  // so these end on their deadlines. They must reach the backend before
+  // the cut; on a loaded machine a 250 ms window can pass before the Stats
+  // poll sees them, so such an attempt is made again with new calls.
   bool all_running = false;
-  for (int i = 0; i < 400 && !all_running; i++) {
-    all_running = Stats(c.direct).running >= 5;
-    if (!all_running) SleepMs(2);
+  for (int attempt = 0; attempt < 5 && !all_running; attempt++) {
+    for (int i = 0; i < 2; i++) {
+      StartHang(c.client, &dl[i], "d" + std::to_string(i) + "-" + std::to_string(attempt) + "-" + run,
+                250);
+    }
+    all_running = WaitRunning(c.direct, 5, 250, [&] { return dl[0].done || dl[1].done; });
+    if (!all_running) {
+      for (Pending &p : dl) p.thread.join();
+    }
   }
-  ASSERT_TRUE(all_running) << "the 5 calls did not all reach the backend";
+  ASSERT_TRUE(all_running) << "the 2 deadline calls did not reach the backend in 5 attempts";
 
   int64_t cut_at = NowNs();
   c.partition();
@@ -144,7 +174,9 @@ void RunPartition(const PartitionCase &c) {
     if (r.code == CRPC_UNAVAILABLE && Ms(r.took_ns) < 50) fast_fails++;
     SleepMs(20);
   }
-  if (c.drops_syns) EXPECT_GT(fast_fails, 0) << "no call failed fast during a backoff";
+  if (c.drops_syns) {
+    EXPECT_GT(fast_fails, 0) << "no call failed fast during a backoff";
+  }
   int64_t healed_at = NowNs();
   c.heal();
   int64_t back_ms = -1;
