@@ -64,6 +64,7 @@ int crpc_loop_new(crpc_loop **out, unsigned flags) {
   atomic_init(&loop->running, 0);
   loop->epfd = loop->wakefd = loop->timerfd = -1;
   loop->timerfd_armed = INT64_MAX;
+  loop->timer_lead_ns = CRPC_LOOP_TIMER_LEAD_NS;
 
   int rc = 0;
   loop->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -114,21 +115,31 @@ static void drain_fd(int fd) {
   (void)r;
 }
 
-static int wait_for_events(crpc_loop *loop, int64_t timeout_ns) {
+/* How long the next wait may block: the caller's timeout, cut short by the
+ * earliest timer less the lead (the last stretch is polled). 0 = poll. */
+static int64_t block_for(crpc_loop *loop, int64_t timeout_ns) {
+  if (timeout_ns == 0) return 0;
   int64_t deadline = crpc_loop__next_deadline(loop);
-  if (deadline != INT64_MAX && timeout_ns != 0) {
-    int64_t now = crpc_loop__now();
-    /* Compared before subtracting: deadline - now overflows for a caller's
-     * deadline near INT64_MIN. */
-    int64_t until = deadline <= now ? 0 : deadline - now;
-    if (until == 0) {
-      timeout_ns = 0;
-    } else if (loop->timerfd < 0) {
-      if (timeout_ns < 0 || until < timeout_ns) timeout_ns = until;
-    } else if (deadline < loop->timerfd_armed) {
-      /* Re-armed only for an earlier deadline: when the earliest timer is
-       * stopped (the usual fate of a call's deadline timer) the stale
-       * expiry costs one spurious wakeup instead of a syscall per stop. */
+  if (deadline == INT64_MAX) return timeout_ns;
+  int64_t now = crpc_loop__now();
+  /* Compared before subtracting: deadline - now overflows for a caller's
+   * deadline near INT64_MIN. */
+  int64_t until = deadline <= now ? 0 : deadline - now;
+  if (until <= loop->timer_lead_ns) return 0;
+  until -= loop->timer_lead_ns;
+  return timeout_ns < 0 || until < timeout_ns ? until : timeout_ns;
+}
+
+static int wait_for_events(crpc_loop *loop, int64_t timeout_ns) {
+  if (timeout_ns != 0 && loop->timerfd >= 0) {
+    /* The timerfd wakes us on time (the lead included); epoll_wait's own
+     * timeout, rounded up to ms, is never the earlier of the two. */
+    int64_t deadline = crpc_loop__next_deadline(loop);
+    if (deadline != INT64_MAX) deadline -= loop->timer_lead_ns;
+    /* Re-armed only for an earlier deadline: when the earliest timer is
+     * stopped (the usual fate of a call's deadline timer) the stale
+     * expiry costs one spurious wakeup instead of a syscall per stop. */
+    if (deadline != INT64_MAX && deadline < loop->timerfd_armed) {
       struct itimerspec its;
       memset(&its, 0, sizeof its);
       its.it_value.tv_sec = deadline / 1000000000;
@@ -198,8 +209,11 @@ static int iterate(crpc_loop *loop, int64_t timeout_ns) {
   /* seq_cst store then loads: pairs with the push-then-load in post.c so
    * that either the poster sees sleeping == 1 and writes the eventfd, or we
    * see its closure here and do not block. */
-  atomic_store(&loop->sleeping, 1);
-  if (atomic_load(&loop->stop) || crpc_loop__has_posted(loop)) timeout_ns = 0;
+  timeout_ns = block_for(loop, timeout_ns);
+  if (timeout_ns != 0) {
+    atomic_store(&loop->sleeping, 1);
+    if (atomic_load(&loop->stop) || crpc_loop__has_posted(loop)) timeout_ns = 0;
+  }
   int n = wait_for_events(loop, timeout_ns);
   atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
   if (n == -EINTR) n = 0;
@@ -273,6 +287,10 @@ void crpc_loop_stop(crpc_loop *loop) {
   /* Unconditional (unlike posts): stops are rare, and this way no
    * sleeping-flag handshake is needed to make them prompt. */
   crpc_loop__wake(loop);
+}
+
+void crpc_loop_set_timer_lead(crpc_loop *loop, int64_t lead_ns) {
+  loop->timer_lead_ns = lead_ns > 0 ? lead_ns : 0;
 }
 
 bool crpc_loop_in_loop_thread(const crpc_loop *loop) {

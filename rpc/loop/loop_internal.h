@@ -36,6 +36,8 @@ struct crpc_loop {
   int timerfd; /* -1 when epoll_pwait2 carries the timeout */
   int64_t timerfd_armed; /* deadline the timerfd is set to, or INT64_MAX */
 
+  int64_t timer_lead_ns; /* crpc_loop_set_timer_lead */
+
   crpc_loop_timer *timer_root;
   size_t timer_count;
   uint64_t timer_seq; /* start order, to break deadline ties FIFO */

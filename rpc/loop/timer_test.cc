@@ -89,6 +89,37 @@ TEST_P(Timer, NeverFiresBeforeItsDeadline) {
          late[n * 99 / 100] / 1e3);
 }
 
+// The lead: the loop stops sleeping lead_ns before its earliest timer and
+// polls from there (run_once returns at once with nothing run) until the
+// timer is due; it never runs the timer early. A 20 ms lead makes the two
+// phases wide enough to tell apart on a loaded machine.
+TEST_P(Timer, LeadWakesEarlyThenPollsUntilDue) {
+  crpc_loop_set_timer_lead(loop_.get(), 20 * kMs);
+  Tm tm;
+  Init(&tm, 1);
+  int64_t start = NowNs();
+  Start(&tm, start + 60 * kMs);
+  // Blocks until the lead begins (40 ms), not until the timer (60 ms).
+  EXPECT_EQ(0, crpc_loop_run_once(loop_.get(), -1));
+  int64_t woke = NowNs();
+  EXPECT_GE(woke - start, 40 * kMs);
+  int polls = 0;
+  while (tm.calls == 0) {
+    int64_t before = NowNs();
+    int ran = crpc_loop_run_once(loop_.get(), -1);
+    ASSERT_GE(ran, 0);
+    EXPECT_LT(NowNs() - before, 15 * kMs) << "slept inside the lead";
+    polls++;
+  }
+  EXPECT_GE(tm.fired_at, tm.deadline);
+  EXPECT_GT(polls, 1) << "no polling iterations before the timer";
+  // Lead 0: one blocking wait straight to the deadline.
+  crpc_loop_set_timer_lead(loop_.get(), 0);
+  Start(&tm, NowNs() + 10 * kMs);
+  EXPECT_EQ(1, crpc_loop_run_once(loop_.get(), -1));
+  EXPECT_GE(tm.fired_at, tm.deadline);
+}
+
 TEST_P(Timer, StoppedTimerNeverFires) {
   Tm a, b;
   Init(&a, 1);
