@@ -56,21 +56,24 @@ static crpc_code build_headers(ccall *call, const char *method,
                                const crpc_metadata *md) {
   crpc_channel *ch = call->ch;
   crpc_wire_headers *h = &call->req;
-  const char *fixed[][2] = {
-      {":method", "POST"},
-      {":scheme", ch->tls != NULL ? "https" : "http"},
-      {":path", method},
-      {":authority", ch->authority},
-      {"content-type", "application/grpc"},
-      {"te", "trailers"},
-      {"user-agent", ch->user_agent},
-      {"grpc-accept-encoding", "identity,gzip,deflate"},
-  };
-  for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-    if (crpc_h2_headers_add(h, fixed[i][0], fixed[i][1]) != CRPC_OK) {
-      return CRPC_RESOURCE_EXHAUSTED;
-    }
+  /* Literals are not copied (by crpc nor nghttp2); the rest is. */
+  crpc_code rc = CRPC_H2_HEADER_STATIC(h, ":method", "POST");
+  if (rc == CRPC_OK) {
+    rc = CRPC_H2_HEADER_STATIC(h, ":scheme",
+                               ch->tls != NULL ? "https" : "http");
   }
+  if (rc == CRPC_OK) rc = crpc_h2_headers_add(h, ":path", method);
+  if (rc == CRPC_OK) rc = crpc_h2_headers_add(h, ":authority", ch->authority);
+  if (rc == CRPC_OK) {
+    rc = CRPC_H2_HEADER_STATIC(h, "content-type", "application/grpc");
+  }
+  if (rc == CRPC_OK) rc = CRPC_H2_HEADER_STATIC(h, "te", "trailers");
+  if (rc == CRPC_OK) rc = crpc_h2_headers_add(h, "user-agent", ch->user_agent);
+  if (rc == CRPC_OK) {
+    rc = CRPC_H2_HEADER_STATIC(h, "grpc-accept-encoding",
+                               "identity,gzip,deflate");
+  }
+  if (rc != CRPC_OK) return CRPC_RESOURCE_EXHAUSTED;
   if (call->send_encoding != CRPC_WIRE_ENCODING_IDENTITY &&
       crpc_h2_headers_add(h, "grpc-encoding",
                           crpc_wire_encoding_name(call->send_encoding)) !=

@@ -252,13 +252,14 @@ static void submit(ccall *call) {
     crpc_wire_headers_destroy(&call->req);
     return;
   }
-  nghttp2_nv *nv = crpc_h2_nv_from(&call->req);
+  nghttp2_nv nv_buf[CRPC_H2_NV_STACK];
+  nghttp2_nv *nv = crpc_h2_nv_from(&call->req, nv_buf, CRPC_H2_NV_STACK);
   nghttp2_data_provider prd = {.source.ptr = call, .read_callback = read_data};
   int32_t id = nv == NULL
                    ? -1
                    : nghttp2_submit_request(call->conn->h2.session, NULL, nv,
                                             call->req.count, &prd, call);
-  free(nv); /* nghttp2 copied the fields */
+  crpc_h2_nv_free(nv, nv_buf); /* nghttp2 copied the fields it had to */
   crpc_wire_headers_truncate(&call->req, base);
   if (id == NGHTTP2_ERR_START_STREAM_NOT_ALLOWED && mark_unsent(call)) {
     return; /* a GOAWAY arrived first: resent elsewhere */

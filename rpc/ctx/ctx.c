@@ -88,8 +88,11 @@ static void set_cause(crpc_cause *out, crpc_code code, crpc_origin origin,
   /* A done ctx must never read as OK, nor as cancelled by nobody. */
   out->code = code == CRPC_OK ? CRPC_CANCELLED : code;
   out->origin = origin == CRPC_ORIGIN_NONE ? CRPC_ORIGIN_LOCAL : origin;
-  snprintf(out->message, sizeof(out->message), "%s",
-           message != NULL ? message : "");
+  /* Not snprintf("%s"): every call's ctx ends through here, and the
+   * format parser cost ~600 instructions a call. */
+  size_t n = message != NULL ? strnlen(message, sizeof(out->message) - 1) : 0;
+  if (n > 0) memcpy(out->message, message, n);
+  out->message[n] = '\0';
 }
 
 /* Runs the registered callbacks one at a time. Each is unlinked and marked

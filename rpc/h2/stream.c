@@ -306,17 +306,27 @@ size_t crpc_h2_inbound_take_consumable(crpc_h2_inbound *in) {
   return n;
 }
 
-nghttp2_nv *crpc_h2_nv_from(const crpc_wire_headers *h) {
-  nghttp2_nv *nv = malloc(sizeof(*nv) * (h->count ? h->count : 1));
+nghttp2_nv *crpc_h2_nv_from(const crpc_wire_headers *h, nghttp2_nv *buf,
+                            size_t buf_len) {
+  nghttp2_nv *nv = h->count <= buf_len
+                       ? buf
+                       : malloc(sizeof(*nv) * (h->count ? h->count : 1));
   if (nv == NULL) return NULL;
   for (size_t i = 0; i < h->count; i++) {
-    nv[i].name = (uint8_t *)h->items[i].name;
-    nv[i].namelen = h->items[i].name_len;
-    nv[i].value = (uint8_t *)h->items[i].value;
-    nv[i].valuelen = h->items[i].value_len;
-    nv[i].flags = NGHTTP2_NV_FLAG_NONE;
+    const crpc_wire_header *it = &h->items[i];
+    nv[i].name = (uint8_t *)it->name;
+    nv[i].namelen = it->name_len;
+    nv[i].value = (uint8_t *)it->value;
+    nv[i].valuelen = it->value_len;
+    nv[i].flags = it->borrowed ? NGHTTP2_NV_FLAG_NO_COPY_NAME |
+                                     NGHTTP2_NV_FLAG_NO_COPY_VALUE
+                               : NGHTTP2_NV_FLAG_NONE;
   }
   return nv;
+}
+
+void crpc_h2_nv_free(nghttp2_nv *nv, const nghttp2_nv *buf) {
+  if (nv != buf) free(nv);
 }
 
 crpc_code crpc_h2_headers_add(crpc_wire_headers *h, const char *name,

@@ -185,13 +185,24 @@ size_t crpc_h2_inbound_take_consumable(crpc_h2_inbound *in);
 
 /* ---- headers -------------------------------------------------------------*/
 
-/* A malloc'd nghttp2_nv array pointing into h (valid while h is); NULL if
- * out of memory. */
-nghttp2_nv *crpc_h2_nv_from(const crpc_wire_headers *h);
+/* An nghttp2_nv array pointing into h (valid while h is): buf if h has at
+ * most buf_len headers, else a malloc'd one (NULL if out of memory). Free
+ * it with crpc_h2_nv_free(nv, buf). Borrowed headers are flagged so that
+ * nghttp2 does not copy them either. */
+#define CRPC_H2_NV_STACK 16
+nghttp2_nv *crpc_h2_nv_from(const crpc_wire_headers *h, nghttp2_nv *buf,
+                            size_t buf_len);
+void crpc_h2_nv_free(nghttp2_nv *nv, const nghttp2_nv *buf);
 
-/* Appends "name: value" with a NUL-terminated value. */
+/* Appends "name: value" with a NUL-terminated value (copied). */
 crpc_code crpc_h2_headers_add(crpc_wire_headers *h, const char *name,
                               const char *value);
+
+/* Appends a header whose name and value are string literals or other
+ * static storage (not copied, by crpc nor by nghttp2). */
+#define CRPC_H2_HEADER_STATIC(h, name, value)                          \
+  crpc_wire_headers_add_static((h), (name), sizeof(name) - 1, (value), \
+                               strlen(value))
 
 #ifdef __cplusplus
 }

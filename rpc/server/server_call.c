@@ -140,8 +140,8 @@ static nghttp2_session *session_of(scall *call) {
 /* Appends grpc-status, grpc-message and optionally the user's trailers. */
 static crpc_code add_status(crpc_wire_headers *h, crpc_code code,
                             const char *msg, const crpc_metadata *user) {
-  crpc_code rc =
-      crpc_h2_headers_add(h, "grpc-status", crpc_wire_grpc_status_string(code));
+  crpc_code rc = CRPC_H2_HEADER_STATIC(h, "grpc-status",
+                                       crpc_wire_grpc_status_string(code));
   if (rc == CRPC_OK && msg != NULL && *msg != '\0') {
     size_t n;
     char *enc = crpc_wire_percent_encode(msg, strlen(msg), &n);
@@ -160,15 +160,22 @@ static crpc_code add_status(crpc_wire_headers *h, crpc_code code,
   return rc;
 }
 
+/* Static strings: every call sends these, and copying them cost a
+ * malloc each (and snprintf for the status). */
 static crpc_code add_response_head(crpc_wire_headers *h, int http_status) {
-  char st[8];
-  snprintf(st, sizeof(st), "%d", http_status);
-  crpc_code rc = crpc_h2_headers_add(h, ":status", st);
-  if (rc == CRPC_OK) {
-    rc = crpc_h2_headers_add(h, "content-type", "application/grpc");
+  crpc_code rc;
+  if (http_status == 200) {
+    rc = CRPC_H2_HEADER_STATIC(h, ":status", "200");
+  } else {
+    char st[8];
+    snprintf(st, sizeof(st), "%d", http_status);
+    rc = crpc_h2_headers_add(h, ":status", st);
   }
   if (rc == CRPC_OK) {
-    rc = crpc_h2_headers_add(h, "grpc-accept-encoding", ACCEPT_ENCODING);
+    rc = CRPC_H2_HEADER_STATIC(h, "content-type", "application/grpc");
+  }
+  if (rc == CRPC_OK) {
+    rc = CRPC_H2_HEADER_STATIC(h, "grpc-accept-encoding", ACCEPT_ENCODING);
   }
   return rc;
 }
@@ -216,14 +223,16 @@ static void submit_trailers_only(scall *call, int http_status, crpc_code code,
     rc = add_response_head(&h, http_status);
     if (rc == CRPC_OK) rc = add_status(&h, CRPC_RESOURCE_EXHAUSTED, why, NULL);
   }
-  nghttp2_nv *nv = rc == CRPC_OK ? crpc_h2_nv_from(&h) : NULL;
+  nghttp2_nv nv_buf[CRPC_H2_NV_STACK];
+  nghttp2_nv *nv =
+      rc == CRPC_OK ? crpc_h2_nv_from(&h, nv_buf, CRPC_H2_NV_STACK) : NULL;
   if (nv == NULL || nghttp2_submit_response(session_of(call), call->stream_id,
                                             nv, h.count, NULL) != 0) {
     nghttp2_submit_rst_stream(session_of(call), NGHTTP2_FLAG_NONE,
                               call->stream_id, NGHTTP2_INTERNAL_ERROR);
   }
   call->headers_submitted = true;
-  free(nv);
+  crpc_h2_nv_free(nv, nv_buf);
   crpc_wire_headers_destroy(&h);
 }
 
@@ -258,8 +267,8 @@ static void submit_headers(scall *call) {
   crpc_wire_headers_init(&h);
   crpc_code rc = add_response_head(&h, 200);
   if (rc == CRPC_OK && call->send_encoding != CRPC_WIRE_ENCODING_IDENTITY) {
-    rc = crpc_h2_headers_add(&h, "grpc-encoding",
-                             crpc_wire_encoding_name(call->send_encoding));
+    rc = CRPC_H2_HEADER_STATIC(&h, "grpc-encoding",
+                               crpc_wire_encoding_name(call->send_encoding));
   }
   crpc_wire_error err;
   if (rc == CRPC_OK && call->resp_md != NULL) {
@@ -283,7 +292,9 @@ static void submit_headers(scall *call) {
     fail_oversized_headers(call, why);
     return;
   }
-  nghttp2_nv *nv = rc == CRPC_OK ? crpc_h2_nv_from(&h) : NULL;
+  nghttp2_nv nv_buf[CRPC_H2_NV_STACK];
+  nghttp2_nv *nv =
+      rc == CRPC_OK ? crpc_h2_nv_from(&h, nv_buf, CRPC_H2_NV_STACK) : NULL;
   nghttp2_data_provider prd = {.source.ptr = call, .read_callback = read_data};
   if (nv == NULL || nghttp2_submit_response(session_of(call), call->stream_id,
                                             nv, h.count, &prd) != 0) {
@@ -291,7 +302,7 @@ static void submit_headers(scall *call) {
                               call->stream_id, NGHTTP2_INTERNAL_ERROR);
   }
   call->headers_submitted = true;
-  free(nv);
+  crpc_h2_nv_free(nv, nv_buf);
   crpc_wire_headers_destroy(&h);
 }
 
@@ -310,13 +321,15 @@ static void submit_trailers(scall *call, crpc_code code, const char *msg,
     crpc_wire_headers_init(&h);
     rc = add_status(&h, CRPC_RESOURCE_EXHAUSTED, why, NULL);
   }
-  nghttp2_nv *nv = rc == CRPC_OK ? crpc_h2_nv_from(&h) : NULL;
+  nghttp2_nv nv_buf[CRPC_H2_NV_STACK];
+  nghttp2_nv *nv =
+      rc == CRPC_OK ? crpc_h2_nv_from(&h, nv_buf, CRPC_H2_NV_STACK) : NULL;
   if (nv == NULL || nghttp2_submit_trailer(session_of(call), call->stream_id,
                                            nv, h.count) != 0) {
     nghttp2_submit_rst_stream(session_of(call), NGHTTP2_FLAG_NONE,
                               call->stream_id, NGHTTP2_INTERNAL_ERROR);
   }
-  free(nv);
+  crpc_h2_nv_free(nv, nv_buf);
   crpc_wire_headers_destroy(&h);
 }
 

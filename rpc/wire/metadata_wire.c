@@ -9,17 +9,35 @@
 #include "rpc/wire/metadata_internal.h"
 
 void crpc_wire_headers_init(crpc_wire_headers *h) {
-  h->items = NULL;
+  h->items = h->inline_items;
   h->count = 0;
-  h->cap = 0;
+  h->cap = CRPC_WIRE_HEADERS_INLINE;
+}
+
+static void free_item(crpc_wire_header *it) {
+  /* name is the start of the single allocation holding name and value. */
+  if (!it->borrowed) free((char *)it->name);
 }
 
 void crpc_wire_headers_destroy(crpc_wire_headers *h) {
   if (h == NULL) return;
-  /* name is the start of the single allocation holding name and value. */
-  for (size_t i = 0; i < h->count; i++) free((char *)h->items[i].name);
-  free(h->items);
+  for (size_t i = 0; i < h->count; i++) free_item(&h->items[i]);
+  if (h->items != h->inline_items) free(h->items);
   crpc_wire_headers_init(h);
+}
+
+/* A free slot at the end (count not yet raised), or NULL if out of memory. */
+static crpc_wire_header *slot(crpc_wire_headers *h) {
+  if (h->count == h->cap) {
+    size_t cap = h->cap * 2;
+    crpc_wire_header *p = malloc(cap * sizeof(*p));
+    if (p == NULL) return NULL;
+    memcpy(p, h->items, h->count * sizeof(*p));
+    if (h->items != h->inline_items) free(h->items);
+    h->items = p;
+    h->cap = cap;
+  }
+  return &h->items[h->count];
 }
 
 /* Appends a header whose value the caller fills in through the returned
@@ -27,13 +45,8 @@ void crpc_wire_headers_destroy(crpc_wire_headers *h) {
  * memory, with h unchanged. */
 static char *push(crpc_wire_headers *h, const char *name, size_t name_len,
                   size_t value_len) {
-  if (h->count == h->cap) {
-    size_t cap = h->cap == 0 ? 16 : h->cap * 2;
-    crpc_wire_header *p = realloc(h->items, cap * sizeof(*p));
-    if (p == NULL) return NULL;
-    h->items = p;
-    h->cap = cap;
-  }
+  crpc_wire_header *it = slot(h);
+  if (it == NULL) return NULL;
   if (value_len > SIZE_MAX - 2 - name_len) return NULL;
   char *block = malloc(name_len + value_len + 2);
   if (block == NULL) return NULL;
@@ -41,16 +54,25 @@ static char *push(crpc_wire_headers *h, const char *name, size_t name_len,
   block[name_len] = '\0';
   char *value = block + name_len + 1;
   value[value_len] = '\0';
-  h->items[h->count].name = block;
-  h->items[h->count].name_len = name_len;
-  h->items[h->count].value = value;
-  h->items[h->count].value_len = value_len;
+  *it = (crpc_wire_header){.name = block, .name_len = name_len,
+                           .value = value, .value_len = value_len};
   h->count++;
   return value;
 }
 
+crpc_code crpc_wire_headers_add_static(crpc_wire_headers *h, const char *name,
+                                       size_t name_len, const char *value,
+                                       size_t value_len) {
+  crpc_wire_header *it = slot(h);
+  if (it == NULL) return CRPC_RESOURCE_EXHAUSTED;
+  *it = (crpc_wire_header){.name = name, .name_len = name_len, .value = value,
+                           .value_len = value_len, .borrowed = true};
+  h->count++;
+  return CRPC_OK;
+}
+
 static void truncate_to(crpc_wire_headers *h, size_t keep) {
-  while (h->count > keep) free((char *)h->items[--h->count].name);
+  while (h->count > keep) free_item(&h->items[--h->count]);
 }
 
 void crpc_wire_headers_truncate(crpc_wire_headers *h, size_t keep) {

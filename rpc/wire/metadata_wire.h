@@ -24,6 +24,7 @@
 #ifndef CRPC_WIRE_METADATA_WIRE_H
 #define CRPC_WIRE_METADATA_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "crpc/metadata.h"
@@ -40,15 +41,23 @@ typedef struct crpc_wire_header {
   size_t name_len;
   const char *value;
   size_t value_len;
+  bool borrowed; /* static strings, not copied (crpc_wire_headers_add_static) */
 } crpc_wire_header;
 
-/* An ordered list of headers that owns copies of its names and values.
- * items[0..count) may be read directly; the strings stay put while more
- * headers are added, but the items array itself may move. */
+/* Headers a list holds without allocating its array: a response's head or
+ * trailers, a request's fixed headers and a little metadata. */
+#define CRPC_WIRE_HEADERS_INLINE 12
+
+/* An ordered list of headers that owns copies of its names and values
+ * (except borrowed ones). items[0..count) may be read directly; the
+ * strings stay put while more headers are added, but the items array
+ * itself may move. The array starts inside the struct: never copy a list
+ * by value. */
 typedef struct crpc_wire_headers {
   crpc_wire_header *items;
   size_t count;
-  size_t cap; /* private */
+  size_t cap;                                              /* private */
+  crpc_wire_header inline_items[CRPC_WIRE_HEADERS_INLINE]; /* private */
 } crpc_wire_headers;
 
 /* Makes h an empty list. Cannot fail. */
@@ -65,6 +74,13 @@ void crpc_wire_headers_truncate(crpc_wire_headers *h, size_t keep);
 crpc_code crpc_wire_headers_add(crpc_wire_headers *h, const char *name,
                                 size_t name_len, const char *value,
                                 size_t value_len);
+
+/* Appends name and value without copying them: both must have static
+ * storage (string literals, constant tables), since nghttp2 is told not to
+ * copy them either. CRPC_OK or CRPC_RESOURCE_EXHAUSTED (h unchanged). */
+crpc_code crpc_wire_headers_add_static(crpc_wire_headers *h, const char *name,
+                                       size_t name_len, const char *value,
+                                       size_t value_len);
 
 /* Appends every entry of md (may be NULL) in order, base64-encoding "-bin"
  * values. All or nothing: CRPC_OK; CRPC_INVALID_ARGUMENT if md holds a

@@ -64,7 +64,36 @@ TEST(WireHeaders, DestroyAcceptsNullAndLeavesAnEmptyList) {
   crpc_wire_headers_add(&hs.h, "a", 1, "b", 1);
   crpc_wire_headers_destroy(&hs.h);
   EXPECT_EQ(0u, hs.h.count);
-  EXPECT_EQ(nullptr, hs.h.items);
+  // Empty again, and usable again.
+  EXPECT_EQ(CRPC_OK, crpc_wire_headers_add(&hs.h, "c", 1, "d", 1));
+  EXPECT_EQ("c", hs.Name(0));
+}
+
+// Static headers are referenced, not copied, mixed freely with copied ones
+// (ASan checks that destroy and truncate free exactly the copies), and the
+// list keeps its order when it outgrows the array inside the struct.
+TEST(WireHeaders, StaticHeadersAreBorrowedAndMixWithCopies) {
+  static const char kName[] = "content-type";
+  static const char kValue[] = "application/grpc";
+  Headers hs;
+  for (int i = 0; i < 3 * CRPC_WIRE_HEADERS_INLINE; i++) {
+    if (i % 2 == 0) {
+      ASSERT_EQ(CRPC_OK, crpc_wire_headers_add_static(&hs.h, kName, 12, kValue, 16));
+    } else {
+      std::string v = "v" + std::to_string(i);
+      ASSERT_EQ(CRPC_OK, crpc_wire_headers_add(&hs.h, "x-n", 3, v.data(), v.size()));
+    }
+  }
+  ASSERT_EQ(3u * CRPC_WIRE_HEADERS_INLINE, hs.h.count);
+  EXPECT_EQ(kName, hs.h.items[0].name);  // the same pointer: not copied
+  EXPECT_EQ(kValue, hs.h.items[0].value);
+  EXPECT_TRUE(hs.h.items[0].borrowed);
+  EXPECT_FALSE(hs.h.items[1].borrowed);
+  EXPECT_EQ("v1", hs.Value(1));
+  EXPECT_EQ("v35", hs.Value(35));
+  crpc_wire_headers_truncate(&hs.h, 5);
+  EXPECT_EQ(5u, hs.h.count);
+  EXPECT_EQ("v3", hs.Value(3));
 }
 
 TEST(WireHeaders, MetadataIsAppendedInOrderWithBinaryBase64Unpadded) {
