@@ -27,11 +27,10 @@ scall *scall_new(sconn *conn, int32_t stream_id) {
   call->stream_id = stream_id;
   pthread_mutex_init(&call->mu, NULL);
   pthread_cond_init(&call->cond, NULL);
-  call->req_md = crpc_metadata_new();
-  if (call->req_md == NULL) {
-    free(call);
-    return NULL;
-  }
+  call->req_md = &call->md_storage[0];
+  call->resp_md = &call->md_storage[1];
+  call->trailers_md = &call->md_storage[2];
+  for (int i = 0; i < 3; i++) crpc_wire_metadata_init(&call->md_storage[i]);
   crpc_h2_inbound_init(&call->in, call->server->opts.max_recv_message_size,
                        true);
   call->peer = conn->peer;
@@ -65,9 +64,7 @@ void scall_unref(scall *call) {
   crpc_ctx_release(call->ctx);
   crpc_h2_inbound_destroy(&call->in);
   crpc_h2_outq_clear(&call->out);
-  crpc_metadata_free(call->req_md);
-  crpc_metadata_free(call->resp_md);
-  crpc_metadata_free(call->trailers_md);
+  for (int i = 0; i < 3; i++) crpc_wire_metadata_destroy(&call->md_storage[i]);
   scall_hdr_free(call, call->path);
   scall_hdr_free(call, call->content_type);
   scall_hdr_free(call, call->http_method);
@@ -590,9 +587,7 @@ void scall_dispatch(scall *call) {
    * but this loop's timer fires it, not the process-wide ctx timer thread:
    * no cross-thread hop, and it is as late as the loop, never later. */
   call->ctx = ctx_with_owned_deadline(s->root, deadline);
-  call->resp_md = crpc_metadata_new();
-  call->trailers_md = crpc_metadata_new();
-  if (call->ctx == NULL || call->resp_md == NULL || call->trailers_md == NULL) {
+  if (call->ctx == NULL) {
     reject(call, 200, CRPC_RESOURCE_EXHAUSTED, "server out of memory");
     return;
   }

@@ -33,6 +33,7 @@
 #include "rpc/h2/addr.h"
 #include "rpc/h2/conn.h"
 #include "rpc/h2/stream.h"
+#include "rpc/wire/metadata_internal.h"
 #include "rpc/tls/tls.h"
 #include "rpc/loop/loop.h"
 
@@ -301,8 +302,9 @@ struct crpc_server_call {
   unsigned icpt_send_flags; /* handler thread: flags of the send in flight */
   crpc_ctx *ctx;
   crpc_on_cancel on_cancel;
-  crpc_metadata *req_md;
+  crpc_metadata *req_md; /* these three point into md_storage */
   crpc_metadata *resp_md, *trailers_md; /* handler writes, loop reads after */
+  crpc_metadata md_storage[3];          /* no allocation per call */
   server_peer *peer; /* one reference */
 
   /* Async calls (server_async.c). L: the reactor's state and which of

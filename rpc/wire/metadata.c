@@ -7,19 +7,13 @@
 
 #include "rpc/wire/metadata_internal.h"
 
-/* One allocation per entry, "key\0value\0", so entry pointers handed to
- * readers survive the entry array being reallocated by later adds. */
-typedef struct entry {
+/* One allocation per entry (see metadata_internal.h). */
+struct crpc_md_entry {
   size_t key_len;
   size_t value_len;
   char data[];
-} entry;
-
-struct crpc_metadata {
-  entry **items;
-  size_t count;
-  size_t cap;
 };
+typedef crpc_md_entry entry;
 
 static const char *entry_key(const entry *e) { return e->data; }
 
@@ -33,8 +27,16 @@ static void fill(const entry *e, crpc_metadata_entry *out) {
   out->value_len = e->value_len;
 }
 
+void crpc_wire_metadata_init(crpc_metadata *md) {
+  md->items = md->inline_items;
+  md->count = 0;
+  md->cap = CRPC_METADATA_INLINE;
+}
+
 crpc_metadata *crpc_metadata_new(void) {
-  return calloc(1, sizeof(crpc_metadata));
+  crpc_metadata *md = malloc(sizeof(*md));
+  if (md != NULL) crpc_wire_metadata_init(md);
+  return md;
 }
 
 void crpc_metadata_clear(crpc_metadata *md) {
@@ -43,10 +45,15 @@ void crpc_metadata_clear(crpc_metadata *md) {
   md->count = 0;
 }
 
+void crpc_wire_metadata_destroy(crpc_metadata *md) {
+  crpc_metadata_clear(md);
+  if (md->items != md->inline_items) free(md->items);
+  crpc_wire_metadata_init(md);
+}
+
 void crpc_metadata_free(crpc_metadata *md) {
   if (md == NULL) return;
-  crpc_metadata_clear(md);
-  free(md->items);
+  crpc_wire_metadata_destroy(md);
   free(md);
 }
 
@@ -103,30 +110,36 @@ bool crpc_metadata_key_is_binary(const char *key) {
  * forbids (RFC 7540 8.1.2.2). grpc-previous-rpc-attempts and
  * grpc-retry-pushback-ms are left out on purpose: gRPC carries them as
  * metadata. */
-static const char *const reserved[] = {
-    "content-type",
-    "te",
-    "user-agent",
-    "host",
-    "grpc-timeout",
-    "grpc-encoding",
-    "grpc-accept-encoding",
-    "grpc-message-type",
-    "grpc-status",
-    "grpc-message",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
+#define RESERVED(name) {name, sizeof(name) - 1}
+static const struct {
+  const char *name;
+  size_t len;
+} reserved[] = {
+    RESERVED("content-type"),
+    RESERVED("te"),
+    RESERVED("user-agent"),
+    RESERVED("host"),
+    RESERVED("grpc-timeout"),
+    RESERVED("grpc-encoding"),
+    RESERVED("grpc-accept-encoding"),
+    RESERVED("grpc-message-type"),
+    RESERVED("grpc-status"),
+    RESERVED("grpc-message"),
+    RESERVED("connection"),
+    RESERVED("keep-alive"),
+    RESERVED("proxy-connection"),
+    RESERVED("transfer-encoding"),
+    RESERVED("upgrade"),
 };
+#undef RESERVED
 
 bool crpc_wire_metadata_key_is_reserved(const char *key, size_t key_len) {
   if (key == NULL) return false;
   if (key_len > 0 && key[0] == ':') return true;
+  /* Every received header passes here: lengths first, no strlen. */
   for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
-    if (strlen(reserved[i]) == key_len &&
-        memcmp(reserved[i], key, key_len) == 0) {
+    if (reserved[i].len == key_len &&
+        memcmp(reserved[i].name, key, key_len) == 0) {
       return true;
     }
   }
@@ -156,10 +169,12 @@ static entry *entry_new(const char *key, size_t key_len, const void *value,
 /* Makes room for n more entries so the commit step cannot fail. */
 static bool reserve(crpc_metadata *md, size_t n) {
   if (md->cap - md->count >= n) return true;
-  size_t cap = md->cap == 0 ? 8 : md->cap;
+  size_t cap = md->cap * 2;
   while (cap - md->count < n) cap *= 2;
-  entry **p = realloc(md->items, cap * sizeof(*p));
+  entry **p = malloc(cap * sizeof(*p));
   if (p == NULL) return false;
+  memcpy(p, md->items, md->count * sizeof(*p));
+  if (md->items != md->inline_items) free(md->items);
   md->items = p;
   md->cap = cap;
   return true;

@@ -13,6 +13,26 @@
 extern "C" {
 #endif
 
+/* The collection, visible here so the transport can embed one in a call
+ * (crpc_wire_metadata_init) instead of allocating it. Entries are one
+ * allocation each, "key\0value\0", so entry pointers handed to readers
+ * survive the items array moving; the first few item slots are inside the
+ * struct. Never copy a non-empty collection by value. */
+#define CRPC_METADATA_INLINE 4
+typedef struct crpc_md_entry crpc_md_entry;
+struct crpc_metadata {
+  crpc_md_entry **items;
+  size_t count;
+  size_t cap;
+  crpc_md_entry *inline_items[CRPC_METADATA_INLINE];
+};
+
+/* Makes md (embedded storage) an empty collection. Cannot fail. */
+void crpc_wire_metadata_init(crpc_metadata *md);
+
+/* Frees md's entries and array, not md itself (see init). */
+void crpc_wire_metadata_destroy(crpc_metadata *md);
+
 /* NULL if key[0..key_len) is a valid key, else a static reason. */
 const char *crpc_wire_metadata_key_error(const char *key, size_t key_len);
 
