@@ -281,7 +281,10 @@ static void flush_closure_fn(crpc_loop *loop, void *arg) {
 }
 
 void crpc_h2_conn_want_flush(crpc_h2_conn *conn) {
-  if (conn->closed) return;
+  /* Inside on_io (the read's callbacks, after_read), the flush that ends it
+   * covers this: a posted one would cost the loop an extra epoll_wait and
+   * an empty flush per request. */
+  if (conn->closed || conn->flush_soon) return;
   crpc_loop_post_closure(conn->loop, &conn->flush_closure);
 }
 
@@ -356,6 +359,7 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
     char why[96];
     conn->in_io = true;
     conn->reading = true;
+    conn->flush_soon = true;
     ssize_t n;
     do {
       n = conn_read(conn, buf, sizeof(buf), why, sizeof(why));
@@ -368,6 +372,7 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
                  nghttp2_strerror((int)used));
         conn->in_io = false;
         conn->reading = false;
+        conn->flush_soon = false;
         conn->linger = false; /* an error is no graceful end */
         crpc_h2_conn_flush(conn);
         crpc_h2_conn_close(conn, conn->close_why);
@@ -385,15 +390,19 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
                             conn->last_read_ns + conn->ka_time);
     }
     if (n < 0) {
+      conn->flush_soon = false;
       crpc_h2_conn_close(conn, why);
       return;
     }
     if (conn->close_pending) {
+      conn->flush_soon = false;
       finish_close(conn);
       return;
     }
   }
+  conn->flush_soon = true;
   if (conn->after_read != NULL) conn->after_read(conn);
+  conn->flush_soon = false;
   /* Whatever was read may have produced output (SETTINGS ack, WINDOW_UPDATE,
    * responses submitted from callbacks); write interest means room again. */
   crpc_h2_conn_flush(conn);

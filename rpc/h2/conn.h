@@ -62,6 +62,7 @@ struct crpc_h2_conn {
   crpc_h2_outbuf out; /* pulled from the session, not yet written */
   bool in_io;         /* inside recv/flush: defer flushes and closes */
   bool reading;       /* inside the read loop (nghttp2 receive callbacks) */
+  bool flush_soon;    /* on_io flushes before it returns: want_flush no-op */
   /* Called after a batch of input has been processed and before the
    * flush that follows it (NULL: none): the owner answers what the batch
    * asked for in the same loop iteration, so a response goes out with the
