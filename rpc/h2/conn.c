@@ -285,7 +285,7 @@ void crpc_h2_conn_want_flush(crpc_h2_conn *conn) {
    * covers this: a posted one would cost the loop an extra epoll_wait and
    * an empty flush per request. */
   if (conn->closed || conn->flush_soon) return;
-  crpc_loop_post_closure(conn->loop, &conn->flush_closure);
+  crpc_loop_post_closure_after_batch(conn->loop, &conn->flush_closure);
 }
 
 /* One read from the socket (through TLS if any): > 0 bytes, 0 nothing for

@@ -251,6 +251,15 @@ void crpc_loop_closure_init(crpc_loop_closure *c, crpc_loop_fn fn,
  */
 bool crpc_loop_post_closure(crpc_loop *loop, crpc_loop_closure *c);
 
+/* As crpc_loop_post_closure, except when called on the loop thread from a
+ * posted closure: then c runs at the end of the batch being run, in this
+ * iteration, instead of after the next epoll_wait. Meant for work that
+ * coalesces what a batch produced (a connection's flush after the kicks of
+ * several calls) and should not wait a loop turn. Closures queued this way
+ * while the end-of-batch ones run are posted normally, so nothing can keep
+ * the loop from polling. */
+bool crpc_loop_post_closure_after_batch(crpc_loop *loop, crpc_loop_closure *c);
+
 /* Convenience for callers without a closure to embed: mallocs one, queues
  * fn(loop, arg), frees it before fn runs. Any thread. Never coalesces.
  * Returns 0 or -ENOMEM (nothing queued). */

@@ -37,6 +37,10 @@ struct crpc_loop {
   int64_t timerfd_armed; /* deadline the timerfd is set to, or INT64_MAX */
 
   int64_t timer_lead_ns; /* crpc_loop_set_timer_lead */
+  /* crpc_loop_post_closure_after_batch: set while a batch of posted
+   * closures runs; the queued closures, first to last. */
+  bool in_batch;
+  crpc_loop_closure *after_head, *after_tail;
 
   crpc_loop_timer *timer_root;
   size_t timer_count;

@@ -69,6 +69,42 @@ bool crpc_loop_post_closure(crpc_loop *loop, crpc_loop_closure *c) {
   return true;
 }
 
+bool crpc_loop_post_closure_after_batch(crpc_loop *loop,
+                                        crpc_loop_closure *c) {
+  if (!loop->in_batch || crpc_loop__current != loop) {
+    return crpc_loop_post_closure(loop, c);
+  }
+  int expected = CLOSURE_IDLE;
+  if (!__atomic_compare_exchange_n(&c->state_, &expected, CLOSURE_QUEUED,
+                                   false, __ATOMIC_ACQUIRE,
+                                   __ATOMIC_RELAXED)) {
+    return false;
+  }
+  c->next_ = NULL;
+  if (loop->after_tail != NULL) {
+    loop->after_tail->next_ = c;
+  } else {
+    loop->after_head = c;
+  }
+  loop->after_tail = c;
+  return true;
+}
+
+/* Runs a closure taken off one of the queues. */
+static void run_one(crpc_loop *loop, crpc_loop_closure *c) {
+  crpc_loop_fn fn = c->fn_;
+  void *arg = c->arg_;
+  if (c->heap_) {
+    free(c);
+  } else {
+    /* Cleared before fn runs, so a post made while fn runs (more data
+     * for the stream it flushes) queues it again and is not lost. After
+     * this store the node belongs to its owner (and other posters). */
+    __atomic_store_n(&c->state_, CLOSURE_IDLE, __ATOMIC_RELEASE);
+  }
+  fn(loop, arg);
+}
+
 int crpc_loop_post(crpc_loop *loop, crpc_loop_fn fn, void *arg) {
   crpc_loop_closure *c = malloc(sizeof *c);
   if (c == NULL) return -ENOMEM;
@@ -100,23 +136,24 @@ int crpc_loop__run_posted(crpc_loop *loop) {
     c = next;
   }
   /* Only this batch: what the closures post runs next iteration, after the
-   * I/O and timers that are already waiting. */
+   * I/O and timers that are already waiting; what they queue "after the
+   * batch" runs right after it, once. */
   int ran = 0;
+  loop->in_batch = true;
   while (fifo != NULL) {
     crpc_loop_closure *next = fifo->next_;
-    crpc_loop_fn fn = fifo->fn_;
-    void *arg = fifo->arg_;
-    if (fifo->heap_) {
-      free(fifo);
-    } else {
-      /* Cleared before fn runs, so a post made while fn runs (more data
-       * for the stream it flushes) queues it again and is not lost. After
-       * this store the node belongs to its owner (and other posters). */
-      __atomic_store_n(&fifo->state_, CLOSURE_IDLE, __ATOMIC_RELEASE);
-    }
-    fn(loop, arg);
+    run_one(loop, fifo);
     ran++;
     fifo = next;
+  }
+  loop->in_batch = false;
+  crpc_loop_closure *after = loop->after_head;
+  loop->after_head = loop->after_tail = NULL;
+  while (after != NULL) {
+    crpc_loop_closure *next = after->next_;
+    run_one(loop, after);
+    ran++;
+    after = next;
   }
   return ran;
 }

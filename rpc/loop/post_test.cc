@@ -412,4 +412,57 @@ TEST(Latency, TimerLatenessOnTheLoopThread) {
          late[late.size() / 2] / 1e3, late[late.size() * 99 / 100] / 1e3);
 }
 
+
+// crpc_loop_post_closure_after_batch: from a posted closure, the target runs
+// in the same iteration, once however often it is queued; a plain post runs
+// an iteration later; from outside a batch it is a plain post; and what the
+// after-batch closure itself queues that way waits for the next iteration
+// (nothing can keep the loop from polling).
+namespace after_batch {
+struct State {
+  crpc_loop *loop;
+  crpc_loop_closure flush, plain, kick;
+  int flushes = 0, plains = 0, requeues = 0;
+};
+void OnFlush(crpc_loop *, void *arg) {
+  State *s = static_cast<State *>(arg);
+  s->flushes++;
+  if (s->requeues-- > 0) crpc_loop_post_closure_after_batch(s->loop, &s->flush);
+}
+void OnPlain(crpc_loop *, void *arg) { static_cast<State *>(arg)->plains++; }
+void OnKick(crpc_loop *, void *arg) {
+  State *s = static_cast<State *>(arg);
+  EXPECT_TRUE(crpc_loop_post_closure_after_batch(s->loop, &s->flush));
+  EXPECT_FALSE(crpc_loop_post_closure_after_batch(s->loop, &s->flush));
+  crpc_loop_post_closure(s->loop, &s->plain);
+}
+}  // namespace after_batch
+
+TEST(Post, AfterBatchRunsAtTheEndOfTheSameIteration) {
+  using namespace after_batch;
+  LoopPtr loop = NewLoop();
+  State s;
+  s.loop = loop.get();
+  crpc_loop_closure_init(&s.flush, OnFlush, &s);
+  crpc_loop_closure_init(&s.plain, OnPlain, &s);
+  crpc_loop_closure_init(&s.kick, OnKick, &s);
+  crpc_loop_post_closure(loop.get(), &s.kick);
+  EXPECT_EQ(2, crpc_loop_run_once(loop.get(), 0));  // kick, then flush
+  EXPECT_EQ(1, s.flushes);
+  EXPECT_EQ(0, s.plains);
+  EXPECT_EQ(1, crpc_loop_run_once(loop.get(), 0));  // the plain post
+  EXPECT_EQ(1, s.plains);
+  // Queued from the after-batch closure itself: the next iteration.
+  s.requeues = 1;
+  crpc_loop_post_closure(loop.get(), &s.kick);
+  EXPECT_EQ(2, crpc_loop_run_once(loop.get(), 0));
+  EXPECT_EQ(2, s.flushes);
+  EXPECT_EQ(2, crpc_loop_run_once(loop.get(), 0));  // plain + requeued flush
+  EXPECT_EQ(3, s.flushes);
+  // Outside any batch it is an ordinary post.
+  EXPECT_TRUE(crpc_loop_post_closure_after_batch(loop.get(), &s.flush));
+  EXPECT_EQ(1, crpc_loop_run_once(loop.get(), 0));
+  EXPECT_EQ(4, s.flushes);
+}
+
 }  // namespace
