@@ -3,11 +3,13 @@
  * the client side, in one process over loopback:
  *
  *   server: tracing -> logging -> metrics -> limits -> auth -> deadline
- *   client: tracing -> auth (bearer token) -> deadline (default 2 s)
+ *   client: logging -> metrics -> tracing -> auth (bearer token) ->
+ *           deadline (default 2 s)
  *
- * It makes one good call, one without a token and one the client cancels,
- * then prints the metrics in the Prometheus text format. Exit status 0 if
- * every call ended as expected.
+ * It makes one good call (in a W3C trace the client starts), one without
+ * a token and one the client cancels, then prints the metrics of both
+ * sides in the Prometheus text format. Exit status 0 if every call ended
+ * as expected.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -30,7 +32,10 @@ static crpc_code echo(crpc_server_call *call, const crpc_ctx *ctx, void *ud) {
   crpc_message m;
   crpc_code c = crpc_server_call_recv(call, &m);
   if (c != CRPC_OK) return c;
-  printf("handler: trace id %s, %lld ms left\n", crpc_trace_id(ctx),
+  const char *parent = crpc_trace_parent_id(ctx);
+  printf("handler: trace id %s, span %s, parent %s, %lld ms left\n",
+         crpc_trace_id(ctx), crpc_trace_span_id(ctx),
+         parent != NULL ? parent : "(none)",
          (long long)(crpc_ctx_remaining(ctx) / CRPC_MILLISECOND));
   if (m.len == 4 && memcmp(m.data, "wait", 4) == 0) {
     free(m.data);
@@ -96,16 +101,24 @@ int main(void) {
   snprintf(target, sizeof(target), "127.0.0.1:%d", port);
 
   crpc_deadline_options client_dl = {.default_timeout_ns = 2 * CRPC_SECOND};
-  crpc_client_interceptor good[] = {crpc_tracing_client(),
-                                    crpc_auth_client_bearer("s3cret"),
-                                    crpc_deadline_client(&client_dl)};
+  crpc_client_interceptor good[] = {
+      crpc_logging_client(NULL),         crpc_metrics_client(metrics),
+      crpc_tracing_client(),             crpc_auth_client_bearer("s3cret"),
+      crpc_deadline_client(&client_dl)};
   crpc_channel *ch = crpc_channel_new(target, NULL);
-  for (size_t i = 0; i < 3; i++) crpc_channel_add_interceptor(ch, &good[i]);
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    crpc_channel_add_interceptor(ch, &good[i]);
+  }
   crpc_channel *anon = crpc_channel_new(target, NULL);
 
   int bad = 0;
   crpc_ctx *ctx = crpc_ctx_with_cancel(crpc_ctx_background());
-  bad += call(ch, ctx, "hello") != CRPC_OK;
+  crpc_ctx *traced = crpc_trace_start(ctx, NULL, NULL, true);
+  char tp[CRPC_TRACEPARENT_LEN + 1];
+  crpc_trace_traceparent(traced, tp);
+  printf("client: traceparent %s\n", tp);
+  bad += call(ch, traced, "hello") != CRPC_OK;
+  crpc_ctx_release(traced);
   bad += call(anon, ctx, "hello") != CRPC_UNAUTHENTICATED;
   canceller cc = {ctx};
   pthread_t t;

@@ -4,6 +4,8 @@
  */
 #include "interceptors/metrics.h"
 
+#include "interceptors/internal/metrics_internal.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -23,11 +25,16 @@ typedef struct method_stats {
   crpc_metrics_histogram latency;
 } method_stats;
 
+typedef struct method_table {
+  method_stats *v;
+  size_t n, cap;
+} method_table;
+
 struct crpc_metrics {
   pthread_mutex_t mu;
-  method_stats *methods;
-  size_t n, cap;
+  method_table server, client;
   uint64_t cancels[N_ORIGINS];
+  uint64_t client_cancels[N_ORIGINS];
   crpc_metrics_histogram cancel_latency;
   crpc_metrics_histogram cancel_ctx_done, cancel_send_failed;
   uint64_t dropped_messages, dropped_bytes;
@@ -39,10 +46,15 @@ crpc_metrics *crpc_metrics_new(void) {
   return m;
 }
 
+static void table_free(method_table *t) {
+  for (size_t i = 0; i < t->n; i++) free(t->v[i].method);
+  free(t->v);
+}
+
 void crpc_metrics_free(crpc_metrics *m) {
   if (m == NULL) return;
-  for (size_t i = 0; i < m->n; i++) free(m->methods[i].method);
-  free(m->methods);
+  table_free(&m->server);
+  table_free(&m->client);
   pthread_mutex_destroy(&m->mu);
   free(m);
 }
@@ -66,23 +78,23 @@ static void hist_merge(crpc_metrics_histogram *dst,
 }
 
 /* Caller holds mu. NULL if out of memory. */
-static method_stats *find(crpc_metrics *m, const char *method, bool add) {
-  for (size_t i = 0; i < m->n; i++) {
-    if (strcmp(m->methods[i].method, method) == 0) return &m->methods[i];
+static method_stats *find(method_table *t, const char *method, bool add) {
+  for (size_t i = 0; i < t->n; i++) {
+    if (strcmp(t->v[i].method, method) == 0) return &t->v[i];
   }
   if (!add) return NULL;
-  if (m->n == m->cap) {
-    size_t cap = m->cap ? m->cap * 2 : 8;
-    method_stats *p = realloc(m->methods, cap * sizeof(*p));
+  if (t->n == t->cap) {
+    size_t cap = t->cap ? t->cap * 2 : 8;
+    method_stats *p = realloc(t->v, cap * sizeof(*p));
     if (p == NULL) return NULL;
-    m->methods = p;
-    m->cap = cap;
+    t->v = p;
+    t->cap = cap;
   }
-  method_stats *ms = &m->methods[m->n];
+  method_stats *ms = &t->v[t->n];
   memset(ms, 0, sizeof(*ms));
   ms->method = strdup(method);
   if (ms->method == NULL) return NULL;
-  m->n++;
+  t->n++;
   return ms;
 }
 
@@ -135,7 +147,7 @@ static crpc_code server_call(crpc_server_call *call, const crpc_ctx *ctx,
   }
   m->dropped_messages += cs.dropped_messages;
   m->dropped_bytes += cs.dropped_bytes;
-  method_stats *ms = find(m, info->method, true);
+  method_stats *ms = find(&m->server, info->method, true);
   if (ms != NULL) {
     if ((unsigned)status < N_CODES) ms->by_code[status]++;
     hist_add(&ms->latency, end - info->start_ns);
@@ -160,10 +172,43 @@ uint64_t crpc_metrics_calls(crpc_metrics *m, const char *method,
                             crpc_code code) {
   uint64_t n = 0;
   pthread_mutex_lock(&m->mu);
-  method_stats *ms = find(m, method, false);
+  method_stats *ms = find(&m->server, method, false);
   if (ms != NULL && (unsigned)code < N_CODES) n = ms->by_code[code];
   pthread_mutex_unlock(&m->mu);
   return n;
+}
+
+uint64_t crpc_metrics_client_calls(crpc_metrics *m, const char *method,
+                                   crpc_code code) {
+  uint64_t n = 0;
+  pthread_mutex_lock(&m->mu);
+  method_stats *ms = find(&m->client, method, false);
+  if (ms != NULL && (unsigned)code < N_CODES) n = ms->by_code[code];
+  pthread_mutex_unlock(&m->mu);
+  return n;
+}
+
+uint64_t crpc_metrics_client_cancellations(crpc_metrics *m,
+                                           crpc_origin origin) {
+  pthread_mutex_lock(&m->mu);
+  uint64_t n = (unsigned)origin < N_ORIGINS ? m->client_cancels[origin] : 0;
+  pthread_mutex_unlock(&m->mu);
+  return n;
+}
+
+void icpt_metrics_client_record(crpc_metrics *m, const char *method,
+                                crpc_code code, int64_t dur_ns,
+                                const crpc_cause *cause) {
+  pthread_mutex_lock(&m->mu);
+  method_stats *ms = find(&m->client, method, true);
+  if (ms != NULL) {
+    if ((unsigned)code < N_CODES) ms->by_code[code]++;
+    hist_add(&ms->latency, dur_ns > 0 ? dur_ns : 0);
+  }
+  if (cause != NULL && (unsigned)cause->origin < N_ORIGINS) {
+    m->client_cancels[cause->origin]++;
+  }
+  pthread_mutex_unlock(&m->mu);
 }
 
 uint64_t crpc_metrics_cancellations(crpc_metrics *m, crpc_origin origin) {
@@ -173,16 +218,26 @@ uint64_t crpc_metrics_cancellations(crpc_metrics *m, crpc_origin origin) {
   return n;
 }
 
-void crpc_metrics_latency(crpc_metrics *m, const char *method,
-                          crpc_metrics_histogram *out) {
+static void table_latency(crpc_metrics *m, method_table *t,
+                          const char *method, crpc_metrics_histogram *out) {
   memset(out, 0, sizeof(*out));
   pthread_mutex_lock(&m->mu);
-  for (size_t i = 0; i < m->n; i++) {
-    if (method == NULL || strcmp(m->methods[i].method, method) == 0) {
-      hist_merge(out, &m->methods[i].latency);
+  for (size_t i = 0; i < t->n; i++) {
+    if (method == NULL || strcmp(t->v[i].method, method) == 0) {
+      hist_merge(out, &t->v[i].latency);
     }
   }
   pthread_mutex_unlock(&m->mu);
+}
+
+void crpc_metrics_latency(crpc_metrics *m, const char *method,
+                          crpc_metrics_histogram *out) {
+  table_latency(m, &m->server, method, out);
+}
+
+void crpc_metrics_client_latency(crpc_metrics *m, const char *method,
+                                 crpc_metrics_histogram *out) {
+  table_latency(m, &m->client, method, out);
 }
 
 void crpc_metrics_cancel_latency(crpc_metrics *m,
@@ -236,40 +291,74 @@ static void write_hist(FILE *out, const char *name, const char *labels,
           (unsigned long long)h->count);
 }
 
-void crpc_metrics_write_prometheus(crpc_metrics *m, FILE *out) {
-  pthread_mutex_lock(&m->mu);
+/* A label value as the text format wants it: \\, \" and \n escaped. Cut
+ * (whole characters) to fit cap. */
+static void escape_label(const char *v, char *out, size_t cap) {
+  size_t w = 0;
+  for (; *v != '\0'; v++) {
+    const char *rep = *v == '\\'   ? "\\\\"
+                      : *v == '"'  ? "\\\""
+                      : *v == '\n' ? "\\n"
+                                   : NULL;
+    size_t k = rep != NULL ? 2 : 1;
+    if (w + k + 1 > cap) break;
+    if (rep != NULL) {
+      memcpy(out + w, rep, 2);
+    } else {
+      out[w] = *v;
+    }
+    w += k;
+  }
+  out[w] = '\0';
+}
+
+/* <side>_calls_total{method,code} and <side>_call_duration_seconds. */
+static void write_side(FILE *out, const char *side, const char *what,
+                       const method_table *t) {
+  char method[512], name[64], labels[600];
   fprintf(out,
-          "# HELP crpc_server_calls_total Server calls by method and status "
-          "code.\n# TYPE crpc_server_calls_total counter\n");
-  for (size_t i = 0; i < m->n; i++) {
+          "# HELP crpc_%s_calls_total %s calls by method and status code.\n"
+          "# TYPE crpc_%s_calls_total counter\n",
+          side, what, side);
+  for (size_t i = 0; i < t->n; i++) {
+    escape_label(t->v[i].method, method, sizeof(method));
     for (int c = 0; c < N_CODES; c++) {
-      if (m->methods[i].by_code[c] == 0) continue;
-      fprintf(out, "crpc_server_calls_total{method=\"%s\",code=\"%s\"} %llu\n",
-              m->methods[i].method, crpc_code_name((crpc_code)c),
-              (unsigned long long)m->methods[i].by_code[c]);
+      if (t->v[i].by_code[c] == 0) continue;
+      fprintf(out, "crpc_%s_calls_total{method=\"%s\",code=\"%s\"} %llu\n",
+              side, method, crpc_code_name((crpc_code)c),
+              (unsigned long long)t->v[i].by_code[c]);
     }
   }
-  fprintf(out,
-          "# HELP crpc_server_call_duration_seconds Server call latency.\n"
-          "# TYPE crpc_server_call_duration_seconds histogram\n");
-  for (size_t i = 0; i < m->n; i++) {
-    char labels[300];
-    snprintf(labels, sizeof(labels), "method=\"%s\"", m->methods[i].method);
-    write_hist(out, "crpc_server_call_duration_seconds", labels,
-               &m->methods[i].latency);
+  snprintf(name, sizeof(name), "crpc_%s_call_duration_seconds", side);
+  fprintf(out, "# HELP %s %s call latency.\n# TYPE %s histogram\n", name,
+          what, name);
+  for (size_t i = 0; i < t->n; i++) {
+    escape_label(t->v[i].method, method, sizeof(method));
+    snprintf(labels, sizeof(labels), "method=\"%s\"", method);
+    write_hist(out, name, labels, &t->v[i].latency);
   }
-  fprintf(out,
-          "# HELP crpc_server_cancellations_total Calls cancelled, by "
-          "origin.\n# TYPE crpc_server_cancellations_total counter\n");
+}
+
+static void write_cancels(FILE *out, const char *side, const char *help,
+                          const uint64_t *cancels) {
+  fprintf(out, "# HELP crpc_%s_cancellations_total %s\n"
+          "# TYPE crpc_%s_cancellations_total counter\n",
+          side, help, side);
   for (int o = 1; o < N_ORIGINS; o++) {
     char origin[32];
     snprintf(origin, sizeof(origin), "%s", crpc_origin_name((crpc_origin)o));
     for (char *p = origin; *p; p++) {
       if (*p == ' ') *p = '_';
     }
-    fprintf(out, "crpc_server_cancellations_total{origin=\"%s\"} %llu\n",
-            origin, (unsigned long long)m->cancels[o]);
+    fprintf(out, "crpc_%s_cancellations_total{origin=\"%s\"} %llu\n", side,
+            origin, (unsigned long long)cancels[o]);
   }
+}
+
+void crpc_metrics_write_prometheus(crpc_metrics *m, FILE *out) {
+  pthread_mutex_lock(&m->mu);
+  write_side(out, "server", "Server", &m->server);
+  write_cancels(out, "server", "Calls cancelled, by origin.", m->cancels);
   fprintf(out,
           "# HELP crpc_server_cancel_propagation_seconds From the call ctx "
           "being cancelled to the handler returning.\n"
@@ -299,5 +388,9 @@ void crpc_metrics_write_prometheus(crpc_metrics *m, FILE *out) {
           "crpc_server_cancel_dropped_bytes_total %llu\n",
           (unsigned long long)m->dropped_messages,
           (unsigned long long)m->dropped_bytes);
+  write_side(out, "client", "Client", &m->client);
+  write_cancels(out, "client",
+                "Client calls ended by their caller's ctx, by origin.",
+                m->client_cancels);
   pthread_mutex_unlock(&m->mu);
 }
