@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 /* How much output is pulled from the session before writing: big enough
@@ -290,10 +291,42 @@ void crpc_h2_conn_want_flush(crpc_h2_conn *conn) {
 
 /* One read from the socket (through TLS if any): > 0 bytes, 0 nothing for
  * now, -1 the connection is over (why set). */
+/* read() that also takes the kernel's receive timestamp (CLOCK_REALTIME)
+ * of the bytes, converted to CLOCK_MONOTONIC as "that long before now";
+ * last_arrival_ns = 0 if there is none. */
+static ssize_t read_stamped(crpc_h2_conn *conn, uint8_t *buf, size_t cap) {
+  struct iovec iov = {.iov_base = buf, .iov_len = cap};
+  union {
+    char buf[CMSG_SPACE(sizeof(struct timespec))];
+    struct cmsghdr align;
+  } ctl;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
+                       .msg_control = ctl.buf,
+                       .msg_controllen = sizeof(ctl.buf)};
+  ssize_t n = recvmsg(conn->fd, &msg, 0);
+  if (n <= 0) return n;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL;
+       c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS) {
+      continue;
+    }
+    struct timespec at, real;
+    memcpy(&at, CMSG_DATA(c), sizeof(at));
+    clock_gettime(CLOCK_REALTIME, &real);
+    int64_t ago = (int64_t)(real.tv_sec - at.tv_sec) * CRPC_SECOND +
+                  (real.tv_nsec - at.tv_nsec);
+    /* A wall clock stepped meanwhile must not move a deadline: outside
+     * [0, 1 s] the stamp is ignored. */
+    if (ago >= 0 && ago < CRPC_SECOND) conn->last_arrival_ns = crpc_now_ns() - ago;
+  }
+  return n;
+}
+
 static ssize_t conn_read(crpc_h2_conn *conn, uint8_t *buf, size_t cap,
                          char *why, size_t why_len) {
   if (conn->tls != NULL) {
     size_t n = 0;
+  conn->last_arrival_ns = 0; /* on_io makes it last_read_ns if none */
     char err[CRPC_TLS_ERR_MAX];
     crpc_tls_status st = crpc_tls_read(conn->tls, buf, cap, &n, err);
     conn->tls_read_wants_write = st == CRPC_TLS_WANT_WRITE;
@@ -302,7 +335,12 @@ static ssize_t conn_read(crpc_h2_conn *conn, uint8_t *buf, size_t cap,
     snprintf(why, why_len, "%.*s", (int)why_len - 1, err);
     return -1;
   }
-  ssize_t n = read(conn->fd, buf, cap);
+  ssize_t n;
+  if (conn->rx_timestamps) {
+    n = read_stamped(conn, buf, cap);
+  } else {
+    n = read(conn->fd, buf, cap);
+  }
   if (n > 0) return n;
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
   snprintf(why, why_len, "%s",
@@ -367,6 +405,9 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
       conn->last_read_ns = crpc_now_ns(); /* keepalive: the peer is alive */
       ssize_t used = nghttp2_session_mem_recv(conn->session, buf, (size_t)n);
       if (used < 0) {
+      if (conn->last_arrival_ns == 0 || conn->last_arrival_ns > conn->last_read_ns) {
+        conn->last_arrival_ns = conn->last_read_ns;
+      }
         /* A protocol error: nghttp2 has queued GOAWAY; try to send it. */
         snprintf(conn->close_why, sizeof(conn->close_why), "nghttp2: %s",
                  nghttp2_strerror((int)used));

@@ -79,6 +79,12 @@ struct crpc_h2_conn {
   int64_t ka_time, ka_timeout;
   int64_t last_read_ns;  /* CLOCK_MONOTONIC of the last bytes received */
   int64_t ka_ping_sent;  /* when the outstanding PING went out; 0: none */
+  /* When those bytes reached this host (the kernel's receive timestamp,
+   * SO_TIMESTAMPNS; plaintext sockets with rx_timestamps set), else
+   * last_read_ns: a server's deadline counts from here, so the loop's own
+   * wake-up and queueing do not push a call's deadline later. */
+  int64_t last_arrival_ns;
+  bool rx_timestamps;
   bool (*ka_active)(crpc_h2_conn *conn);
   crpc_loop_timer ka_timer;
   /* Lingering close (see the top). linger: allowed; start sets it for

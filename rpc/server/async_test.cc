@@ -489,6 +489,55 @@ TEST_F(AsyncTest, DeadlineFiresOnBusyLoop) {
   EXPECT_EQ(bad.load(), 0);
 }
 
+// The deadline counts from when the request reached the host (the kernel's
+// receive timestamp), not from when the loop got to read it: the only loop
+// is stalled 200 ms by an inline handler while a call with grpc-timeout
+// 300m arrives; its ctx deadline is ~300 ms after it was sent, not ~500.
+TEST_F(AsyncTest, DeadlineCountsFromArrivalNotFromABusyLoopsRead) {
+  std::atomic<bool> stalling{false};
+  UnaryAsync stall([&](crpc_server_call *call, const crpc_ctx *,
+                       const crpc_message *) -> crpc_code {
+    stalling = true;
+    int64_t until = crpc_now_ns() + 200 * kMs;
+    while (crpc_now_ns() < until) {
+    }
+    return crpc_server_call_send_async(call, "s", 1, 0);
+  });
+  std::atomic<int64_t> deadline{0}, started{0};
+  Reactor hang;
+  hang.start = [&](crpc_server_call *, const crpc_ctx *ctx) -> void * {
+    deadline = crpc_ctx_deadline(ctx);
+    started = crpc_now_ns();
+    return nullptr;
+  };
+  hang.cancel = [](crpc_server_call *call, const crpc_cause *, void *) {
+    crpc_server_call_finish(call, CRPC_OK, nullptr);
+  };
+  crpc_server_options so{};
+  so.loop_threads = 1;
+  TestServer server(&so);
+  ASSERT_EQ(stall.Register(server.get(), "/t.S/Stall"), CRPC_OK);
+  ASSERT_EQ(hang.Register(server.get(), "/t.S/Hang", CRPC_UNARY), CRPC_OK);
+  server.Start();
+  Channel ch(server.target());
+  RawClient raw(server.port());  // connected before the stall
+  std::thread stall_call([&] { EXPECT_EQ(Unary(ch, "/t.S/Stall", "x").code, CRPC_OK); });
+  Finally join([&] { stall_call.join(); });
+  ASSERT_TRUE(WaitFor([&] { return stalling.load(); }, kWait));
+  std::string body = Frame("x");
+  int64_t sent = crpc_now_ns();
+  int32_t id = raw.Request("/t.S/Hang", {{"grpc-timeout", "300m"}}, &body);
+  ASSERT_GT(id, 0);
+  ASSERT_TRUE(raw.PumpUntil([&] { return raw.stream(id).closed; }, kWait));
+  EXPECT_EQ(raw.stream(id).headers["grpc-status"], "4");
+  ASSERT_TRUE(hang.WaitCount(Ev::kDone, 1));
+  EXPECT_GE(started.load() - sent, 100 * kMs) << "the loop was not stalled";
+  EXPECT_GE(deadline.load(), sent + 300 * kMs);
+  EXPECT_LT(deadline.load() - sent, 360 * kMs)
+      << "deadline counted from the read, "
+      << (deadline.load() - sent) / kMs << " ms after the send";
+}
+
 // ---- 5. offload to a thread of the reactor's own ----------------------------
 
 // on_message hands the call to a std::thread. "happy": the thread replies

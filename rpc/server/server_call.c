@@ -11,11 +11,8 @@
 #include "rpc/h2/limits.h"
 #include "rpc/log/log.h"
 #include "rpc/server/server_internal.h"
-#include "rpc/wire/percent.h"
 #include "rpc/wire/status_map.h"
 #include "rpc/wire/timeout.h"
-
-#define ACCEPT_ENCODING "identity,gzip,deflate"
 
 scall *scall_new(sconn *conn, int32_t stream_id) {
   scall *call = calloc(1, sizeof(*call));
@@ -128,213 +125,11 @@ void scall_run_local_kicks(sconn *conn, bool post) {
   }
 }
 
-/* ---- building and submitting responses (loop thread) ------------------ */
-
-static nghttp2_session *session_of(scall *call) {
-  return call->conn->h2.session;
-}
-
-/* Appends grpc-status, grpc-message and optionally the user's trailers. */
-static crpc_code add_status(crpc_wire_headers *h, crpc_code code,
-                            const char *msg, const crpc_metadata *user) {
-  crpc_code rc = CRPC_H2_HEADER_STATIC(h, "grpc-status",
-                                       crpc_wire_grpc_status_string(code));
-  if (rc == CRPC_OK && msg != NULL && *msg != '\0') {
-    size_t n;
-    char *enc = crpc_wire_percent_encode(msg, strlen(msg), &n);
-    if (enc == NULL) return CRPC_RESOURCE_EXHAUSTED;
-    rc = crpc_wire_headers_add(h, "grpc-message", 12, enc, n);
-    free(enc);
-  }
-  if (rc == CRPC_OK && user != NULL) {
-    crpc_wire_error err;
-    rc = crpc_wire_headers_add_metadata(h, user, &err);
-    if (rc == CRPC_INVALID_ARGUMENT) {
-      CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_SERVER, "trailers not sent: %s",
-               err.message);
-    }
-  }
-  return rc;
-}
-
-/* Static strings: every call sends these, and copying them cost a
- * malloc each (and snprintf for the status). */
-static crpc_code add_response_head(crpc_wire_headers *h, int http_status) {
-  crpc_code rc;
-  if (http_status == 200) {
-    rc = CRPC_H2_HEADER_STATIC(h, ":status", "200");
-  } else {
-    char st[8];
-    snprintf(st, sizeof(st), "%d", http_status);
-    rc = crpc_h2_headers_add(h, ":status", st);
-  }
-  if (rc == CRPC_OK) {
-    rc = CRPC_H2_HEADER_STATIC(h, "content-type", "application/grpc");
-  }
-  if (rc == CRPC_OK) {
-    rc = CRPC_H2_HEADER_STATIC(h, "grpc-accept-encoding", ACCEPT_ENCODING);
-  }
-  return rc;
-}
-
-/* True if h fits the header list size the client accepts; else false with
- * the sizes in why. Not logged: any client can advertise a tiny limit, and
- * it gets the reason in its status. */
-static bool fits_client(scall *call, const crpc_wire_headers *h,
-                        const char *what, char *why, size_t why_len) {
-  size_t size = crpc_wire_headers_list_size(h);
-  size_t limit = crpc_h2_peer_header_limit(session_of(call));
-  if (size <= limit) return true;
-  snprintf(why, why_len,
-           "server's response %s are %zu bytes, over the %zu the client "
-           "accepts (%s)",
-           what, size, limit,
-           limit == CRPC_H2_MAX_SEND_HEADER_LIST
-               ? "crpc's send cap"
-               : "its SETTINGS_MAX_HEADER_LIST_SIZE");
-  return false;
-}
-
-/* One HEADERS frame with END_STREAM carrying the status ("Trailers-Only").
- * If that is more than the client accepts, the status becomes
- * RESOURCE_EXHAUSTED and the metadata is left out.
- * Used for early errors and for calls that end without a message. */
-static void submit_trailers_only(scall *call, int http_status, crpc_code code,
-                                 const char *msg, const crpc_metadata *head,
-                                 const crpc_metadata *trailers) {
-  crpc_wire_headers h;
-  crpc_wire_headers_init(&h);
-  crpc_code rc = add_response_head(&h, http_status);
-  crpc_wire_error err;
-  if (rc == CRPC_OK && head != NULL &&
-      crpc_wire_headers_add_metadata(&h, head, &err) == CRPC_INVALID_ARGUMENT) {
-    code = CRPC_INTERNAL;
-    msg = "handler set a reserved response header";
-    trailers = NULL;
-  }
-  if (rc == CRPC_OK) rc = add_status(&h, code, msg, trailers);
-  char why[200];
-  if (rc == CRPC_OK && !fits_client(call, &h, "trailers", why, sizeof(why))) {
-    crpc_wire_headers_destroy(&h);
-    crpc_wire_headers_init(&h);
-    rc = add_response_head(&h, http_status);
-    if (rc == CRPC_OK) rc = add_status(&h, CRPC_RESOURCE_EXHAUSTED, why, NULL);
-  }
-  nghttp2_nv nv_buf[CRPC_H2_NV_STACK];
-  nghttp2_nv *nv =
-      rc == CRPC_OK ? crpc_h2_nv_from(&h, nv_buf, CRPC_H2_NV_STACK) : NULL;
-  if (nv == NULL || nghttp2_submit_response(session_of(call), call->stream_id,
-                                            nv, h.count, NULL) != 0) {
-    nghttp2_submit_rst_stream(session_of(call), NGHTTP2_FLAG_NONE,
-                              call->stream_id, NGHTTP2_INTERNAL_ERROR);
-  }
-  call->headers_submitted = true;
-  crpc_h2_nv_free(nv, nv_buf);
-  crpc_wire_headers_destroy(&h);
-}
-
-static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
-                         uint8_t *buf, size_t length, uint32_t *data_flags,
-                         nghttp2_data_source *source, void *user_data);
-
-/* The response headers are more than the client accepts: the call ends
- * RESOURCE_EXHAUSTED (trailers-only, queued messages dropped: they cannot
- * go without headers) and the handler's ctx is cancelled with that cause,
- * so its next send says why. */
-static void fail_oversized_headers(scall *call, const char *why) {
-  pthread_mutex_lock(&call->mu);
-  /* Safe to overwrite a decided status: nothing has read it yet, as
-   * read_data only runs once headers are submitted. */
-  free(call->final_msg);
-  call->final_msg = strdup(why);
-  call->final_code = CRPC_RESOURCE_EXHAUSTED;
-  call->final_user_trailers = false;
-  call->finished = true;
-  crpc_h2_outq_clear(&call->out);
-  pthread_cond_broadcast(&call->cond);
-  pthread_mutex_unlock(&call->mu);
-  crpc_ctx_cancel_cause(call->ctx, CRPC_RESOURCE_EXHAUSTED, CRPC_ORIGIN_LOCAL,
-                        "%s", why);
-  submit_trailers_only(call, 200, CRPC_RESOURCE_EXHAUSTED, why, NULL, NULL);
-}
-
-/* Response headers followed by data from the send queue. */
-static void submit_headers(scall *call) {
-  crpc_wire_headers h;
-  crpc_wire_headers_init(&h);
-  crpc_code rc = add_response_head(&h, 200);
-  if (rc == CRPC_OK && call->send_encoding != CRPC_WIRE_ENCODING_IDENTITY) {
-    rc = CRPC_H2_HEADER_STATIC(&h, "grpc-encoding",
-                               crpc_wire_encoding_name(call->send_encoding));
-  }
-  crpc_wire_error err;
-  if (rc == CRPC_OK && call->resp_md != NULL) {
-    rc = crpc_wire_headers_add_metadata(&h, call->resp_md, &err);
-    if (rc == CRPC_INVALID_ARGUMENT) {
-      CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_SERVER,
-               "response headers not sent: %s", err.message);
-      crpc_wire_headers_destroy(&h);
-      crpc_wire_headers_init(&h);
-      rc = add_response_head(&h, 200);
-      if (rc == CRPC_OK &&
-          call->send_encoding != CRPC_WIRE_ENCODING_IDENTITY) {
-        rc = crpc_h2_headers_add(&h, "grpc-encoding",
-                                 crpc_wire_encoding_name(call->send_encoding));
-      }
-    }
-  }
-  char why[200];
-  if (rc == CRPC_OK && !fits_client(call, &h, "headers", why, sizeof(why))) {
-    crpc_wire_headers_destroy(&h);
-    fail_oversized_headers(call, why);
-    return;
-  }
-  nghttp2_nv nv_buf[CRPC_H2_NV_STACK];
-  nghttp2_nv *nv =
-      rc == CRPC_OK ? crpc_h2_nv_from(&h, nv_buf, CRPC_H2_NV_STACK) : NULL;
-  nghttp2_data_provider prd = {.source.ptr = call, .read_callback = read_data};
-  if (nv == NULL || nghttp2_submit_response(session_of(call), call->stream_id,
-                                            nv, h.count, &prd) != 0) {
-    nghttp2_submit_rst_stream(session_of(call), NGHTTP2_FLAG_NONE,
-                              call->stream_id, NGHTTP2_INTERNAL_ERROR);
-  }
-  call->headers_submitted = true;
-  crpc_h2_nv_free(nv, nv_buf);
-  crpc_wire_headers_destroy(&h);
-}
-
-/* Trailers after the last DATA frame. Called from read_data. If they are
- * more than the client accepts, the status becomes RESOURCE_EXHAUSTED and
- * the handler's trailers are left out. */
-static void submit_trailers(scall *call, crpc_code code, const char *msg,
-                            bool user_trailers) {
-  crpc_wire_headers h;
-  crpc_wire_headers_init(&h);
-  crpc_code rc =
-      add_status(&h, code, msg, user_trailers ? call->trailers_md : NULL);
-  char why[200];
-  if (rc == CRPC_OK && !fits_client(call, &h, "trailers", why, sizeof(why))) {
-    crpc_wire_headers_destroy(&h);
-    crpc_wire_headers_init(&h);
-    rc = add_status(&h, CRPC_RESOURCE_EXHAUSTED, why, NULL);
-  }
-  nghttp2_nv nv_buf[CRPC_H2_NV_STACK];
-  nghttp2_nv *nv =
-      rc == CRPC_OK ? crpc_h2_nv_from(&h, nv_buf, CRPC_H2_NV_STACK) : NULL;
-  if (nv == NULL || nghttp2_submit_trailer(session_of(call), call->stream_id,
-                                           nv, h.count) != 0) {
-    nghttp2_submit_rst_stream(session_of(call), NGHTTP2_FLAG_NONE,
-                              call->stream_id, NGHTTP2_INTERNAL_ERROR);
-  }
-  crpc_h2_nv_free(nv, nv_buf);
-  crpc_wire_headers_destroy(&h);
-}
-
 /* The data provider: drains the send queue; defers while it is empty and
  * the call is not finished; ends with trailers once it is. */
-static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
-                         uint8_t *buf, size_t length, uint32_t *data_flags,
-                         nghttp2_data_source *source, void *user_data) {
+ssize_t scall_read_data(nghttp2_session *session, int32_t stream_id,
+                        uint8_t *buf, size_t length, uint32_t *data_flags,
+                        nghttp2_data_source *source, void *user_data) {
   (void)session;
   (void)stream_id;
   (void)user_data;
@@ -369,7 +164,7 @@ static ssize_t read_data(nghttp2_session *session, int32_t stream_id,
   if (finish) {
     /* final_msg is immutable once finished is set. */
     *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-    submit_trailers(call, code, call->final_msg, user_trailers);
+    scall_submit_trailers(call, code, call->final_msg, user_trailers);
   }
   return (ssize_t)n;
 }
@@ -443,7 +238,7 @@ static void kick_fn(crpc_loop *loop, void *arg) {
   size_t held = scall_held_locked(call);
   pthread_mutex_unlock(&call->mu);
 
-  nghttp2_session *session = session_of(call);
+  nghttp2_session *session = scall_session(call);
   if (consume > 0) {
     nghttp2_session_consume_stream(session, call->stream_id, consume);
   }
@@ -455,11 +250,11 @@ static void kick_fn(crpc_loop *loop, void *arg) {
     return;
   }
   if (!call->headers_submitted && finished && !has_data) {
-    submit_trailers_only(call, 200, call->final_code, call->final_msg,
+    scall_submit_trailers_only(call, 200, call->final_code, call->final_msg,
                          call->final_user_trailers ? call->resp_md : NULL,
                          call->final_user_trailers ? call->trailers_md : NULL);
   } else if (!call->headers_submitted && (has_data || finished)) {
-    submit_headers(call);
+    scall_submit_headers(call);
   } else if (was_deferred && (has_data || finished)) {
     nghttp2_session_resume_data(session, call->stream_id);
   }
@@ -499,7 +294,7 @@ static void deadline_fn(crpc_loop *loop, crpc_loop_timer *timer, void *arg) {
 static void reject(scall *call, int http_status, crpc_code code,
                    const char *msg) {
   call->rejected = true;
-  submit_trailers_only(call, http_status, code, msg, NULL, NULL);
+  scall_submit_trailers_only(call, http_status, code, msg, NULL, NULL);
 }
 
 static bool grpc_content_type(const char *ct) {
@@ -553,10 +348,9 @@ void scall_dispatch(scall *call) {
       reject(call, 200, CRPC_INTERNAL, msg);
       return;
     }
-    /* From when the request's bytes were read, not from now: the client
-     * measured the timeout when it sent them, and decoding the headers
-     * must not push the deadline later. */
-    int64_t now = call->conn->h2.last_read_ns;
+    /* From the request's arrival (crpc_h2_conn.last_arrival_ns), not now:
+     * the client measured the timeout when it sent it. */
+    int64_t now = call->conn->h2.last_arrival_ns;
     if (now == 0) now = crpc_now_ns();
     deadline = ns >= CRPC_NO_DEADLINE - now ? CRPC_NO_DEADLINE : now + ns;
   }
@@ -663,7 +457,7 @@ void scall_fail(scall *call, crpc_code code, const char *msg) {
 }
 
 void scall_on_data(scall *call, const uint8_t *data, size_t len) {
-  nghttp2_session *session = session_of(call);
+  nghttp2_session *session = scall_session(call);
   if (!call->dispatched) {
     nghttp2_session_consume_stream(session, call->stream_id, len);
     return;

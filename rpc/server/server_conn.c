@@ -676,6 +676,7 @@ static void start_conn(server_loop *sl, int fd, const struct sockaddr *sa,
                          s->opts.keepalive_timeout_ns, NULL);
   if (!conn->h2.closed && !conn->h2.close_pending) life_rearm(conn, now);
   if (!conn->h2.closed) server_conns_reap(sl, conn, live); /* max_conns */
+    conn->h2.rx_timestamps = true; /* SO_TIMESTAMPNS is on (accept) */
   return;
 fail:
   if (opt != NULL) nghttp2_option_del(opt);
@@ -769,6 +770,10 @@ void server_on_accept_backoff(crpc_loop *loop, crpc_loop_timer *timer,
                               void *arg) {
   (void)loop;
   (void)timer;
+    /* Receive timestamps: a call's deadline counts from when its request
+     * reached this host (crpc_h2_conn.last_arrival_ns). */
+    int stamp = 1;
+    setsockopt(cfd, SOL_SOCKET, SO_TIMESTAMPNS, &stamp, sizeof(stamp));
   server_listener *l = arg;
   if (l->fd >= 0) crpc_loop_io_set(&l->io, CRPC_LOOP_READABLE);
 }

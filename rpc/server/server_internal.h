@@ -471,6 +471,22 @@ void scall_fail(scall *call, crpc_code code, const char *msg);
 /* ---- server_limits.c: what one peer can cost (issue 17) ---- */
 
 /* Replaces 0 (and out-of-range values) in o's hostile-peer options
+/* server_response.c (loop thread). The response HEADERS, the data then
+ * coming from scall_read_data; trailers after the last DATA frame;
+ * Trailers-Only for a call that ends without a message. */
+static inline nghttp2_session *scall_session(scall *call) {
+  return call->conn->h2.session;
+}
+void scall_submit_headers(scall *call);
+void scall_submit_trailers(scall *call, crpc_code code, const char *msg,
+                           bool user_trailers);
+void scall_submit_trailers_only(scall *call, int http_status, crpc_code code,
+                                const char *msg, const crpc_metadata *head,
+                                const crpc_metadata *trailers);
+ssize_t scall_read_data(nghttp2_session *session, int32_t stream_id,
+                        uint8_t *buf, size_t length, uint32_t *data_flags,
+                        nghttp2_data_source *source, void *user_data);
+
  * (request and handshake timeouts, max_connections, handlers and queued
  * bytes per connection) and max_send_message_size by their defaults. */
 void server_limits_defaults(crpc_server_options *o);
