@@ -34,7 +34,7 @@ static size_t heap_len, heap_cap;
 static int64_t sleeping_until = CRPC_NO_DEADLINE; /* what the thread waits for */
 static bool thread_started;
 
-#define LEAD_NS (50 * CRPC_MICROSECOND)
+#define LEAD_NS (100 * CRPC_MICROSECOND)
 
 static void heap_set(size_t i, crpc_ctx *ctx) {
   heap[i] = ctx;

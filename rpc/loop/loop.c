@@ -116,7 +116,8 @@ static void drain_fd(int fd) {
 }
 
 /* How long the next wait may block: the caller's timeout, cut short by the
- * earliest timer less the lead (the last stretch is polled). 0 = poll. */
+ * earliest timer less its lead (a precise one's last stretch is polled).
+ * 0 = poll. */
 static int64_t block_for(crpc_loop *loop, int64_t timeout_ns) {
   if (timeout_ns == 0) return 0;
   int64_t deadline = crpc_loop__next_deadline(loop);
@@ -125,8 +126,9 @@ static int64_t block_for(crpc_loop *loop, int64_t timeout_ns) {
   /* Compared before subtracting: deadline - now overflows for a caller's
    * deadline near INT64_MIN. */
   int64_t until = deadline <= now ? 0 : deadline - now;
-  if (until <= loop->timer_lead_ns) return 0;
-  until -= loop->timer_lead_ns;
+  int64_t lead = crpc_loop__next_lead(loop);
+  if (until <= lead) return 0;
+  until -= lead;
   return timeout_ns < 0 || until < timeout_ns ? until : timeout_ns;
 }
 
@@ -135,7 +137,7 @@ static int wait_for_events(crpc_loop *loop, int64_t timeout_ns) {
     /* The timerfd wakes us on time (the lead included); epoll_wait's own
      * timeout, rounded up to ms, is never the earlier of the two. */
     int64_t deadline = crpc_loop__next_deadline(loop);
-    if (deadline != INT64_MAX) deadline -= loop->timer_lead_ns;
+    if (deadline != INT64_MAX) deadline -= crpc_loop__next_lead(loop);
     /* Re-armed only for an earlier deadline: when the earliest timer is
      * stopped (the usual fate of a call's deadline timer) the stale
      * expiry costs one spurious wakeup instead of a syscall per stop. */

@@ -98,16 +98,18 @@ void crpc_loop_stop(crpc_loop *loop);
  * deadlines are not rounded to 50 us. */
 int crpc_loop_start_thread(crpc_loop *loop);
 
-/* How long before its earliest timer the loop stops sleeping and polls
- * epoll (without blocking) until the timer is due. Waking a sleeping thread
+/* How long before its earliest timer, if that timer is precise
+ * (crpc_loop_timer_set_precise), the loop stops sleeping and polls epoll
+ * (without blocking) until the timer is due. Waking a sleeping thread
  * from a timer costs tens of microseconds on a VM (interrupt, exit from an
  * idle vCPU, scheduler); polling the last stretch removes most of it from
  * how late a call's deadline fires, for at most lead_ns of CPU per timer
  * that fires (a stopped timer is out of the heap and costs nothing).
  * Default CRPC_LOOP_TIMER_LEAD_NS; 0 = always sleep. Call before the loop
  * runs or from the loop thread. */
-#define CRPC_LOOP_TIMER_LEAD_NS 50000
+#define CRPC_LOOP_TIMER_LEAD_NS 100000
 void crpc_loop_set_timer_lead(crpc_loop *loop, int64_t lead_ns);
+
 
 /* Stops the loop and waits for the thread from crpc_loop_start_thread.
  * Called by the controlling thread (as start_thread). Returns what
@@ -194,6 +196,7 @@ struct crpc_loop_timer {
   int64_t deadline_;
   uint64_t seq_;
   bool active_;
+  bool precise_;
 };
 
 /* Binds timer to (loop, fn, user_data), inactive. Loop thread. timer must
@@ -213,6 +216,13 @@ void crpc_loop_timer_start(crpc_loop_timer *timer, int64_t deadline_ns);
  * timer due in the same iteration: it will not run). Then the struct may be
  * freed. Idempotent. */
 void crpc_loop_timer_stop(crpc_loop_timer *timer);
+
+/* Marks a timer precise: the loop polls the last lead_ns before it fires
+ * (crpc_loop_set_timer_lead) rather than trust a wake-up. For deadlines a
+ * peer waits on (a call's grpc-timeout); housekeeping timers (keepalive,
+ * idle, pool checks) stay coarse and cost no polling. Loop thread, while
+ * the timer is stopped or before it is started; init makes it coarse. */
+void crpc_loop_timer_set_precise(crpc_loop_timer *timer, bool precise);
 
 /* True between start and stop or firing (false inside its own callback
  * unless re-armed there). Loop thread. */

@@ -80,6 +80,7 @@ static inline int64_t crpc_loop__now(void) {
 
 /* timer.c */
 int64_t crpc_loop__next_deadline(const crpc_loop *loop); /* INT64_MAX: none */
+int64_t crpc_loop__next_lead(const crpc_loop *loop); /* 0 unless precise */
 int crpc_loop__run_timers(crpc_loop *loop, int64_t now);
 
 /* post.c */

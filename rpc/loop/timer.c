@@ -141,6 +141,11 @@ void crpc_loop_timer_init(crpc_loop_timer *timer, crpc_loop *loop,
   timer->deadline_ = 0;
   timer->seq_ = 0;
   timer->active_ = false;
+  timer->precise_ = false;
+}
+
+void crpc_loop_timer_set_precise(crpc_loop_timer *timer, bool precise) {
+  timer->precise_ = precise;
 }
 
 void crpc_loop_timer_start(crpc_loop_timer *timer, int64_t deadline_ns) {
@@ -166,6 +171,12 @@ bool crpc_loop_timer_active(const crpc_loop_timer *timer) {
 
 int64_t crpc_loop__next_deadline(const crpc_loop *loop) {
   return loop->timer_root == NULL ? INT64_MAX : loop->timer_root->deadline_;
+}
+
+int64_t crpc_loop__next_lead(const crpc_loop *loop) {
+  return loop->timer_root != NULL && loop->timer_root->precise_
+             ? loop->timer_lead_ns
+             : 0;
 }
 
 int crpc_loop__run_timers(crpc_loop *loop, int64_t now) {

@@ -96,8 +96,13 @@ TEST_P(Timer, NeverFiresBeforeItsDeadline) {
 // the first blocking run_once would run the timer.
 TEST_P(Timer, LeadWakesEarlyThenPollsUntilDue) {
   crpc_loop_set_timer_lead(loop_.get(), 30 * kMs);
+  Tm coarse;
+  Init(&coarse, 2);
+  Start(&coarse, NowNs() + 10 * kMs);
+  EXPECT_EQ(1, crpc_loop_run_once(loop_.get(), -1)) << "a coarse timer has no lead";
   Tm tm;
   Init(&tm, 1);
+  crpc_loop_timer_set_precise(&tm.t, true);
   int64_t start = NowNs();
   Start(&tm, start + 60 * kMs);
   EXPECT_EQ(0, crpc_loop_run_once(loop_.get(), -1)) << "slept until the timer";

@@ -388,6 +388,7 @@ void scall_dispatch(scall *call) {
   call->dispatched = true;
   crpc_loop_closure_init(&call->kick, kick_fn, call);
   crpc_loop_timer_init(&call->deadline_timer, call->sl->loop, deadline_fn, call);
+  crpc_loop_timer_set_precise(&call->deadline_timer, true);
   if (deadline != CRPC_NO_DEADLINE) {
     crpc_loop_timer_start(&call->deadline_timer, deadline);
   }
