@@ -137,6 +137,7 @@ crpc_channel *crpc_channel_new_err(const char *target,
   if (o.credentials != NULL) {
     ch->tls = crpc_tls_channel_creds_ref(o.credentials);
   }
+  channel_cz_new(ch, target);
   return ch;
 }
 
@@ -147,6 +148,7 @@ void cconn_unref(cconn *conn) {
   if (conn->session != NULL) nghttp2_session_del(conn->session);
   crpc_tls_free(conn->tls);
   if (conn->fd >= 0) close(conn->fd);
+  cconn_cz_drop(conn);
   free(conn);
 }
 
@@ -155,6 +157,7 @@ void cconn_link_call(cconn *conn, ccall *call) {
   call->cnext = conn->calls;
   if (conn->calls != NULL) conn->calls->cprev = call;
   conn->calls = call;
+  cconn_cz_stream_started(conn, call);
 }
 
 void cconn_unlink_call(cconn *conn, ccall *call) {
@@ -165,6 +168,7 @@ void cconn_unlink_call(cconn *conn, ccall *call) {
   }
   if (call->cnext != NULL) call->cnext->cprev = call->cprev;
   call->cnext = call->cprev = NULL;
+  cconn_cz_stream_ended(conn, call);
 }
 
 static void drop_loop_ref(crpc_loop *loop, void *arg) {
@@ -199,6 +203,7 @@ static void on_conn_close(crpc_h2_conn *h2, const char *why) {
     nghttp2_session_set_stream_user_data(h2->session, call->stream_id, NULL);
     ccall_on_close(call, NGHTTP2_INTERNAL_ERROR, why);
   }
+  cconn_cz_close(conn);
   crpc_h2_conn_destroy(h2);
   conn->session = NULL;
   if (crpc_loop_post(h2->loop, drop_loop_ref, conn) != 0) {
@@ -242,6 +247,7 @@ void cconn_attach(cconn *conn) {
   /* A graceful end lingers (rpc/h2/conn.h); safe because freeing the
    * channel closes every attached connection (close_all_fn). */
   conn->h2.linger = true;
+  cconn_cz_open(conn); /* channelz: its socket */
   start_keepalive(conn); /* no-op if off or already closed */
   cconn_start_idle_timer(conn);
 }
@@ -333,6 +339,7 @@ void crpc_channel_free(crpc_channel *ch) {
   for (size_t i = 0; i < n_slots; i++) {
     cconn *conn = slots[i].conn;
     free(slots[i].addrs);
+    crpc_cz_unregister(slots[i].cz);
     if (conn == NULL) continue;
     /* The channel's reference goes to the closure (or straight away). */
     if (!ch->loop_started ||
@@ -354,6 +361,7 @@ void crpc_channel_free(crpc_channel *ch) {
     crpc_loop_stop_and_join(ch->loop);
   }
   crpc_loop_free(ch->loop);
+  channel_cz_free(ch); /* no loop left to count */
   pthread_mutex_destroy(&ch->mu);
   pthread_cond_destroy(&ch->cond);
   pthread_cond_destroy(&ch->aq_cond);

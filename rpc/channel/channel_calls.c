@@ -73,6 +73,7 @@ void ccall_live_update(ccall *call) {
     call->live_next = ch->live;
     if (ch->live != NULL) ch->live->live_prev = call;
     ch->live = call;
+    ccall_cz_started(call); /* channelz */
     if (ch->call_observer != NULL) tell(call, CRPC_CALL_STARTED);
   }
   if (call->live_state != CCALL_LIVE_LISTED) return;
@@ -97,6 +98,7 @@ void ccall_live_update(ccall *call) {
   if (call->live_next != NULL) call->live_next->live_prev = call->live_prev;
   call->live_next = call->live_prev = NULL;
   call->live_state = CCALL_LIVE_GONE;
+  ccall_cz_ended(call); /* channelz */
   if (ch->call_observer != NULL) tell(call, CRPC_CALL_ENDED);
 }
 

@@ -65,6 +65,9 @@ struct cconn {
   _Atomic int64_t last_used_ns; /* when in_use last dropped to 0 */
   crpc_loop_timer idle_timer;   /* L */
   cconn *lnext, *lprev;         /* L: the channel's attached list */
+  /* channelz (channel_channelz.c): its subchannel until attached (a
+   * reference), then its socket (L). */
+  struct crpc_cz_entity *cz_sub, *cz;
 };
 
 /* Where calls may go: one per address with round robin, one for all
@@ -77,6 +80,7 @@ typedef struct cslot {
   bool failed;               /* the last attempt failed (TRANSIENT_FAILURE) */
   crpc_backoff backoff;
   int64_t next_attempt_ns;   /* not tried again before */
+  struct crpc_cz_entity *cz; /* channelz subchannel (moves with the slot) */
 } cslot;
 
 struct crpc_channel {
@@ -132,6 +136,9 @@ struct crpc_channel {
   atomic_uint_fast64_t last_call_id;
   crpc_call_observer_fn call_observer;
   void *call_observer_data;
+  /* channelz (channel_channelz.c): the channel's entity; NULL if out of
+   * memory (nothing is then counted). */
+  struct crpc_cz_entity *cz;
 };
 
 struct crpc_call {
@@ -212,6 +219,10 @@ struct crpc_call {
   ccall *live_next, *live_prev;
   int64_t live_event_ns, live_done_ns;
   bool live_done_told;
+
+  /* L: channelz: where the request's DATA is in its messages (reset for
+   * each stream). */
+  crpc_h2_msgscan cz_scan;
 };
 
 /* ccall.live_state: not listed yet, listed, left for good. */
@@ -317,6 +328,36 @@ void ccall_live_init(ccall *call);
  * or its ctx is done and no stream of it is open. From every kick and
  * stream close, while the caller still holds a reference. Loop thread. */
 void ccall_live_update(ccall *call);
+
+/* ---- channel_channelz.c: channelz accounting (rpc/channelz) ---- */
+
+/* The channel's entity (crpc_channel_new), and its end (crpc_channel_free,
+ * once its loop is gone: nothing counts any more). */
+void channel_cz_new(crpc_channel *ch, const char *target);
+void channel_cz_free(crpc_channel *ch);
+
+/* Gives slot s (new) a subchannel entity. Channel mutex held. */
+void channel_cz_subchannel(crpc_channel *ch, cslot *s);
+
+/* Slot s got connection conn (attempt): the socket will be s's. Channel
+ * mutex held. */
+void channel_cz_slot_conn(cslot *s, cconn *conn);
+
+/* The connection was attached (registers its socket; only if not closed
+ * already), closed, and freed without being attached. Loop thread (the
+ * last: any). */
+void cconn_cz_open(cconn *conn);
+void cconn_cz_close(cconn *conn);
+void cconn_cz_drop(cconn *conn);
+
+/* A stream of call opened / ended on conn. Loop thread. */
+void cconn_cz_stream_started(cconn *conn, ccall *call);
+void cconn_cz_stream_ended(cconn *conn, ccall *call);
+
+/* The live-call registry listed the call (it started) / let it go (it
+ * ended, with its status). Loop thread (channel_calls.c). */
+void ccall_cz_started(ccall *call);
+void ccall_cz_ended(ccall *call);
 
 /* ---- call_async.c ---- */
 

@@ -127,14 +127,19 @@ static bool build_rr_slots(crpc_channel *ch, const crpc_ctx *ctx,
   }
   for (size_t i = 0; i < n; i++) {
     cslot *prev = same_addr(ch->slots, ch->n_slots, &slots[i].addrs[0]);
-    if (prev == NULL) continue;
+    if (prev == NULL) {
+      channel_cz_subchannel(ch, &slots[i]); /* a new address */
+      continue;
+    }
     free(slots[i].addrs);
-    slots[i] = *prev; /* its connection, backoff and failure state */
+    slots[i] = *prev; /* its connection, backoff, failure state, channelz */
     prev->addrs = NULL;
     prev->conn = NULL;
+    prev->cz = NULL;
   }
   for (size_t i = 0; i < ch->n_slots; i++) {
     free(ch->slots[i].addrs);
+    crpc_cz_unregister(ch->slots[i].cz);
     cconn_unref(ch->slots[i].conn); /* an address no longer resolved */
   }
   free(ch->slots);
@@ -172,6 +177,7 @@ static bool build_pf_slot(crpc_channel *ch, crpc_code *code) {
   ch->n_slots = 1;
   crpc_backoff_init(&ch->slots[0].backoff, ch->backoff_initial,
                     ch->backoff_max);
+  channel_cz_subchannel(ch, &ch->slots[0]);
   return true;
 }
 
@@ -223,6 +229,7 @@ static crpc_code attempt(crpc_channel *ch, size_t i, const crpc_ctx *ctx) {
   pthread_cond_broadcast(&ch->cond);
   if (code == CRPC_OK) {
     s->conn = conn; /* the channel's reference */
+    channel_cz_slot_conn(s, conn);
     s->failed = false;
     crpc_backoff_reset(&s->backoff);
     cconn_post_attach(conn);

@@ -144,6 +144,7 @@ static bool take_slice(void *arg, crpc_h2_chunk *chunk, const uint8_t *p,
 int crpc_h2_conn_send_data(crpc_h2_conn *conn, const uint8_t *framehd,
                            crpc_h2_outq *q, size_t length) {
   bool ok = crpc_h2_outbuf_copy(&conn->out, framehd, 9);
+  crpc_h2_cz_chunks(conn, q, length); /* channelz: messages completed */
   ok = crpc_h2_outq_take(q, length, take_slice, &conn->out) && ok;
   return ok ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
@@ -200,6 +201,7 @@ static bool flush_inner(crpc_h2_conn *conn) {
         return false;
       }
       if (n == 0) break;
+      crpc_h2_cz_scan(conn, p, (size_t)n); /* channelz: messages sent */
       if (!crpc_h2_outbuf_copy(&conn->out, p, (size_t)n)) {
         snprintf(conn->close_why, sizeof(conn->close_why), "out of memory");
         return false;
@@ -289,8 +291,6 @@ void crpc_h2_conn_want_flush(crpc_h2_conn *conn) {
   crpc_loop_post_closure_after_batch(conn->loop, &conn->flush_closure);
 }
 
-/* One read from the socket (through TLS if any): > 0 bytes, 0 nothing for
- * now, -1 the connection is over (why set). */
 /* read() that also takes the kernel's receive timestamp (CLOCK_REALTIME)
  * of the bytes, converted to CLOCK_MONOTONIC as "that long before now";
  * last_arrival_ns = 0 if there is none. */
@@ -322,11 +322,13 @@ static ssize_t read_stamped(crpc_h2_conn *conn, uint8_t *buf, size_t cap) {
   return n;
 }
 
+/* One read from the socket (through TLS if any): > 0 bytes, 0 nothing for
+ * now, -1 the connection is over (why set). */
 static ssize_t conn_read(crpc_h2_conn *conn, uint8_t *buf, size_t cap,
                          char *why, size_t why_len) {
+  conn->last_arrival_ns = 0; /* on_io makes it last_read_ns if none */
   if (conn->tls != NULL) {
     size_t n = 0;
-  conn->last_arrival_ns = 0; /* on_io makes it last_read_ns if none */
     char err[CRPC_TLS_ERR_MAX];
     crpc_tls_status st = crpc_tls_read(conn->tls, buf, cap, &n, err);
     conn->tls_read_wants_write = st == CRPC_TLS_WANT_WRITE;
@@ -403,11 +405,11 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
       n = conn_read(conn, buf, sizeof(buf), why, sizeof(why));
       if (n <= 0) break;
       conn->last_read_ns = crpc_now_ns(); /* keepalive: the peer is alive */
-      ssize_t used = nghttp2_session_mem_recv(conn->session, buf, (size_t)n);
-      if (used < 0) {
       if (conn->last_arrival_ns == 0 || conn->last_arrival_ns > conn->last_read_ns) {
         conn->last_arrival_ns = conn->last_read_ns;
       }
+      ssize_t used = nghttp2_session_mem_recv(conn->session, buf, (size_t)n);
+      if (used < 0) {
         /* A protocol error: nghttp2 has queued GOAWAY; try to send it. */
         snprintf(conn->close_why, sizeof(conn->close_why), "nghttp2: %s",
                  nghttp2_strerror((int)used));
@@ -460,6 +462,7 @@ static void start(crpc_h2_conn *conn, crpc_loop *loop, int fd,
   conn->on_close = on_close;
   conn->tls = tls;
   conn->tls_handshaking = tls != NULL && handshake_deadline_ns != 0;
+  crpc_h2_cz_init(&conn->cz, session);
   /* Lingering needs an owner that closes every connection not yet closed
    * before its loop is freed (which forgets watchers and timers): the
    * server does (its connection list); the channel opts in after start,
@@ -532,6 +535,7 @@ static void keepalive_fn(crpc_loop *loop, crpc_loop_timer *timer, void *arg) {
     return;
   }
   conn->ka_ping_sent = now;
+  conn->cz.pings_sent++;
   crpc_loop_timer_start(&conn->ka_timer, now + conn->ka_timeout);
   crpc_h2_conn_flush(conn); /* may close: the timer is stopped then */
 }

@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rpc/h2/conn_cz.h"
 #include "rpc/h2/outbuf.h"
 #include "rpc/loop/loop.h"
 
@@ -78,13 +79,13 @@ struct crpc_h2_conn {
   /* Keepalive (crpc_h2_conn_keepalive); ka_time 0: off. */
   int64_t ka_time, ka_timeout;
   int64_t last_read_ns;  /* CLOCK_MONOTONIC of the last bytes received */
-  int64_t ka_ping_sent;  /* when the outstanding PING went out; 0: none */
   /* When those bytes reached this host (the kernel's receive timestamp,
    * SO_TIMESTAMPNS; plaintext sockets with rx_timestamps set), else
    * last_read_ns: a server's deadline counts from here, so the loop's own
    * wake-up and queueing do not push a call's deadline later. */
   int64_t last_arrival_ns;
   bool rx_timestamps;
+  int64_t ka_ping_sent;  /* when the outstanding PING went out; 0: none */
   bool (*ka_active)(crpc_h2_conn *conn);
   crpc_loop_timer ka_timer;
   /* Lingering close (see the top). linger: allowed; start sets it for
@@ -94,6 +95,7 @@ struct crpc_h2_conn {
   bool session_done; /* the session ended gracefully (flush found it done) */
   bool lingering;    /* half-closed, waiting for EOF; on_close still due */
   crpc_loop_timer linger_timer;
+  crpc_h2_conn_cz cz; /* channelz's counts (conn_cz.h) */
 };
 
 /* Turns keepalive on for a started connection (no-op if time_ns <= 0 or it

@@ -111,6 +111,7 @@ crpc_server *crpc_server_new_err(const crpc_server_options *options,
                      "server's loops");
     return NULL;
   }
+  server_cz_new(s); /* channelz */
   return s;
 }
 
@@ -199,6 +200,7 @@ crpc_code crpc_server_listen_err(crpc_server *s, const char *address,
   memset(l, 0, sizeof(*l));
   l->fd = fd;
   l->server = s;
+  server_cz_listener(s, l);
   if (addr.is_unix)
     snprintf(l->unix_path, sizeof(l->unix_path), "%s", addr.path);
   return CRPC_OK;
@@ -455,6 +457,7 @@ static void drain_fn(server_loop *sl) {
       crpc_loop_timer_stop(&l->backoff);
       close(l->fd);
       l->fd = -1;
+      server_cz_listener_closed(l);
       if (l->unix_path[0] != '\0') unlink(l->unix_path);
     }
   }
@@ -488,6 +491,7 @@ void crpc_server_shutdown(crpc_server *s, int64_t grace_ns) {
   if (!s->started) {
     for (size_t i = 0; i < s->n_listeners; i++) {
       close(s->listeners[i].fd);
+      server_cz_listener_closed(&s->listeners[i]);
       if (s->listeners[i].unix_path[0] != '\0') {
         unlink(s->listeners[i].unix_path);
       }
@@ -543,6 +547,7 @@ void crpc_server_free(crpc_server *s) {
   for (int i = 0; i < s->n_loops; i++) crpc_loop_free(s->loops[i].loop);
   /* No call, loop or handler is left: services may free their state. */
   server_run_hooks(s, CRPC_SERVER_FREED);
+  server_cz_free(s);
   server_info_free(s);
   free(s->loops);
   crpc_ctx_release(s->root);

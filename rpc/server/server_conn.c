@@ -228,6 +228,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *f,
   }
   nghttp2_session_set_stream_user_data(session, f->hd.stream_id, call);
   link_call(conn, call);
+  sconn_cz_stream_started(conn);
   return 0;
 }
 
@@ -451,7 +452,9 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
   nghttp2_session_consume_connection(session, len);
   scall *call = stream_call(session, stream_id);
   if (call == NULL) return 0;
+  size_t seen = call->in.total; /* channelz: messages decoded */
   scall_on_data(call, data, len);
+  sconn_cz_received(user_data, call, seen);
   return 0;
 }
 
@@ -482,6 +485,7 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *f,
   }
   scall *call = stream_call(session, f->hd.stream_id);
   if (call != NULL) call->end_stream_sent = true;
+  if (call != NULL) sconn_cz_end_sent(call, f);
   /* Done before the client half-closed: tell it to stop sending with
    * NO_ERROR (CANCEL would read as an error to proxies). */
   if (nghttp2_session_get_stream_remote_close(session, f->hd.stream_id) == 0) {
@@ -498,6 +502,7 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id,
   if (call == NULL) return 0;
   nghttp2_session_set_stream_user_data(session, stream_id, NULL);
   unlink_call(conn, call);
+  sconn_cz_stream_ended(conn, call);
   scall_on_close(call, error_code, NULL);
   return 0;
 }
@@ -546,8 +551,10 @@ static void on_conn_close(crpc_h2_conn *h2, const char *why) {
     scall *call = conn->calls;
     unlink_call(conn, call);
     nghttp2_session_set_stream_user_data(h2->session, call->stream_id, NULL);
+    sconn_cz_stream_ended(conn, call);
     scall_on_close(call, NGHTTP2_INTERNAL_ERROR, why);
   }
+  sconn_cz_close(conn);
   conn->peer->conn = NULL; /* calls that outlive it give slots to none */
   unlink_conn(conn);
   /* Freed by a closure posted now, so a flush closure queued earlier still
@@ -591,8 +598,8 @@ static void init_callbacks(void) {
   g_cbs = cbs;
 }
 
-static void start_conn(server_loop *sl, int fd, const struct sockaddr *sa,
-                       socklen_t salen, const server_listener *l) {
+void sconn_start(server_loop *sl, int fd, const struct sockaddr *sa,
+                 socklen_t salen, const server_listener *l) {
   crpc_server *s = sl->server;
   sconn *conn = calloc(1, sizeof(*conn));
   nghttp2_option *opt = NULL;
@@ -669,113 +676,21 @@ static void start_conn(server_loop *sl, int fd, const struct sockaddr *sa,
         on_conn_close);
   } else {
     crpc_h2_conn_start(&conn->h2, sl->loop, fd, session, on_conn_close);
+    conn->h2.rx_timestamps = true; /* SO_TIMESTAMPNS is on (accept) */
   }
   conn->h2.after_read = after_read; /* start zeroed it */
+  sconn_cz_open(conn);
   /* A no-op if start has already closed it (freed by a posted closure). */
   crpc_h2_conn_keepalive(&conn->h2, s->opts.keepalive_time_ns,
                          s->opts.keepalive_timeout_ns, NULL);
   if (!conn->h2.closed && !conn->h2.close_pending) life_rearm(conn, now);
   if (!conn->h2.closed) server_conns_reap(sl, conn, live); /* max_conns */
-    conn->h2.rx_timestamps = true; /* SO_TIMESTAMPNS is on (accept) */
   return;
 fail:
   if (opt != NULL) nghttp2_option_del(opt);
   if (conn != NULL) free(conn->peer);
   free(conn);
   close(fd);
-}
-
-/* An accepted connection on its way to another loop. */
-typedef struct handoff {
-  server_loop *sl;
-  const server_listener *l;
-  int fd;
-  socklen_t len;
-  struct sockaddr_storage ss;
-} handoff;
-
-static void handoff_fn(crpc_loop *loop, void *arg) {
-  (void)loop;
-  handoff *h = arg;
-  /* Shutdown has drained this loop already (or the loop is being freed):
-   * the connection is refused, as a closed listener would. */
-  if (atomic_load(&h->sl->server->draining)) {
-    close(h->fd);
-  } else {
-    start_conn(h->sl, h->fd, (struct sockaddr *)&h->ss, h->len, h->l);
-  }
-  free(h);
-}
-
-/* Gives the connection to the next loop in turn. Accept-and-hand-off
- * rather than one SO_REUSEPORT listener per loop: it works the same for
- * unix sockets and TLS, needs one listening fd per address, and spreads a
- * handful of long-lived connections evenly (the kernel's reuseport hash
- * can put 3 of 4 on one loop); it costs one post per connection, not per
- * call. */
-static void dispatch_conn(const server_listener *l, int fd,
-                          const struct sockaddr_storage *ss, socklen_t len) {
-  crpc_server *s = l->server;
-  server_loop *sl = &s->loops[s->next_loop++ % (unsigned)s->n_loops];
-  if (sl == &s->loops[0]) {
-    start_conn(sl, fd, (const struct sockaddr *)ss, len, l);
-    return;
-  }
-  handoff *h = malloc(sizeof(*h));
-  if (h == NULL) {
-    close(fd);
-    return;
-  }
-  *h = (handoff){.sl = sl, .l = l, .fd = fd, .len = len, .ss = *ss};
-  if (crpc_loop_post(sl->loop, handoff_fn, h) != 0) {
-    close(fd);
-    free(h);
-  }
-}
-
-void server_on_accept(crpc_loop *loop, int fd, unsigned events, void *arg) {
-  (void)loop;
-  (void)events;
-  server_listener *l = arg;
-  for (int i = 0; i < 64; i++) {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    int cfd =
-        accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (cfd < 0) {
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-          errno == ENOMEM) {
-        /* Out of fds or memory: the listener stays readable, so a
-         * level-triggered watcher would spin. Pause accepting briefly. */
-        CRPC_LOG(CRPC_LOG_WARNING, CRPC_LOG_SUB_SERVER,
-                 "accept: %s; pausing 100 ms", strerror(errno));
-        crpc_loop_io_set(&l->io, 0);
-        crpc_loop_timer_start(&l->backoff,
-                              crpc_now_ns() + 100 * CRPC_MILLISECOND);
-      } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-        CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_SERVER, "accept: %s",
-                 strerror(errno));
-      }
-      return;
-    }
-    if (ss.ss_family != AF_UNIX) {
-      int one = 1;
-      setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
-    dispatch_conn(l, cfd, &ss, len);
-  }
-}
-
-void server_on_accept_backoff(crpc_loop *loop, crpc_loop_timer *timer,
-                              void *arg) {
-  (void)loop;
-  (void)timer;
-    /* Receive timestamps: a call's deadline counts from when its request
-     * reached this host (crpc_h2_conn.last_arrival_ns). */
-    int stamp = 1;
-    setsockopt(cfd, SOL_SOCKET, SO_TIMESTAMPNS, &stamp, sizeof(stamp));
-  server_listener *l = arg;
-  if (l->fd >= 0) crpc_loop_io_set(&l->io, CRPC_LOOP_READABLE);
 }
 
 void server_conns_drain(server_loop *sl) {

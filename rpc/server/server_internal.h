@@ -83,6 +83,7 @@ typedef struct server_listener {
   crpc_loop_timer backoff; /* re-arms accept after EMFILE and friends */
   char unix_path[108];     /* non-empty for a unix socket (unlinked at close) */
   const crpc_server_credentials *creds; /* TLS; NULL: plaintext (h2c) */
+  struct crpc_cz_entity *cz;            /* channelz listen socket */
   struct crpc_server *server;
 } server_listener;
 
@@ -157,6 +158,10 @@ struct crpc_server {
    * (server_limits.c); NULL if it could not be allocated (connections
    * are then charged on their own). */
   struct server_peer_table *peer_resets;
+
+  /* channelz (server_channelz.c): this server's entity; NULL if out of
+   * memory (nothing is then counted). */
+  struct crpc_cz_entity *cz;
 
   /* The live-call registry (server_calls.c): the last id given, and the
    * observer (set before start, read-only after). */
@@ -242,6 +247,8 @@ struct sconn {
   /* Why the ENHANCE_YOUR_CALM GOAWAY (calm_goaway) was sent: the close
    * reason once it is written. */
   const char *calm_why;
+  /* L: channelz's socket (server_channelz.c); NULL: not counted. */
+  struct crpc_cz_entity *cz;
 };
 
 struct crpc_server_call {
@@ -352,6 +359,11 @@ struct crpc_server_call {
   int64_t live_since, live_done_ns;
   struct crpc_server_call *live_next, *live_prev;
   bool live_linked, live_done_told;
+
+  /* L: channelz (server_channelz.c): the trailers sent said grpc-status 0;
+   * where the response's DATA is in its gRPC messages (copied DATA). */
+  bool cz_ok;
+  crpc_h2_msgscan cz_scan;
 };
 
 typedef struct crpc_server_call scall;
@@ -380,6 +392,13 @@ crpc_code server_add_method_entry(crpc_server *s, const char *path,
 const server_method *server_find_method(const crpc_server *s, const char *path);
 
 /* ---- server_conn.c ---- */
+
+/* Starts serving an accepted connection (fd owned from here on: closed on
+ * failure) on sl's loop. That loop's thread. */
+void sconn_start(server_loop *sl, int fd, const struct sockaddr *sa,
+                 socklen_t salen, const server_listener *l);
+
+/* ---- server_accept.c ---- */
 
 /* Accept handler for a listener's fd. Loop thread. */
 void server_on_accept(crpc_loop *loop, int fd, unsigned events, void *arg);
@@ -459,18 +478,6 @@ void scall_handler_returned(scall *call, crpc_code code);
  * thread. */
 void scall_submit_when_ready(scall *call);
 
-/* server_limits.c: the request trailers of a dispatched call went over
- * max_metadata_size: the call fails RESOURCE_EXHAUSTED. Loop thread,
- * inside nghttp2's header callbacks. */
-void scall_headers_over(scall *call);
-
-/* Fails the call from the loop (status now, ctx cancelled with origin
- * local, request bytes ignored from now on). Loop thread, not with mu. */
-void scall_fail(scall *call, crpc_code code, const char *msg);
-
-/* ---- server_limits.c: what one peer can cost (issue 17) ---- */
-
-/* Replaces 0 (and out-of-range values) in o's hostile-peer options
 /* server_response.c (loop thread). The response HEADERS, the data then
  * coming from scall_read_data; trailers after the last DATA frame;
  * Trailers-Only for a call that ends without a message. */
@@ -487,6 +494,18 @@ ssize_t scall_read_data(nghttp2_session *session, int32_t stream_id,
                         uint8_t *buf, size_t length, uint32_t *data_flags,
                         nghttp2_data_source *source, void *user_data);
 
+/* server_limits.c: the request trailers of a dispatched call went over
+ * max_metadata_size: the call fails RESOURCE_EXHAUSTED. Loop thread,
+ * inside nghttp2's header callbacks. */
+void scall_headers_over(scall *call);
+
+/* Fails the call from the loop (status now, ctx cancelled with origin
+ * local, request bytes ignored from now on). Loop thread, not with mu. */
+void scall_fail(scall *call, crpc_code code, const char *msg);
+
+/* ---- server_limits.c: what one peer can cost (issue 17) ---- */
+
+/* Replaces 0 (and out-of-range values) in o's hostile-peer options
  * (request and handshake timeouts, max_connections, handlers and queued
  * bytes per connection) and max_send_message_size by their defaults. */
 void server_limits_defaults(crpc_server_options *o);
@@ -578,6 +597,34 @@ void scall_live_kick(scall *call);
 
 /* The call's stream closed: it leaves the list (ENDED). Loop thread. */
 void scall_live_unlink(scall *call);
+
+/* ---- server_channelz.c: channelz accounting (rpc/channelz) ---- */
+
+/* The server's entity, at crpc_server_new; its listeners' once bound and
+ * when closed; all that is left at crpc_server_free. */
+void server_cz_new(crpc_server *s);
+void server_cz_listener(crpc_server *s, server_listener *l);
+void server_cz_listener_closed(server_listener *l);
+void server_cz_free(crpc_server *s);
+
+/* A connection started (registers its socket; after crpc_h2_conn_start,
+ * only if it has not closed already) and closed. Loop thread. */
+void sconn_cz_open(sconn *conn);
+void sconn_cz_close(sconn *conn);
+
+/* A request stream opened (a call started), on_begin_headers. */
+void sconn_cz_stream_started(sconn *conn);
+
+/* A HEADERS or DATA frame with END_STREAM went out for call (the
+ * trailers: was the status OK?), on_frame_send. */
+void sconn_cz_end_sent(scall *call, const nghttp2_frame *f);
+
+/* Call's stream closed or its connection died: the stream and the call
+ * end, OK or not. */
+void sconn_cz_stream_ended(sconn *conn, scall *call);
+
+/* call's DATA was fed: counts the messages decoded since it had `seen`. */
+void sconn_cz_received(sconn *conn, scall *call, size_t seen);
 
 /* ---- server_async.c ---- */
 

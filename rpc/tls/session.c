@@ -312,6 +312,30 @@ void crpc_tls_peer_identity(const crpc_tls *t,
   ERR_clear_error();
 }
 
+/* A malloc'd DER copy of cert (NULL, 0 if none or out of memory). */
+static unsigned char *der_copy(X509 *cert, size_t *len) {
+  *len = 0;
+  unsigned char *der = NULL;
+  int n = cert != NULL ? i2d_X509(cert, &der) : -1;
+  unsigned char *copy = n > 0 ? malloc((size_t)n) : NULL;
+  if (copy != NULL) {
+    memcpy(copy, der, (size_t)n);
+    *len = (size_t)n;
+  }
+  OPENSSL_free(der);
+  return copy;
+}
+
+void crpc_tls_describe(const crpc_tls *t, const char **cipher,
+                       unsigned char **local_der, size_t *local_len,
+                       unsigned char **peer_der, size_t *peer_len) {
+  const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
+  *cipher = c != NULL ? SSL_CIPHER_standard_name(c) : NULL;
+  *local_der = der_copy(SSL_get_certificate(t->ssl), local_len);
+  *peer_der = der_copy(SSL_get0_peer_certificate(t->ssl), peer_len);
+  ERR_clear_error();
+}
+
 void crpc_tls_free(crpc_tls *t) {
   if (t == NULL) return;
   if (t->handshook && !t->broken) {

@@ -92,6 +92,14 @@ bool crpc_tls_pending(const crpc_tls *tls);
 void crpc_tls_peer_identity(const crpc_tls *tls,
                             char out[CRPC_TLS_IDENTITY_MAX]);
 
+/* What channelz shows of a session (rpc/channelz): *cipher, the suite's
+ * standard (RFC) name in static storage (NULL before the handshake), and
+ * malloc'd DER copies of this end's certificate and the peer's (NULL, 0:
+ * none; the caller frees them). The session's thread. */
+void crpc_tls_describe(const crpc_tls *tls, const char **cipher,
+                       unsigned char **local_der, size_t *local_len,
+                       unsigned char **peer_der, size_t *peer_len);
+
 /* Sends close_notify if the session is healthy (best effort, never
  * blocks) and frees it. Does not close the fd. NULL: no-op. */
 void crpc_tls_free(crpc_tls *tls);

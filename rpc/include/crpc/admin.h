@@ -2,7 +2,9 @@
  * crpc/admin.h - the services an operator's tools expect on every gRPC
  * server: grpc.health.v1.Health (Kubernetes probes, grpc_health_probe,
  * load balancers), server reflection, grpc.reflection.v1 and v1alpha
- * (grpcurl, grpcui, Postman), and crpc's own crpc.admin.v1.Admin (the
+ * (grpcurl, grpcui, Postman), grpc.channelz.v1.Channelz (channelz
+ * dashboards, grpcdebug: every server, channel and connection of the
+ * process with its counters), and crpc's own crpc.admin.v1.Admin (the
  * running calls, crpc/calls.h). Link //services:admin.
  *
  *   crpc_health *health = NULL;
@@ -23,6 +25,7 @@
 #ifndef CRPC_ADMIN_H
 #define CRPC_ADMIN_H
 
+#include "crpc/channel.h"
 #include "crpc/server.h"
 #include "crpc/status.h"
 
@@ -34,11 +37,12 @@ typedef struct crpc_health crpc_health;
 
 /* ---- the one switch ----------------------------------------------------- */
 
-/* Adds every admin service crpc has: today health (as
+/* Adds every admin service crpc has: health (as
  * crpc_health_service_add), reflection v1 + v1alpha (as
- * crpc_reflection_service_add) and crpc.admin.v1.Admin (as
- * crpc_admin_service_add); later ones (channelz) join here, so callers of
- * this function get them without a change. Before
+ * crpc_reflection_service_add), channelz (as crpc_channelz_service_add)
+ * and crpc.admin.v1.Admin (as crpc_admin_service_add); services added
+ * later join here, so callers of this function get them without a
+ * change. Before
  * crpc_server_start; register your own services before or after, in any
  * order (reflection reads the server's lists when first asked).
  * *health (if not NULL) gets the health handle, NULL on failure. CRPC_OK,
@@ -117,6 +121,60 @@ void crpc_health_drain(crpc_health *health);
  * NOT_FOUND and the stream goes on; a request that does not parse ends
  * the stream INVALID_ARGUMENT. */
 crpc_code crpc_reflection_service_add(crpc_server *server);
+
+/* ---- grpc.channelz.v1.Channelz --------------------------------------------- */
+
+/* Registers grpc.channelz.v1.Channelz (gRPC's channelz.proto, with its
+ * descriptor for reflection). Before start, from the thread setting the
+ * server up. *code (if not NULL) is CRPC_OK or the error, as
+ * crpc_server_add_admin_services says. Returns this server's channelz id
+ * (crpc_server_channelz_id; 0 on error). The service keeps no state of
+ * its own (nothing to free): it reads the runtime's registry, which every
+ * server and channel joins when created and leaves when freed, whether
+ * channelz is served or not. Its methods take the registry's mutex and,
+ * for a channel's state, the channel's own, briefly; none waits.
+ *
+ * It answers for the whole process, as gRPC's does: every crpc_server
+ * and crpc_channel alive in it, not only this server. Ids are one
+ * process-wide sequence (1, 2, ...) shared by servers, channels,
+ * subchannels and sockets, never reused. What is there:
+ *   - Server: calls started (a request stream opened), succeeded (the
+ *     trailers sent said grpc-status 0), failed (any other end: an error
+ *     status, a reset, the connection lost), last call started; its
+ *     listen sockets (until they close at shutdown).
+ *   - Server socket (an accepted connection, from accept to close):
+ *     streams started / succeeded (this end sent END_STREAM) / failed,
+ *     messages sent (handed to the socket whole) and received (decoded),
+ *     keepalive PINGs sent, last remote stream / message sent / message
+ *     received times, the connection flow-control windows (local: what
+ *     the peer lets this end send; remote: what this end lets the peer
+ *     send), local and remote addresses, and with TLS the cipher suite's
+ *     standard name and both certificates (DER).
+ *   - Channel (crpc_channel, a top channel): its target, state
+ *     (crpc_channel_get_state), calls started (taken up by the channel's
+ *     loop, right after crpc_call_start), succeeded (the server said OK),
+ *     failed, last call started; its subchannels. A blocking
+ *     crpc_call_start that fails before a connection is up is not
+ *     counted.
+ *   - Subchannel: one per address with round robin and least request, one
+ *     for the whole target with pick first; its address, state, the call
+ *     attempts its connections carried, and its open connections as
+ *     sockets (client side: a stream succeeds when the server's END_STREAM
+ *     came; last local stream is when its call started).
+ * Unknown ids (or an id of another kind) end NOT_FOUND; a negative
+ * max_results INVALID_ARGUMENT. Pages follow gRPC: results with id >=
+ * start_*_id in ascending order, at most max_results (0: 100), and `end`
+ * set when nothing lies past the last one. GetSocket reads a connection's
+ * windows, addresses and TLS on its own loop thread and answers from
+ * there (no thread is blocked; nothing on the hot path takes a lock: each
+ * connection's loop counts in plain per-connection counters). Counters
+ * are read one by one, so two may be a call apart. */
+int64_t crpc_channelz_service_add(crpc_server *server, crpc_code *code);
+
+/* A server's / channel's channelz id (what GetServer / GetChannel take),
+ * or 0 if it has none (out of memory at creation). Any thread. */
+int64_t crpc_server_channelz_id(const crpc_server *server);
+int64_t crpc_channel_channelz_id(const crpc_channel *channel);
 
 /* ---- crpc.admin.v1.Admin: running calls ---------------------------------- */
 
