@@ -288,7 +288,11 @@ void crpc_h2_conn_want_flush(crpc_h2_conn *conn) {
    * covers this: a posted one would cost the loop an extra epoll_wait and
    * an empty flush per request. */
   if (conn->closed || conn->flush_soon) return;
-  crpc_loop_post_closure_after_batch(conn->loop, &conn->flush_closure);
+  if (conn->flush_in_batch) {
+    crpc_loop_post_closure_after_batch(conn->loop, &conn->flush_closure);
+  } else {
+    crpc_loop_post_closure(conn->loop, &conn->flush_closure);
+  }
 }
 
 /* read() that also takes the kernel's receive timestamp (CLOCK_REALTIME)

@@ -64,6 +64,12 @@ struct crpc_h2_conn {
   bool in_io;         /* inside recv/flush: defer flushes and closes */
   bool reading;       /* inside the read loop (nghttp2 receive callbacks) */
   bool flush_soon;    /* on_io flushes before it returns: want_flush no-op */
+  /* A flush asked for from posted closures runs at the end of their batch
+   * (crpc_loop_post_closure_after_batch), not after the next epoll_wait.
+   * Servers only: a client must read what is already waiting (a GOAWAY)
+   * before it writes new requests, or a request to a server that has gone
+   * fails on EPIPE instead of being retried elsewhere. */
+  bool flush_in_batch;
   /* Called after a batch of input has been processed and before the
    * flush that follows it (NULL: none): the owner answers what the batch
    * asked for in the same loop iteration, so a response goes out with the

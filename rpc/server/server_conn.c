@@ -679,6 +679,7 @@ void sconn_start(server_loop *sl, int fd, const struct sockaddr *sa,
     conn->h2.rx_timestamps = true; /* SO_TIMESTAMPNS is on (accept) */
   }
   conn->h2.after_read = after_read; /* start zeroed it */
+  conn->h2.flush_in_batch = true;
   sconn_cz_open(conn);
   /* A no-op if start has already closed it (freed by a posted closure). */
   crpc_h2_conn_keepalive(&conn->h2, s->opts.keepalive_time_ns,
