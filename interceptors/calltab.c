@@ -35,10 +35,6 @@ static void init_shards(void) {
   for (int i = 0; i < SHARDS; i++) pthread_mutex_init(&g_shards[i].mu, NULL);
 }
 
-crpc_call *icpt_started_call(const crpc_client_next *next) {
-  return next->out_ != NULL ? *next->out_ : NULL;
-}
-
 static uint64_t hash(const void *owner, const crpc_call *call) {
   uint64_t x = (uint64_t)(uintptr_t)call ^ ((uint64_t)(uintptr_t)owner << 7);
   x ^= x >> 33;

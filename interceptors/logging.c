@@ -136,7 +136,7 @@ static crpc_code client_start(const crpc_ctx *ctx, crpc_client_call_info *info,
   snprintf(rec.target, sizeof(rec.target), "%s",
            info->target != NULL ? info->target : "");
   crpc_code code = crpc_client_next_start(next, ctx, md);
-  crpc_call *call = code == CRPC_OK ? icpt_started_call(next) : NULL;
+  crpc_call *call = code == CRPC_OK ? crpc_client_next_call(next) : NULL;
   if (call != NULL) {
     icpt_calltab_put(owner_of(user_data), call, &rec);
   } else if (code != CRPC_OK) {

@@ -16,7 +16,7 @@ static crpc_code client_start(const crpc_ctx *ctx, crpc_client_call_info *info,
   crpc_metrics *m = user_data;
   icpt_call_rec rec = {.start_ns = crpc_now_ns(), .ctx = ctx};
   crpc_code code = crpc_client_next_start(next, ctx, md);
-  crpc_call *call = code == CRPC_OK ? icpt_started_call(next) : NULL;
+  crpc_call *call = code == CRPC_OK ? crpc_client_next_call(next) : NULL;
   if (call != NULL) {
     icpt_calltab_put(m, call, &rec);
   } else if (code != CRPC_OK) {

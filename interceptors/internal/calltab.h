@@ -37,12 +37,6 @@ typedef struct icpt_call_rec {
   char target[ICPT_CALLTAB_TARGET_MAX]; /* cut if longer */
 } icpt_call_rec;
 
-/* The call a start hook's crpc_client_next_start just created (NULL if
- * it failed). Relies on the chain engine's crpc_client_next layout (the
- * caller's out pointer, rpc/intercept/chain.c): there is no public
- * accessor for it yet. */
-crpc_call *icpt_started_call(const crpc_client_next *next);
-
 /* Remembers rec for (owner, call), replacing a stale one. Out of memory:
  * nothing is remembered (finish then finds nothing). */
 void icpt_calltab_put(const void *owner, const crpc_call *call,

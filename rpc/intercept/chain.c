@@ -223,6 +223,10 @@ crpc_code crpc_client_next_start(crpc_client_next *next, const crpc_ctx *ctx,
   return client_start_from(next, next->index_, ctx, md);
 }
 
+crpc_call *crpc_client_next_call(const crpc_client_next *next) {
+  return next != NULL && next->out_ != NULL ? *next->out_ : NULL;
+}
+
 crpc_code icpt_client_start(const icpt_client_chain *chain,
                             const icpt_client_ops *ops, void *env,
                             const crpc_ctx *ctx, crpc_client_call_info *info,

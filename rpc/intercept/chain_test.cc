@@ -323,6 +323,8 @@ TEST_F(ChainTest, DescendantCtxIsAcceptedAndItsEndEndsTheCall) {
 struct CRec {
   std::string name;
   Trace *trace;
+  // crpc_client_next_call before and after next_start, and finish's call.
+  crpc_call *before = nullptr, *after = nullptr, *finished = nullptr;
 };
 
 crpc_code CStart(const crpc_ctx *ctx, crpc_client_call_info *info, crpc_metadata *md,
@@ -330,7 +332,9 @@ crpc_code CStart(const crpc_ctx *ctx, crpc_client_call_info *info, crpc_metadata
   auto *r = static_cast<CRec *>(ud);
   r->trace->Add(r->name + ">");
   crpc_metadata_add_str(md, ("x-md-" + r->name).c_str(), info->method);
+  r->before = crpc_client_next_call(next);
   crpc_code c = crpc_client_next_start(next, ctx, md);
+  r->after = crpc_client_next_call(next);
   r->trace->Add("<" + r->name);
   return c;
 }
@@ -357,6 +361,7 @@ crpc_code CRecv(crpc_call *, crpc_message *msg, crpc_client_next *next, void *ud
 crpc_code CFinish(crpc_call *call, crpc_status *st, crpc_client_next *next, void *ud) {
   auto *r = static_cast<CRec *>(ud);
   crpc_code c = crpc_client_next_finish(next, st);
+  r->finished = call;
   r->trace->Add("fin-" + r->name + "(" + crpc_call_method(call) + ")");
   if (c == CRPC_NOT_FOUND) {
     free(st->message);
@@ -392,6 +397,13 @@ TEST_F(ChainTest, ClientChainOrderMetadataMessagesStatus) {
   EXPECT_EQ(M("Echo"), MdGet(r.trailers.get(), "x-trl-a"));
   EXPECT_EQ(M("Echo"), MdGet(r.trailers.get(), "x-trl-b"));
   EXPECT_EQ("a> b> <b <a fin-b(" + M("Echo") + ") fin-a(" + M("Echo") + ")", t.Join());
+  // crpc_client_next_call: nothing before next_start, then the call that
+  // finish later gets, the same for every link.
+  EXPECT_EQ(nullptr, a.before);
+  EXPECT_EQ(nullptr, b.before);
+  EXPECT_NE(nullptr, a.after);
+  EXPECT_EQ(a.after, a.finished);
+  EXPECT_EQ(a.after, b.after);
   auto md2 = NewMd({{"x-status", "5"}});
   r = Unary(ch.get(), ctx.get(), M("Echo"), "m", md2.get());
   EXPECT_EQ(CRPC_FAILED_PRECONDITION, r.code);

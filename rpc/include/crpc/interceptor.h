@@ -185,6 +185,12 @@ crpc_code crpc_client_next_recv(crpc_client_next *next, crpc_message *msg);
 crpc_code crpc_client_next_finish(crpc_client_next *next,
                                   crpc_status *status);
 
+/* In a start link, after crpc_client_next_start returned CRPC_OK: the call
+ * it created (owned by the caller of crpc_call_start, valid until
+ * crpc_call_free), so the link can pair this start with the call's later
+ * send/recv/finish. NULL before that, or if the start failed. */
+crpc_call *crpc_client_next_call(const crpc_client_next *next);
+
 /* The method of a started client call ("/pkg.Svc/M"). Owned by the call. */
 const char *crpc_call_method(const crpc_call *call);
 
