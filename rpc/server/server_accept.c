@@ -90,10 +90,6 @@ void server_on_accept(crpc_loop *loop, int fd, unsigned events, void *arg) {
       int one = 1;
       setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    /* Receive timestamps: a call's deadline counts from when its request
-     * reached this host (crpc_h2_conn.last_arrival_ns). */
-    int stamp = 1;
-    setsockopt(cfd, SOL_SOCKET, SO_TIMESTAMPNS, &stamp, sizeof(stamp));
     dispatch_conn(l, cfd, &ss, len);
   }
 }

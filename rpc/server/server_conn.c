@@ -676,7 +676,12 @@ void sconn_start(server_loop *sl, int fd, const struct sockaddr *sa,
         on_conn_close);
   } else {
     crpc_h2_conn_start(&conn->h2, sl->loop, fd, session, on_conn_close);
-    conn->h2.rx_timestamps = true; /* SO_TIMESTAMPNS is on (accept) */
+    /* Receive timestamps: a call's deadline counts from when its request
+     * reached this host (crpc_h2_conn.last_arrival_ns). TLS reads go
+     * through OpenSSL, which cannot hand the stamps on. */
+    int stamp = 1;
+    conn->h2.rx_timestamps =
+        setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &stamp, sizeof(stamp)) == 0;
   }
   conn->h2.after_read = after_read; /* start zeroed it */
   conn->h2.flush_in_batch = true;
