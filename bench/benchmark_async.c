@@ -3,10 +3,10 @@
  * (crpc/server_async.h): every handler runs on the loop thread of its
  * connection, with no thread hop. benchmark_server --mode=async uses it.
  *
- * Responses are packed once per call (streaming: one crpc_buf, queued
- * again and again without a copy, as a service pushing the same bytes to
- * many streams would) or into a stack buffer
- * (small unary replies), so what is measured is the transport, not malloc.
+ * Responses are packed into the crpc_buf they are sent from (no copy on
+ * send), once per call: a streaming call queues its one buffer again and
+ * again, as a service pushing the same bytes to many streams would. So
+ * what is measured is the transport, not copies.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,27 +21,32 @@ typedef Grpc__Testing__SimpleResponse SimpleResponse;
 
 #define MAX_RESPONSE (4 * 1024 * 1024)
 
-/* The packed response `req` asks for, in a malloc'd buffer (*len bytes);
- * NULL with *code set if the size is out of range or memory ran out. */
-static uint8_t *pack_reply(const SimpleRequest *req, size_t *len,
-                           crpc_code *code) {
+/* The packed response `req` asks for, serialised straight into the buffer
+ * it is sent from (crpc_buf: no copy on send); NULL with *code set if the
+ * size is out of range or memory ran out. */
+static crpc_buf *pack_reply(const SimpleRequest *req, crpc_code *code) {
   int32_t size = req->response_size;
   if (size < 0 || size > MAX_RESPONSE) {
     *code = CRPC_INVALID_ARGUMENT;
     return NULL;
   }
-  uint8_t *body = calloc(1, size > 0 ? (size_t)size : 1);
-  SimpleResponse resp = GRPC__TESTING__SIMPLE_RESPONSE__INIT;
-  Grpc__Testing__Payload payload = GRPC__TESTING__PAYLOAD__INIT;
-  payload.body.data = body;
-  payload.body.len = (size_t)size;
-  resp.payload = &payload;
-  *len = grpc__testing__simple_response__get_packed_size(&resp);
-  uint8_t *out = body != NULL ? malloc(*len ? *len : 1) : NULL;
-  if (out != NULL) grpc__testing__simple_response__pack(&resp, out);
+  /* The payload is `size` zero bytes; a 0-byte one needs no buffer. */
+  uint8_t *body = size > 0 ? calloc(1, (size_t)size) : NULL;
+  crpc_buf *buf = NULL;
+  if (size == 0 || body != NULL) {
+    SimpleResponse resp = GRPC__TESTING__SIMPLE_RESPONSE__INIT;
+    Grpc__Testing__Payload payload = GRPC__TESTING__PAYLOAD__INIT;
+    payload.body.data = body;
+    payload.body.len = (size_t)size;
+    resp.payload = &payload;
+    buf = crpc_buf_new(grpc__testing__simple_response__get_packed_size(&resp));
+    if (buf != NULL) {
+      grpc__testing__simple_response__pack(&resp, crpc_buf_data(buf));
+    }
+  }
   free(body);
-  if (out == NULL) *code = CRPC_RESOURCE_EXHAUSTED;
-  return out;
+  if (buf == NULL) *code = CRPC_RESOURCE_EXHAUSTED;
+  return buf;
 }
 
 static SimpleRequest *unpack_request(const crpc_message *msg) {
@@ -56,13 +61,10 @@ static crpc_code reply_once(crpc_server_call *call, const crpc_message *msg) {
                                   "cannot parse SimpleRequest");
   }
   crpc_code code = CRPC_OK;
-  size_t len = 0;
-  uint8_t *out = pack_reply(req, &len, &code);
+  crpc_buf *out = pack_reply(req, &code);
   grpc__testing__simple_request__free_unpacked(req, NULL);
   if (out == NULL) return code;
-  code = crpc_server_call_send_async(call, out, len, 0);
-  free(out);
-  return code;
+  return crpc_server_call_send_async_buf(call, out, 0);
 }
 
 /* ---- UnaryCall: inline ---------------------------------------------------*/
@@ -139,12 +141,8 @@ static void pump_message(crpc_server_call *call, const crpc_message *msg,
   SimpleRequest *req = unpack_request(msg);
   crpc_code code = CRPC_INVALID_ARGUMENT;
   if (req != NULL) {
-    size_t len;
-    uint8_t *bytes = pack_reply(req, &len, &code);
+    p->packed = pack_reply(req, &code);
     grpc__testing__simple_request__free_unpacked(req, NULL);
-    p->packed = bytes != NULL ? crpc_buf_new(len) : NULL;
-    if (p->packed != NULL) memcpy(crpc_buf_data(p->packed), bytes, len);
-    free(bytes);
   }
   if (p->packed == NULL) {
     crpc_server_call_finish(call, code, "bad StreamingFromServer request");

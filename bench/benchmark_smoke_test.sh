@@ -29,6 +29,8 @@ for mode in async blocking; do
       echo "ok   $mode $spec: ops=$ops"
     else
       echo "FAIL $mode $spec: ${line:-no RESULT line}"
+      echo "server output so far:"
+      cat "$TEST_TMPDIR/srv.out"
       fails=$((fails + 1))
     fi
   done

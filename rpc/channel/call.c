@@ -10,6 +10,7 @@
 
 #include "rpc/channel/channel_internal.h"
 #include "rpc/log/log.h"
+#include "rpc/mem/mem.h"
 
 void crpc_status_clear(crpc_status *status) {
   if (status == NULL) return;
@@ -26,7 +27,7 @@ void ccall_unref(ccall *call) {
   if (call->next_conn != NULL) cconn_release(call->next_conn);
   crpc_h2_inbound_destroy(&call->in);
   crpc_h2_outq_clear(&call->out);
-  free(call->replay);
+  crpc_mem_free(call->replay); /* a chunk: rpc/h2/stream.c allocates them */
   crpc_wire_headers_destroy(&call->req);
   crpc_metadata_free(call->hdr_md);
   crpc_metadata_free(call->resp_md);

@@ -11,6 +11,7 @@
 #include "rpc/channel/channel_internal.h"
 #include "rpc/h2/limits.h"
 #include "rpc/log/log.h"
+#include "rpc/mem/mem.h"
 #include "rpc/wire/percent.h"
 #include "rpc/wire/status_map.h"
 #include "rpc/wire/timeout.h"
@@ -142,7 +143,7 @@ static void keep_for_replay(ccall *call, const uint8_t *buf, size_t n) {
   } else if (len + n > call->replay_cap) {
     size_t cap = call->replay_cap ? call->replay_cap * 2 : 1024;
     while (cap < len + n) cap *= 2;
-    crpc_h2_chunk *c = realloc(call->replay, sizeof(*c) + cap);
+    crpc_h2_chunk *c = crpc_mem_realloc(call->replay, sizeof(*c) + cap);
     if (c == NULL) {
       call->replay_off = true;
     } else {
@@ -154,7 +155,7 @@ static void keep_for_replay(ccall *call, const uint8_t *buf, size_t n) {
     }
   }
   if (call->replay_off) {
-    free(call->replay);
+    crpc_mem_free(call->replay);
     call->replay = NULL;
     call->replay_cap = 0;
     return;
@@ -167,7 +168,7 @@ static void keep_for_replay(ccall *call, const uint8_t *buf, size_t n) {
 static void drop_replay(ccall *call) {
   pthread_mutex_lock(&call->mu);
   call->replay_off = true;
-  free(call->replay);
+  crpc_mem_free(call->replay);
   call->replay = NULL;
   call->replay_cap = 0;
   pthread_mutex_unlock(&call->mu);

@@ -265,8 +265,8 @@ cconn *cconn_new(crpc_channel *ch, int fd) {
    * partly refused (REFUSED_STREAM, UNAVAILABLE without retry). Costs the
    * rest of a fresh connection's first burst one round trip. */
   nghttp2_option_set_peer_max_concurrent_streams(opt, 1);
-  int rc =
-      nghttp2_session_client_new2(&conn->session, ccall_callbacks(), conn, opt);
+  int rc = nghttp2_session_client_new3(&conn->session, ccall_callbacks(),
+                                       conn, opt, crpc_h2_mem());
   nghttp2_option_del(opt);
   if (rc != 0) {
     free(conn);

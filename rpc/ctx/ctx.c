@@ -17,6 +17,7 @@
 #include "rpc/ctx/ctx_internal.h"
 #include "rpc/ctx/ctx_owned_deadline.h"
 #include "rpc/log/log.h"
+#include "rpc/mem/mem.h"
 
 crpc_ctx ctx_background_instance = {
     .magic = CTX_MAGIC,
@@ -68,7 +69,7 @@ static void ctx_free(crpc_ctx *ctx) {
   pthread_cond_destroy(&ctx->cond);
   pthread_mutex_destroy(&ctx->mu);
   ctx->magic = CTX_FREED;
-  free(ctx);
+  crpc_mem_free(ctx);
 }
 
 void ctx_unref(crpc_ctx *ctx) {
@@ -179,7 +180,7 @@ static crpc_ctx *derive(const crpc_ctx *parent_view, const derivation *d,
                         const char *file, int line, const char *fn) {
   ctx_check(parent_view, fn);
   crpc_ctx *parent = (crpc_ctx *)parent_view;
-  crpc_ctx *ctx = calloc(1, sizeof(*ctx));
+  crpc_ctx *ctx = crpc_mem_calloc(1, sizeof(*ctx));
   if (ctx == NULL) return NULL;
   pthread_once(&monotonic_condattr_once, init_monotonic_condattr);
   ctx->magic = CTX_MAGIC;

@@ -4,6 +4,7 @@
 #include "rpc/h2/conn.h"
 #include "crpc/ctx.h"
 #include "rpc/log/log.h"
+#include "rpc/mem/mem.h"
 #include "rpc/tls/tls.h"
 
 #include <arpa/inet.h>
@@ -562,4 +563,32 @@ void crpc_h2_conn_destroy(crpc_h2_conn *conn) {
     conn->session = NULL;
   }
   crpc_h2_outbuf_clear(&conn->out);
+}
+
+/* ---- nghttp2's allocations -------------------------------------------- */
+
+static void *mem_malloc(size_t size, void *user) {
+  (void)user;
+  return crpc_mem_alloc(size);
+}
+
+static void mem_free(void *ptr, void *user) {
+  (void)user;
+  crpc_mem_free(ptr);
+}
+
+static void *mem_calloc(size_t n, size_t size, void *user) {
+  (void)user;
+  return crpc_mem_calloc(n, size);
+}
+
+static void *mem_realloc(void *ptr, size_t size, void *user) {
+  (void)user;
+  return crpc_mem_realloc(ptr, size);
+}
+
+nghttp2_mem *crpc_h2_mem(void) {
+  static nghttp2_mem mem = {NULL, mem_malloc, mem_free, mem_calloc,
+                            mem_realloc};
+  return &mem;
 }

@@ -175,6 +175,11 @@ ssize_t crpc_h2_data_length(nghttp2_session *session, uint8_t frame_type,
 /* Frees the session and buffers after on_close. Loop thread. Idempotent. */
 void crpc_h2_conn_destroy(crpc_h2_conn *conn);
 
+/* The allocator every nghttp2 session of crpc uses (rpc/mem/mem.h): its
+ * streams, frames and header buffers come from the loop thread's cache.
+ * Static; any thread. */
+nghttp2_mem *crpc_h2_mem(void);
+
 /* CRPC_TRACE=h2: logs a GOAWAY or RST_STREAM frame `f` that was sent
  * (sent true) or received on conn (other frame types: nothing). Callers
  * test crpc_log_trace_on(CRPC_LOG_SUB_H2) first, so frames cost nothing

@@ -6,11 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rpc/mem/mem.h"
+
 crpc_h2_chunk *crpc_h2_chunk_frame(const void *msg, size_t len) {
   if (len > UINT32_MAX || len > SIZE_MAX - sizeof(crpc_h2_chunk) - 5) {
     return NULL;
   }
-  crpc_h2_chunk *c = malloc(sizeof(*c) + CRPC_WIRE_FRAME_PREFIX_LEN + len);
+  crpc_h2_chunk *c =
+      crpc_mem_alloc(sizeof(*c) + CRPC_WIRE_FRAME_PREFIX_LEN + len);
   if (c == NULL) return NULL;
   c->next = NULL;
   c->off = 0;
@@ -44,7 +47,7 @@ crpc_h2_chunk *crpc_h2_chunk_frame_encoded(crpc_wire_encoding e,
 
 crpc_buf *crpc_buf_new(size_t len) {
   if (len > UINT32_MAX || len > SIZE_MAX - sizeof(crpc_buf) - 5) return NULL;
-  crpc_buf *b = malloc(sizeof(*b) + CRPC_WIRE_FRAME_PREFIX_LEN + len);
+  crpc_buf *b = crpc_mem_alloc(sizeof(*b) + CRPC_WIRE_FRAME_PREFIX_LEN + len);
   if (b == NULL) return NULL;
   b->refs = 1;
   b->len = len;
@@ -65,7 +68,7 @@ crpc_buf *crpc_buf_ref(crpc_buf *buf) {
 
 void crpc_buf_unref(crpc_buf *buf) {
   if (buf != NULL && __atomic_sub_fetch(&buf->refs, 1, __ATOMIC_ACQ_REL) == 0) {
-    free(buf);
+    crpc_mem_free(buf);
   }
 }
 
@@ -77,7 +80,7 @@ crpc_h2_chunk *crpc_h2_chunk_from_buf(crpc_wire_encoding e, crpc_buf *buf,
     crpc_buf_unref(buf);
     return c;
   }
-  c = malloc(sizeof(*c));
+  c = crpc_mem_alloc(sizeof(*c));
   if (c == NULL) {
     *code = CRPC_RESOURCE_EXHAUSTED;
     crpc_buf_unref(buf);
@@ -147,7 +150,7 @@ void crpc_h2_chunk_unref(crpc_h2_chunk *chunk) {
   if (chunk != NULL &&
       __atomic_sub_fetch(&chunk->refs, 1, __ATOMIC_ACQ_REL) == 0) {
     crpc_buf_unref(chunk->buf);
-    free(chunk);
+    crpc_mem_free(chunk);
   }
 }
 
@@ -212,7 +215,7 @@ bool crpc_h2_msgq_pop(crpc_h2_msgq *q, crpc_message *out) {
   out->len = m->len;
   out->end = false;
   out->compressed = m->compressed;
-  free(m);
+  crpc_mem_free(m);
   return true;
 }
 
@@ -257,7 +260,7 @@ static crpc_code enqueue(crpc_h2_inbound *in, crpc_wire_message *wm,
     free(wm->data);
     if (code != CRPC_OK) return code;
   }
-  crpc_h2_msg *m = malloc(sizeof(*m));
+  crpc_h2_msg *m = crpc_mem_alloc(sizeof(*m));
   if (m == NULL) {
     free(data);
     return crpc_wire_error_set(err, CRPC_RESOURCE_EXHAUSTED, "out of memory");

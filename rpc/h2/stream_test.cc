@@ -12,7 +12,7 @@ namespace {
 std::string Framed(const std::string &m) {
   crpc_h2_chunk *c = crpc_h2_chunk_frame(m.data(), m.size());
   std::string s(reinterpret_cast<char *>(c->data), c->len);
-  free(c);
+  crpc_h2_chunk_unref(c);
   return s;
 }
 
@@ -78,8 +78,8 @@ TEST(InboundTest, CompressedChunksRoundTripWithTheirFlag) {
   EXPECT_EQ(plain->data[0], 0);
   std::string wire = std::string((char *)gz->data, gz->len) +
                      std::string((char *)plain->data, plain->len);
-  free(gz);
-  free(plain);
+  crpc_h2_chunk_unref(gz);
+  crpc_h2_chunk_unref(plain);
   crpc_h2_inbound in;
   crpc_h2_inbound_init(&in, 1 << 20, false);
   in.encoding = CRPC_WIRE_ENCODING_GZIP;
@@ -105,7 +105,7 @@ TEST(InboundTest, CompressedChunksRoundTripWithTheirFlag) {
   ASSERT_NE(gz, nullptr);
   EXPECT_EQ(crpc_h2_inbound_feed(&in, gz->data, gz->len, &err),
             CRPC_RESOURCE_EXHAUSTED);
-  free(gz);
+  crpc_h2_chunk_unref(gz);
   crpc_h2_inbound_destroy(&in);
 }
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "rpc/loop/loop_internal.h"
+#include "rpc/mem/mem.h"
 
 _Thread_local crpc_loop *crpc_loop__current;
 
@@ -274,12 +275,15 @@ int crpc_loop_run(crpc_loop *loop) {
   crpc_loop *saved;
   int rc = enter(loop, &saved);
   if (rc < 0) return rc;
+  /* The thread keeps what it frees for the calls it will serve next. */
+  crpc_mem_cache_begin();
   while (!atomic_load(&loop->stop)) {
     rc = iterate(loop, -1);
     if (rc < 0) break;
     rc = 0;
   }
   atomic_store(&loop->stop, 0);
+  crpc_mem_cache_end();
   leave(loop, saved);
   return rc;
 }

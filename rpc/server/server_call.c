@@ -10,12 +10,13 @@
 #include "rpc/ctx/ctx_owned_deadline.h"
 #include "rpc/h2/limits.h"
 #include "rpc/log/log.h"
+#include "rpc/mem/mem.h"
 #include "rpc/server/server_internal.h"
 #include "rpc/wire/status_map.h"
 #include "rpc/wire/timeout.h"
 
 scall *scall_new(sconn *conn, int32_t stream_id) {
-  scall *call = calloc(1, sizeof(*call));
+  scall *call = crpc_mem_calloc(1, sizeof(*call));
   if (call == NULL) return NULL;
   atomic_init(&call->refs, 1);
   call->server = conn->server;
@@ -74,7 +75,7 @@ void scall_unref(scall *call) {
   pthread_cond_destroy(&call->cond);
   server_peer_unref(call->peer);
   crpc_server *s = call->server;
-  free(call);
+  crpc_mem_free(call);
   server_count(s, &s->live_structs, -1);
 }
 

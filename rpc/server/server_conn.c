@@ -617,7 +617,7 @@ void sconn_start(server_loop *sl, int fd, const struct sockaddr *sa,
                                              4 * CRPC_SERVER_RESET_RATE);
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, init_callbacks);
-  if (nghttp2_session_server_new2(&session, g_cbs, conn, opt) != 0) goto fail;
+  if (nghttp2_session_server_new3(&session, g_cbs, conn, opt, crpc_h2_mem()) != 0) goto fail;
   nghttp2_option_del(opt);
   opt = NULL;
   /* The request header list limit we enforce (on_header) and, if set, the

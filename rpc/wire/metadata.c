@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rpc/mem/mem.h"
 #include "rpc/wire/metadata_internal.h"
 
 /* One allocation per entry (see metadata_internal.h). */
@@ -41,7 +42,7 @@ crpc_metadata *crpc_metadata_new(void) {
 
 void crpc_metadata_clear(crpc_metadata *md) {
   if (md == NULL) return;
-  for (size_t i = 0; i < md->count; i++) free(md->items[i]);
+  for (size_t i = 0; i < md->count; i++) crpc_mem_free(md->items[i]);
   md->count = 0;
 }
 
@@ -155,7 +156,7 @@ bool crpc_metadata_key_is_reserved(const char *key) {
 static entry *entry_new(const char *key, size_t key_len, const void *value,
                         size_t value_len) {
   if (value_len > SIZE_MAX - sizeof(entry) - 2 - key_len) return NULL;
-  entry *e = malloc(sizeof(entry) + key_len + value_len + 2);
+  entry *e = crpc_mem_alloc(sizeof(entry) + key_len + value_len + 2);
   if (e == NULL) return NULL;
   e->key_len = key_len;
   e->value_len = value_len;
@@ -189,7 +190,7 @@ crpc_code crpc_wire_metadata_add_values(crpc_metadata *md, const char *key,
     entry *e = entry_new(key, key_len, values[i], value_lens[i]);
     if (e == NULL) {
       /* Undo this call's entries: all or nothing. */
-      while (i-- > 0) free(md->items[--md->count]);
+      while (i-- > 0) crpc_mem_free(md->items[--md->count]);
       return CRPC_RESOURCE_EXHAUSTED;
     }
     md->items[md->count++] = e;
@@ -222,7 +223,7 @@ crpc_code crpc_metadata_append(crpc_metadata *dst, const crpc_metadata *src) {
     entry *e =
         entry_new(entry_key(s), s->key_len, entry_value(s), s->value_len);
     if (e == NULL) {
-      while (dst->count > base) free(dst->items[--dst->count]);
+      while (dst->count > base) crpc_mem_free(dst->items[--dst->count]);
       return CRPC_RESOURCE_EXHAUSTED;
     }
     dst->items[dst->count++] = e;
@@ -279,7 +280,7 @@ size_t crpc_metadata_remove(crpc_metadata *md, const char *key) {
   size_t kept = 0;
   for (size_t i = 0; i < md->count; i++) {
     if (key_is(md->items[i], key, key_len)) {
-      free(md->items[i]);
+      crpc_mem_free(md->items[i]);
     } else {
       md->items[kept++] = md->items[i];
     }

@@ -1,0 +1,173 @@
+// rpc/mem/mem_test.cc - the per-call allocator: reuse on caching threads,
+// none elsewhere, bounds, sizes, blocks crossing threads.
+#include "rpc/mem/mem.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace {
+
+// Runs fn on a fresh thread, so each test starts with an empty cache and
+// leaves none behind.
+template <typename Fn>
+void OnThread(Fn fn) {
+  std::thread t(fn);
+  t.join();
+}
+
+TEST(Mem, ThreadWithoutCacheKeepsNothing) {
+  OnThread([] {
+    void* p = crpc_mem_alloc(100);
+    ASSERT_NE(p, nullptr);
+    crpc_mem_free(p);
+    EXPECT_EQ(crpc_mem_cached_blocks(), 0u);
+  });
+}
+
+TEST(Mem, CachingThreadReusesAFreedBlockOfTheSameClass) {
+  OnThread([] {
+    crpc_mem_cache_begin();
+    void* p = crpc_mem_alloc(100);
+    crpc_mem_free(p);
+    EXPECT_EQ(crpc_mem_cached_blocks(), 1u);
+    // 120 bytes fall in the same class (128-byte blocks, 16 of header).
+    void* q = crpc_mem_alloc(112);
+    EXPECT_EQ(q, p);
+    EXPECT_EQ(crpc_mem_cached_blocks(), 0u);
+    // Another class does not take it.
+    crpc_mem_free(q);
+    void* r = crpc_mem_alloc(500);
+    EXPECT_NE(r, p);
+    crpc_mem_free(r);
+    EXPECT_EQ(crpc_mem_cached_blocks(), 2u);
+    crpc_mem_cache_end();
+    EXPECT_EQ(crpc_mem_cached_blocks(), 0u);
+  });
+}
+
+TEST(Mem, BlocksAreAlignedAndHoldWhatWasAsked) {
+  OnThread([] {
+    crpc_mem_cache_begin();
+    for (size_t n : {0u, 1u, 47u, 48u, 49u, 1000u, 2032u, 2033u, 100000u}) {
+      auto* p = static_cast<uint8_t*>(crpc_mem_alloc(n));
+      ASSERT_NE(p, nullptr) << n;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 16, 0u) << n;
+      memset(p, 0xab, n);  // ASan reports any byte short of n
+      crpc_mem_free(p);
+    }
+    crpc_mem_cache_end();
+  });
+}
+
+TEST(Mem, LargeBlocksAreNeverCached) {
+  OnThread([] {
+    crpc_mem_cache_begin();
+    crpc_mem_free(crpc_mem_alloc(2033));
+    crpc_mem_free(crpc_mem_alloc(1 << 20));
+    EXPECT_EQ(crpc_mem_cached_blocks(), 0u);
+    crpc_mem_cache_end();
+  });
+}
+
+TEST(Mem, CacheStopsAtItsBoundPerClass) {
+  OnThread([] {
+    crpc_mem_cache_begin();
+    // 2048-byte blocks: CRPC_MEM_CACHE_BYTES / 2048 of them are kept.
+    const size_t cap = CRPC_MEM_CACHE_BYTES / 2048;
+    std::vector<void*> blocks;
+    for (size_t i = 0; i < cap + 10; i++) blocks.push_back(crpc_mem_alloc(2000));
+    for (void* p : blocks) crpc_mem_free(p);
+    EXPECT_EQ(crpc_mem_cached_blocks(), cap);
+    crpc_mem_cache_end();
+  });
+}
+
+TEST(Mem, CallocZeroesEvenAReusedBlock) {
+  OnThread([] {
+    crpc_mem_cache_begin();
+    auto* p = static_cast<uint8_t*>(crpc_mem_alloc(200));
+    memset(p, 0xff, 200);
+    crpc_mem_free(p);
+    auto* q = static_cast<uint8_t*>(crpc_mem_calloc(20, 10));
+    ASSERT_EQ(q, p);
+    for (int i = 0; i < 200; i++) ASSERT_EQ(q[i], 0) << i;
+    crpc_mem_free(q);
+    EXPECT_EQ(crpc_mem_calloc(SIZE_MAX / 2, 3), nullptr);  // overflow
+    crpc_mem_cache_end();
+  });
+}
+
+TEST(Mem, ReallocKeepsContentsAcrossClasses) {
+  OnThread([] {
+    crpc_mem_cache_begin();
+    auto* p = static_cast<uint8_t*>(crpc_mem_realloc(nullptr, 10));
+    for (int i = 0; i < 10; i++) p[i] = static_cast<uint8_t>(i);
+    // Within its class: the same block.
+    EXPECT_EQ(crpc_mem_realloc(p, 40), p);
+    // Up through every class and past the largest, then back down.
+    for (size_t n : {100u, 3000u, 50000u, 20u}) {
+      p = static_cast<uint8_t*>(crpc_mem_realloc(p, n));
+      ASSERT_NE(p, nullptr);
+      for (int i = 0; i < 10; i++) ASSERT_EQ(p[i], i) << n;
+    }
+    crpc_mem_free(p);
+    crpc_mem_cache_end();
+  });
+}
+
+TEST(Mem, NestedBeginsKeepTheCacheUntilTheLastEnd) {
+  OnThread([] {
+    crpc_mem_cache_begin();
+    crpc_mem_cache_begin();
+    crpc_mem_free(crpc_mem_alloc(64));
+    crpc_mem_cache_end();
+    EXPECT_EQ(crpc_mem_cached_blocks(), 1u);
+    crpc_mem_cache_end();
+    EXPECT_EQ(crpc_mem_cached_blocks(), 0u);
+    crpc_mem_cache_end();  // unmatched: ignored
+  });
+}
+
+// A block allocated by one caching thread and freed by another goes to the
+// freeing thread's cache, up to its bound; the rest go back to malloc.
+TEST(Mem, BlocksMoveBetweenThreads) {
+  std::vector<void*> made(1000);
+  OnThread([&] {
+    crpc_mem_cache_begin();
+    for (auto& p : made) {
+      p = crpc_mem_alloc(300);
+      memset(p, 1, 300);
+    }
+    crpc_mem_cache_end();
+  });
+  OnThread([&] {
+    crpc_mem_cache_begin();
+    for (void* p : made) crpc_mem_free(p);
+    EXPECT_EQ(crpc_mem_cached_blocks(), CRPC_MEM_CACHE_BYTES / 512);
+    void* again = crpc_mem_alloc(300);
+    EXPECT_NE(again, nullptr);
+    crpc_mem_free(again);
+    crpc_mem_cache_end();
+  });
+}
+
+TEST(Mem, FreeingABlockTwiceAborts) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "death tests fork; not under TSan";
+#else
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(OnThread([] {
+                 crpc_mem_cache_begin();
+                 void* p = crpc_mem_alloc(64);
+                 crpc_mem_free(p);
+                 crpc_mem_free(p);
+               }),
+               "already free|use-after-poison");
+#endif
+}
+
+}  // namespace
