@@ -114,6 +114,7 @@ static void run_unary(scall *call, const crpc_message *msg) {
 
 void scall_async_deliver(scall *call) {
   const server_method *m = call->method;
+  size_t consume;
   for (;;) {
     crpc_message msg = {0};
     pthread_mutex_lock(&call->mu);
@@ -126,10 +127,19 @@ void scall_async_deliver(scall *call) {
         call->end_told = got = true;
       }
     }
+    if (!got) {
+      /* Messages taken: give their window back (as a blocking recv
+       * would), counted under the lock that found none left. */
+      consume = crpc_h2_inbound_take_consumable(&call->in);
+      pthread_mutex_unlock(&call->mu);
+      break;
+    }
     pthread_mutex_unlock(&call->mu);
-    if (!got) break;
     if (crpc_ctx_is_done(call->ctx)) { /* on_cancel is on its way */
       free(msg.data);
+      pthread_mutex_lock(&call->mu);
+      consume = crpc_h2_inbound_take_consumable(&call->in);
+      pthread_mutex_unlock(&call->mu);
       break;
     }
     if (m->unary_fn != NULL) {
@@ -139,10 +149,6 @@ void scall_async_deliver(scall *call) {
     }
     free(msg.data);
   }
-  /* Messages taken: give their window back (as a blocking recv would). */
-  pthread_mutex_lock(&call->mu);
-  size_t consume = crpc_h2_inbound_take_consumable(&call->in);
-  pthread_mutex_unlock(&call->mu);
   if (consume > 0 && call->conn != NULL) {
     nghttp2_session_consume_stream(call->conn->h2.session, call->stream_id,
                                    consume);
