@@ -100,9 +100,11 @@ TEST_F(MetricsTest, CancelPathAccounting) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     crpc_ctx_cancel(c1.get(), CRPC_CANCELLED, "client gives up");
     crpc_call_free(raw);
-    // Long enough for the call to reach the server first, even under TSan
-    // on a loaded machine.
-    auto c2 = WithTimeout(300 * kMs);
+    // Long enough for the call to reach the server and its handler first,
+    // even under TSan on a loaded machine (a call whose deadline passes
+    // before dispatch never runs an interceptor: one CI-like run with
+    // both CPUs busy lost 300 ms that way).
+    auto c2 = WithTimeout(1000 * kMs);
     EXPECT_EQ(CRPC_DEADLINE_EXCEEDED, Unary(ch.get(), c2.get(), M("Hang"), "x").code);
     ASSERT_TRUE(Eventually(
         [&] {
