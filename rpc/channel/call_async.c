@@ -100,7 +100,16 @@ static void *connector_main(void *arg) {
     crpc_code code = crpc_ctx_err(call->ctx);
     cconn *conn = code != CRPC_OK ? NULL : channel_get_conn(ch, call->ctx, &code);
     if (conn == NULL && crpc_ctx_is_done(call->ctx)) {
-      /* Its on_cancel kick settles it with the cause. */
+      /* Settled here with the cause, not left to the cancel kick: a call
+       * waiting for a transparent retry still holds its old, dead
+       * connection and counts as submitted, and the kick settles only
+       * calls that have no connection or were never submitted (client_fuzz
+       * found such a call never reaching on_done). */
+      const crpc_cause *cause = crpc_ctx_cause(call->ctx);
+      pthread_mutex_lock(&call->mu);
+      call->ended_by_ctx = !call->ended;
+      pthread_mutex_unlock(&call->mu);
+      ccall_settle(call, cause->code, cause->message);
     } else if (conn == NULL) {
       char why[CRPC_H2_ERR_MAX];
       pthread_mutex_lock(&ch->mu);

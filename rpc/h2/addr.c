@@ -171,7 +171,10 @@ static crpc_code connect_one(int family, const struct sockaddr *sa,
     return CRPC_UNAVAILABLE;
   }
   if (connect(fd, sa, len) != 0) {
-    if (errno != EINPROGRESS && errno != EAGAIN) {
+    /* EAGAIN is a failure, not "in progress": on a unix socket it means
+     * the listener's queue is full, and the socket then polls writable
+     * without ever being connected. */
+    if (errno != EINPROGRESS) {
       *err_no = errno;
       close(fd);
       return CRPC_UNAVAILABLE;

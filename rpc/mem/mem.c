@@ -69,7 +69,6 @@ void *crpc_mem_alloc(size_t n) {
   unsigned cls = class_of(n);
   header *h;
   if (cls != LARGE && (h = tl.head[cls]) != NULL) {
-    UNPOISON(h, sizeof(header));
     tl.head[cls] = h->u.next;
     tl.count[cls]--;
     h->magic = MAGIC;
@@ -134,10 +133,17 @@ void crpc_mem_free(void *p) {
   h->u.next = tl.head[cls];
   tl.head[cls] = h;
   tl.count[cls]++;
-  POISON(h, class_bytes(cls));
+  /* The payload only: LeakSanitizer does not follow pointers held in
+   * poisoned memory, and the header's link is what keeps a cached block
+   * reachable while its thread lives. */
+  POISON(h + 1, class_bytes(cls) - sizeof(header));
 }
 
-void crpc_mem_cache_begin(void) { tl.depth++; }
+void crpc_mem_cache_begin(void) {
+#ifndef CRPC_MEM_NO_CACHE
+  tl.depth++;
+#endif
+}
 
 void crpc_mem_cache_end(void) {
   if (tl.depth == 0 || --tl.depth > 0) return;

@@ -22,8 +22,11 @@
  *     and free through malloc, so a block may move freely between threads.
  *   - A cache holds at most CRPC_MEM_CACHE_BYTES per size class; blocks
  *     over 2048 bytes are never cached.
- *   - Under AddressSanitizer a cached block is poisoned until it is handed
- *     out again, so a use after free is still reported.
+ *   - Under AddressSanitizer a cached block's payload is poisoned until it
+ *     is handed out again, so a use after free is still reported.
+ *   - Built with CRPC_MEM_NO_CACHE (the libFuzzer build, .bazelrc), no
+ *     thread caches: libFuzzer's per-input leak check counts mallocs
+ *     against frees, which blocks kept in a cache would unbalance.
  * Thread-safety: every function may be called from any thread; caches are
  * thread-local, so nothing here takes a lock.
  */
