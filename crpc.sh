@@ -9,6 +9,8 @@
 #   ./crpc.sh fuzz [SECONDS]  every libFuzzer target (fuzz/) for SECONDS
 #                           each (default 60) under ASan + UBSan
 #   ./crpc.sh fuzz-record   re-record fuzz/corpus from grpcio / gRPC C++
+#   ./crpc.sh fuzz-coverage  line coverage of rpc/ and codegen/ reached by
+#                           the fuzz corpus (checked in + found so far)
 #   ./crpc.sh install [PREFIX]  libcrpc, headers, protoc-gen-crpc, crpc.pc and
 #                           the CMake package under PREFIX (default
 #                           /usr/local; DESTDIR honoured)
@@ -27,7 +29,7 @@ PACKAGES=(
   python3-grpcio python3-protobuf grpc-proto protobuf-compiler-grpc libgrpc++-dev
   make cmake pkg-config dpkg-dev
   nginx haproxy nftables iproute2
-  clang libclang-rt-14-dev lld
+  clang libclang-rt-14-dev lld llvm
 )
 
 ensure_packages() {
@@ -245,6 +247,10 @@ case "$cmd" in
     mkdir -p "$FUZZ_WORK/corpus"
     run_fuzz "$secs" "$FUZZ_WORK/corpus"
     ;;
+  fuzz-coverage)
+    ensure_packages
+    CRPC_FUZZ_WORK="$FUZZ_WORK" tools/fuzz_coverage.sh "$@"
+    ;;
   fuzz-record)
     ensure_packages
     bin=$(fuzz_build //fuzz:record_peer) || exit 1
@@ -258,7 +264,7 @@ case "$cmd" in
     ensure_packages
     ;;
   *)
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
     [[ "$cmd" == help ]] || exit 2
     ;;
 esac

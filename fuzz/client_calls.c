@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TEST "/crpc.test.Test/"
 
@@ -21,11 +22,20 @@ const char *fuzz_calls_compression(uint8_t selector) {
   return (selector & FUZZ_SEL_GZIP) ? "gzip" : NULL;
 }
 
+/* One call fewer pending; the last one tells done_fd. Mutex held. */
+static void one_done_locked(fuzz_calls *fc) {
+  if (--fc->pending == 0 && fc->done_fd >= 0) {
+    uint64_t one = 1;
+    ssize_t n = write(fc->done_fd, &one, sizeof one);
+    (void)n; /* an eventfd: only an overflow fails, and it is readable then */
+  }
+}
+
 static void mark_done(fuzz_call *c, crpc_code code) {
   fuzz_calls *fc = c->fc;
   pthread_mutex_lock(&fc->mu);
   c->code = code;
-  fc->pending--;
+  one_done_locked(fc);
   pthread_cond_broadcast(&fc->cond);
   pthread_mutex_unlock(&fc->mu);
 }
@@ -85,7 +95,14 @@ static bool start_one(fuzz_call *c, crpc_channel *ch, const crpc_ctx *ctx,
 
 int fuzz_calls_start(fuzz_calls *fc, crpc_channel *ch, const crpc_ctx *ctx,
                      uint8_t selector, const fuzz_call_spec *specs) {
+  return fuzz_calls_start_notify(fc, ch, ctx, selector, specs, -1);
+}
+
+int fuzz_calls_start_notify(fuzz_calls *fc, crpc_channel *ch,
+                            const crpc_ctx *ctx, uint8_t selector,
+                            const fuzz_call_spec *specs, int done_fd) {
   memset(fc, 0, sizeof *fc);
+  fc->done_fd = done_fd;
   pthread_mutex_init(&fc->mu, NULL);
   pthread_cond_init(&fc->cond, NULL);
   int n = (selector & FUZZ_SEL_SECOND_CALL) ? 2 : 1;
@@ -105,7 +122,7 @@ int fuzz_calls_start(fuzz_calls *fc, crpc_channel *ch, const crpc_ctx *ctx,
       started++;
     } else {
       pthread_mutex_lock(&fc->mu);
-      fc->pending--;
+      one_done_locked(fc);
       pthread_mutex_unlock(&fc->mu);
     }
   }

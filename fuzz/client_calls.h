@@ -9,6 +9,9 @@
  *   bit  4    the second call is made
  *   bit  5    requests are gzip-compressed (the channel's
  *             default_compression), so the request headers say so
+ *   bit  6    the fuzz target only: how the input ends (client_fuzz.c
+ *             frees its channel after the input instead of keeping it);
+ *             the calls and record_peer ignore it
  * Other bits are ignored.
  */
 #ifndef CRPC_FUZZ_CLIENT_CALLS_H
@@ -40,6 +43,7 @@ typedef enum fuzz_call_shape {
 #define FUZZ_CALLS_MAX 2
 #define FUZZ_SEL_SECOND_CALL 0x10u
 #define FUZZ_SEL_GZIP 0x20u
+#define FUZZ_SEL_FREE_CHANNEL 0x40u
 
 /* A call's method and request message; record_peer sets them for the
  * server it records, the fuzz target uses crpc.test.Test's. */
@@ -66,6 +70,7 @@ struct fuzz_calls {
   pthread_cond_t cond;
   int n;       /* calls started */
   int pending; /* started and not yet done */
+  int done_fd; /* -1, or an eventfd that gets 1 when pending reaches 0 */
   fuzz_call calls[FUZZ_CALLS_MAX];
 };
 
@@ -79,6 +84,13 @@ const char *fuzz_calls_compression(uint8_t selector);
  * code it got. */
 int fuzz_calls_start(fuzz_calls *fc, crpc_channel *ch, const crpc_ctx *ctx,
                      uint8_t selector, const fuzz_call_spec *specs);
+
+/* fuzz_calls_start, and done_fd (an eventfd, or -1) gets 1 added once
+ * every call has ended, so a caller can poll() for that together with
+ * other fds. */
+int fuzz_calls_start_notify(fuzz_calls *fc, crpc_channel *ch,
+                            const crpc_ctx *ctx, uint8_t selector,
+                            const fuzz_call_spec *specs, int done_fd);
 
 /* Waits until every started call has ended (on_done), at most timeout_ms.
  * True if they all did. */

@@ -130,7 +130,9 @@ crpc_code fuzz_server_start(fuzz_server *fs, const char *address, int *port,
                             size_t max_recv) {
   crpc_server_options opts = {
       .max_recv_message_size = max_recv,
-      /* Few threads: each input starts and joins them all. */
+      /* Few threads: the fuzz target starts and joins them all each time
+       * it replaces its server (server_fuzz.c), as each record_peer run
+       * does. */
       .loop_threads = 1,
       .handler_threads = 4,
   };

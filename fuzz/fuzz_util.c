@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crpc/ctx.h"
 #include "crpc/log.h"
 
 /* Payload "crpcfuzz": no peer sends a PING with it, so its ACK is ours. */
@@ -105,6 +108,110 @@ int64_t fuzz_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+size_t fuzz_wait_ctx_count(size_t want, int timeout_ms) {
+  int64_t deadline = fuzz_now_ms() + timeout_ms;
+  for (int i = 0;; i++) {
+    size_t n = crpc_ctx_live_count();
+    if (n <= want || fuzz_now_ms() >= deadline) return n;
+    /* Mostly a few microseconds: yield first, then sleep a little so a
+     * slow handler does not cost a spinning CPU. */
+    if (i < 100) {
+      sched_yield();
+    } else {
+      struct timespec ts = {0, 100 * 1000};
+      nanosleep(&ts, NULL); /* EINTR: the loop checks again */
+    }
+  }
+}
+
+#ifdef FUZZ_LIBFUZZER
+/* From the sanitizer runtime (sanitizer/allocator_interface.h); weak, as
+ * a libFuzzer build without one (coverage) does not have it. */
+int __sanitizer_install_malloc_and_free_hooks(
+    void (*malloc_hook)(const volatile void *, size_t),
+    void (*free_hook)(const volatile void *)) __attribute__((weak));
+
+/* How long nothing may be allocated or freed before fuzz_alloc_settle
+ * stops waiting for frees that are not coming. crpc's threads finish an
+ * input's frees within tens of microseconds of its end as a rule. */
+#define FUZZ_ALLOC_QUIET_US 300
+
+static atomic_ulong allocs, frees;
+static unsigned long allocs0, frees0;
+
+static void count_alloc(const volatile void *p, size_t n) {
+  (void)p;
+  (void)n;
+  atomic_fetch_add_explicit(&allocs, 1, memory_order_relaxed);
+}
+
+static void count_free(const volatile void *p) {
+  (void)p;
+  atomic_fetch_add_explicit(&frees, 1, memory_order_relaxed);
+}
+
+void fuzz_alloc_mark(void) {
+  static bool installed;
+  if (!installed) {
+    installed = true;
+    /* Without hooks nothing is counted and fuzz_alloc_settle returns at
+     * once. */
+    if (__sanitizer_install_malloc_and_free_hooks != NULL) {
+      __sanitizer_install_malloc_and_free_hooks(count_alloc, count_free);
+    }
+  }
+  allocs0 = atomic_load(&allocs);
+  frees0 = atomic_load(&frees);
+}
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+bool fuzz_alloc_settle(int timeout_ms) {
+  int64_t now = now_us(), deadline = now + (int64_t)timeout_ms * 1000;
+  int64_t quiet_since = now;
+  unsigned long seen = 0;
+  for (int i = 0;; i++) {
+    /* Frees first: an allocation counted after them could look like one
+     * not yet freed, never the other way round. */
+    unsigned long f = atomic_load(&frees) - frees0;
+    unsigned long a = atomic_load(&allocs) - allocs0;
+    if (a <= f) return true;
+    now = now_us();
+    if (a + f != seen) {
+      seen = a + f;
+      quiet_since = now;
+    } else if (now - quiet_since >= FUZZ_ALLOC_QUIET_US) {
+      /* Nothing freed for a while: what is left is kept (the kept
+       * channel's last connection), or leaked. */
+      return false;
+    }
+    if (now >= deadline) return false;
+    if (i < 100) {
+      sched_yield();
+    } else {
+      struct timespec ts = {0, 20 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+}
+#else
+void fuzz_alloc_mark(void) {}
+bool fuzz_alloc_settle(int timeout_ms) {
+  (void)timeout_ms;
+  return true;
+}
+#endif
+
+uint32_t fuzz_hash(const uint8_t *data, size_t len) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < len; i++) h = (h ^ data[i]) * 16777619u;
+  return h;
 }
 
 /* Reads what is there. 1: got bytes or nothing for now; 0: the peer

@@ -1,8 +1,9 @@
 /*
  * fuzz/fuzz_util.h - what the connection fuzz targets share: the fake
  * peer's socket work (write the input while draining the other side, learn
- * when it has been processed, tear down), quiet logs, socket paths and
- * invariant checks.
+ * when it has been processed, tear down), quiet logs, socket paths,
+ * invariant checks, and the waits for what crpc's threads finish just
+ * after an input's connection has ended.
  *
  * Knowing when an input has been processed: when the input is a whole
  * number of HTTP/2 frames, the harness appends a PING of its own; crpc's
@@ -86,6 +87,34 @@ int fuzz_connect_unix(const char *path);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t fuzz_now_ms(void);
+
+/* Waits until crpc_ctx_live_count() is at most want, at most timeout_ms,
+ * and returns the count then. Why wait: some ctxs are released just after
+ * what the harness can see (a handler returning once its connection has
+ * closed, a unary call freed by its loop after its last callback). */
+size_t fuzz_wait_ctx_count(size_t want, int timeout_ms);
+
+/* libFuzzer checks an input for leaks (a rerun, then a LeakSanitizer
+ * pass over the whole heap) when more allocations than frees happened
+ * while it ran, and gives up checking inputs one by one after 1000 such
+ * inputs that were no leak. A target that keeps a server or channel
+ * between inputs has the last frees of an input done by crpc's threads a
+ * moment after everything the harness can see has ended (a connection's
+ * structs freed by a closure its loop runs next, a handler thread
+ * finishing after its ctx went). So at the end of an input
+ * fuzz_alloc_settle waits until as many frees as allocations have
+ * happened since fuzz_alloc_mark (counted by sanitizer allocator hooks),
+ * or until nothing has been allocated or freed for a few hundred
+ * microseconds (what is still missing then is kept, e.g. the kept
+ * channel's last connection, or leaked), at most timeout_ms. Returns whether they
+ * balanced. Only in the libFuzzer build (FUZZ_LIBFUZZER); elsewhere no
+ * check is made per input, and these do nothing (true). */
+void fuzz_alloc_mark(void);
+bool fuzz_alloc_settle(int timeout_ms);
+
+/* FNV-1a of data[0..len): a choice made from an input's bytes, the same
+ * on every run of that input. */
+uint32_t fuzz_hash(const uint8_t *data, size_t len);
 
 /* Prints "fuzz: " and the message to stderr and aborts, so libFuzzer
  * records the input as a crash. */
