@@ -218,8 +218,8 @@ TEST_F(RegistryTest, ServerListsAHangingCallAndCancelByIdEndsItWithTheAdminCause
 }
 
 TEST_F(RegistryTest, UnknownIdIsNotFoundAndNothingRunningIsAnEmptyList) {
+  Seen seen;  // outlives the server, whose handlers write into it
   TestServer server;
-  Seen seen;
   AddHang(&server, &seen);
   Ctx ctx(crpc_ctx_with_timeout(crpc_ctx_background(), 5 * CRPC_SECOND));
   crpc_call_info *calls = reinterpret_cast<crpc_call_info *>(1);
@@ -268,8 +268,8 @@ TEST_F(RegistryTest, UnknownIdIsNotFoundAndNothingRunningIsAnEmptyList) {
 }
 
 TEST_F(RegistryTest, ChannelCancelByIdResetsTheStreamWithTheAdminCause) {
+  Seen seen;  // outlives the server, whose handlers write into it
   TestServer server;
-  Seen seen;
   AddHang(&server, &seen);
   server.Start();
   crpc_channel *ch = crpc_channel_new(server.target().c_str(), nullptr);
@@ -321,8 +321,8 @@ struct Events {
 TEST_F(RegistryTest, ObserversSeeStartedCtxDoneEndedInOrder) {
   Events sev, cev;
   {
+    Seen seen;  // outlives the server, whose handlers write into it
     TestServer server;
-    Seen seen;
     AddHang(&server, &seen);
     server.Add("/calls.Test/Echo", CRPC_UNARY,
                [](crpc_server_call *call, const crpc_ctx *) {

@@ -21,10 +21,13 @@ class StreamTest : public LeakCheckTest {};
 
 struct CancelRecord {
   std::atomic<int64_t> at{0};
+  std::atomic<bool> returned{false};  // RecordCancel's last touch
 };
 
 void RecordCancel(void *arg, const crpc_cause *) {
-  static_cast<CancelRecord *>(arg)->at = crpc_now_ns();
+  auto *rec = static_cast<CancelRecord *>(arg);
+  rec->at = crpc_now_ns();
+  rec->returned = true;
 }
 
 TEST_F(StreamTest, ServerStreamingCancelMidStreamStopsSendsAtOnce) {
@@ -64,7 +67,11 @@ TEST_F(StreamTest, ServerStreamingCancelMidStreamStopsSendsAtOnce) {
                }
                r->stopped_at = crpc_now_ns();
                r->next_code = c;
-               crpc_ctx_remove_on_cancel(&reg);
+               // RUNNING: the loop is inside RecordCancel right now, and
+               // `rec` lives on this stack until it has returned.
+               if (crpc_ctx_remove_on_cancel(&reg) == CRPC_ON_CANCEL_RUNNING) {
+                 while (!rec.returned.load()) std::this_thread::yield();
+               }
                r->done = true;
                return c;
              });
