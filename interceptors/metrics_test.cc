@@ -2,6 +2,10 @@
 // by origin, cancel propagation histogram; in-process and Prometheus text.
 #include "interceptors/metrics.h"
 
+#include <cstdint>
+
+#include "crpc/calls.h"
+
 #include "rpc/intercept/icpt_test_util.h"
 
 namespace {
@@ -81,6 +85,30 @@ TEST_F(MetricsTest, CountsLatencyCancellationsAndPrometheusText) {
   crpc_metrics_free(m);
 }
 
+// True once the server's only call has, twice 50 ms apart with nothing
+// written in between, at least two messages of `wire` bytes (prefix
+// included) queued beyond what went to HTTP/2: a whole one waits behind
+// the one being written. Gives up after 5 s.
+bool CountStalledWithQueue(crpc_server *srv, uint64_t wire) {
+  uint64_t last_out = UINT64_MAX;
+  for (int i = 0; i < 100; i++) {
+    auto ctx = WithTimeout(kSec);
+    crpc_call_info *calls = nullptr;
+    size_t n = 0;
+    if (crpc_server_calls(srv, ctx.get(), &calls, &n) != CRPC_OK) return false;
+    bool stalled = false;
+    if (n == 1) {
+      uint64_t queued = calls[0].messages_out * wire - calls[0].bytes_out;
+      stalled = queued >= 2 * wire && calls[0].bytes_out == last_out;
+      last_out = calls[0].bytes_out;
+    }
+    crpc_calls_free(calls);
+    if (stalled) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
 // Cancel-path accounting (crpc_server_call_cancel_stats): a stream whose
 // client stops reading and then cancels has a send that fails and queued
 // responses that are dropped; a grpc-timeout deadline ends a Hang. Each
@@ -96,8 +124,11 @@ TEST_F(MetricsTest, CancelPathAccounting) {
     ASSERT_EQ(CRPC_OK, crpc_call_start(ch.get(), c1.get(), M("Count").c_str(), nullptr, &raw));
     ASSERT_EQ(CRPC_OK, crpc_call_send(raw, "0 16384 0", 9));  // until cancelled
     ASSERT_EQ(CRPC_OK, crpc_call_close_send(raw));
-    // Not reading: the windows fill, then the server's send queue.
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    // Not reading: the windows fill, then the server's send queue. Wait
+    // until the live-call registry shows the stream stalled with at least
+    // one whole message queued and unwritten (a fixed sleep lost that race
+    // once on a loaded CI machine: the cancel found 21 bytes left).
+    ASSERT_TRUE(CountStalledWithQueue(srv.get(), 16384 + 5));
     crpc_ctx_cancel(c1.get(), CRPC_CANCELLED, "client gives up");
     crpc_call_free(raw);
     // Long enough for the call to reach the server and its handler first,
