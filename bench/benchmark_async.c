@@ -21,10 +21,7 @@ typedef Grpc__Testing__SimpleResponse SimpleResponse;
 
 #define MAX_RESPONSE (4 * 1024 * 1024)
 
-/* The packed response `req` asks for, serialised straight into the buffer
- * it is sent from (crpc_buf: no copy on send); NULL with *code set if the
- * size is out of range or memory ran out. */
-static crpc_buf *pack_reply(const SimpleRequest *req, crpc_code *code) {
+crpc_buf *benchmark_pack_reply(const SimpleRequest *req, crpc_code *code) {
   int32_t size = req->response_size;
   if (size < 0 || size > MAX_RESPONSE) {
     *code = CRPC_INVALID_ARGUMENT;
@@ -61,7 +58,7 @@ static crpc_code reply_once(crpc_server_call *call, const crpc_message *msg) {
                                   "cannot parse SimpleRequest");
   }
   crpc_code code = CRPC_OK;
-  crpc_buf *out = pack_reply(req, &code);
+  crpc_buf *out = benchmark_pack_reply(req, &code);
   grpc__testing__simple_request__free_unpacked(req, NULL);
   if (out == NULL) return code;
   return crpc_server_call_send_async_buf(call, out, 0);
@@ -141,7 +138,7 @@ static void pump_message(crpc_server_call *call, const crpc_message *msg,
   SimpleRequest *req = unpack_request(msg);
   crpc_code code = CRPC_INVALID_ARGUMENT;
   if (req != NULL) {
-    p->packed = pack_reply(req, &code);
+    p->packed = benchmark_pack_reply(req, &code);
     grpc__testing__simple_request__free_unpacked(req, NULL);
   }
   if (p->packed == NULL) {

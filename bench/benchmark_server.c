@@ -4,6 +4,7 @@
  * against gRPC C++ 1.51 and a raw nghttp2 ceiling server).
  *
  *   benchmark_server --port=N [--mode=async|blocking] [--loop_threads=N]
+ *                    [--stream_send_buffer=BYTES]
  *
  * serves h2c on 127.0.0.1:N until SIGTERM. --mode=async (the default) runs
  * every method on the loop threads (bench/benchmark_async.c); blocking runs
@@ -25,7 +26,6 @@
 typedef Grpc__Testing__SimpleRequest SimpleRequest;
 typedef Grpc__Testing__SimpleResponse SimpleResponse;
 
-/* A response carrying `size` zero bytes; the body buffer is the caller's. */
 /* The response `req` asks for: *body (the caller frees it) holds its
  * zero bytes. CRPC_OK, or why not (the message set on the call). */
 static crpc_code make_response(crpc_server_call *call, const SimpleRequest *req,
@@ -138,17 +138,17 @@ static crpc_code streaming_from_server(crpc_server_call *call,
                                        const SimpleRequest *req,
                                        void *user_data) {
   (void)user_data;
-  /* One response, sent over and over (as the gRPC C++ server does). */
-  SimpleResponse resp;
-  Grpc__Testing__Payload payload;
-  uint8_t *body = NULL;
-  crpc_code rc = make_response(call, req, &resp, &payload, &body);
-  if (rc != CRPC_OK) return rc;
-  while (rc == CRPC_OK && !crpc_ctx_is_done(ctx)) {
-    rc = grpc_testing_benchmark_service_streaming_from_server_server_send(
-        call, &resp);
+  /* One response, packed once and sent by reference over and over, as
+   * the async handler does (the gRPC C++ server serialises per Write). */
+  crpc_code rc = CRPC_OK;
+  crpc_buf *packed = benchmark_pack_reply(req, &rc);
+  if (packed == NULL) {
+    return crpc_server_call_error(call, rc, "cannot build the response");
   }
-  free(body);
+  while (rc == CRPC_OK && !crpc_ctx_is_done(ctx)) {
+    rc = crpc_server_call_send_buf(call, crpc_buf_ref(packed), 0);
+  }
+  crpc_buf_unref(packed);
   return rc == CRPC_OK ? crpc_ctx_err(ctx) : rc;
 }
 
@@ -175,10 +175,12 @@ int main(int argc, char **argv) {
       async = false;
     } else if (strncmp(argv[i], "--loop_threads=", 15) == 0) {
       opts.loop_threads = atoi(argv[i] + 15);
+    } else if (strncmp(argv[i], "--stream_send_buffer=", 21) == 0) {
+      opts.stream_send_buffer = (size_t)strtoull(argv[i] + 21, NULL, 10);
     } else {
       fprintf(stderr,
               "usage: %s --port=N [--mode=async|blocking] "
-              "[--loop_threads=N]\n",
+              "[--loop_threads=N] [--stream_send_buffer=BYTES]\n",
               argv[0]);
       return 2;
     }

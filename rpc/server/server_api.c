@@ -90,8 +90,14 @@ crpc_code scall_send_core(scall *call, const void *data, size_t len,
   return fcode != CRPC_OK ? fcode : scall_send_chunk(call, chunk);
 }
 
-crpc_code scall_send_chunk(scall *call, crpc_h2_chunk *chunk) {
+size_t scall_send_limit_locked(const scall *call) {
   size_t limit = call->server->opts.stream_send_buffer;
+  size_t four = call->last_msg_bytes * 4;
+  if (four <= limit || limit > SIZE_MAX / 4) return limit;
+  return four < limit * 4 ? four : limit * 4;
+}
+
+crpc_code scall_send_chunk(scall *call, crpc_h2_chunk *chunk) {
   crpc_code code;
   pthread_mutex_lock(&call->mu);
   for (;;) {
@@ -100,7 +106,8 @@ crpc_code scall_send_chunk(scall *call, crpc_h2_chunk *chunk) {
     /* Below the limit a message of any size goes in (as with async
      * sends), so the next one is queued while the loop writes this one:
      * at most limit + one message per call. */
-    if (call->out.bytes < limit) {
+    if (call->out.bytes < scall_send_limit_locked(call)) {
+      call->last_msg_bytes = chunk->len - chunk->off;
       crpc_h2_outq_push(&call->out, chunk);
       chunk = NULL;
       break;

@@ -165,7 +165,7 @@ void scall_async_events(scall *call) {
   pthread_mutex_lock(&call->mu);
   bool finished = call->reactor_finished;
   bool ready = !finished && call->want_ready &&
-               call->out.bytes < call->server->opts.stream_send_buffer;
+               call->out.bytes < scall_send_limit_locked(call);
   if (ready) call->want_ready = false;
   pthread_mutex_unlock(&call->mu);
   if (!finished && !call->cancel_told && ctx_done) {
@@ -200,6 +200,7 @@ static crpc_code send_async_chunk(scall *call, crpc_h2_chunk *chunk) {
     /* The loop has ended the call and is cancelling the ctx right now. */
     code = CRPC_CANCELLED;
   } else {
+    call->last_msg_bytes = chunk->len - chunk->off;
     crpc_h2_outq_push(&call->out, chunk);
     chunk = NULL;
   }
@@ -250,7 +251,7 @@ crpc_code crpc_server_call_send_async_buf(crpc_server_call *call,
 bool crpc_server_call_can_send(crpc_server_call *call) {
   pthread_mutex_lock(&call->mu);
   bool alive = !call->reset && !call->finished && !call->reactor_finished;
-  bool room = call->out.bytes < call->server->opts.stream_send_buffer;
+  bool room = call->out.bytes < scall_send_limit_locked(call);
   if (alive && !room) call->want_ready = true;
   pthread_mutex_unlock(&call->mu);
   return alive && room && !crpc_ctx_is_done(call->ctx);

@@ -152,7 +152,7 @@ ssize_t scall_read_data(nghttp2_session *session, int32_t stream_id,
   bool user_trailers = call->final_user_trailers;
   if (n == 0 && !finish) call->deferred = true;
   bool ready = call->want_ready &&
-               call->out.bytes < call->server->opts.stream_send_buffer;
+               call->out.bytes < scall_send_limit_locked(call);
   bool room = n > 0 && call->send_waiters > 0;
   size_t held = scall_held_locked(call);
   pthread_mutex_unlock(&call->mu);
@@ -174,7 +174,7 @@ int scall_send_data(scall *call, const uint8_t *framehd, size_t length) {
   pthread_mutex_lock(&call->mu);
   int rc = crpc_h2_conn_send_data(&call->conn->h2, framehd, &call->out,
                                   length);
-  size_t limit = call->server->opts.stream_send_buffer;
+  size_t limit = scall_send_limit_locked(call);
   bool ready = call->want_ready && call->out.bytes < limit;
   /* A blocked sender may go on below the limit; woken only once half the
    * buffer is free, it queues more per wake-up and the loop still has

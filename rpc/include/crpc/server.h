@@ -89,7 +89,9 @@ typedef struct crpc_server_options {
   /* 0: 64 KiB. A send blocks (can_send says false) while a call has this
    * much queued; below it one more message of any size is taken, so a
    * call holds at most this plus one message (HTTP/2 flow control does
-   * the rest). */
+   * the rest). Messages larger than a quarter of it raise the call's
+   * limit to four of them, at most 4 x this: one 64 KiB message per
+   * write cost more in per-write overhead than the copy itself. */
   size_t stream_send_buffer;
   /* Keepalive (gRPC's GRPC_ARG_KEEPALIVE_*): after keepalive_time_ns with
    * nothing received on a connection the server sends a PING (with or
