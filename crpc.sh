@@ -6,8 +6,9 @@
 #   ./crpc.sh test          every test: normal, ASan+UBSan+LSan, TSan, and
 #                           a short smoke of every fuzz target
 #   ./crpc.sh bench         the benchmark tables (optimised build)
-#   ./crpc.sh fuzz [SECONDS]  every libFuzzer target (fuzz/) for SECONDS
-#                           each (default 60) under ASan + UBSan
+#   ./crpc.sh fuzz [SECONDS | --runs N] [TARGET...]  every libFuzzer
+#                           target (fuzz/), or those named, for SECONDS each
+#                           (default 60) or N inputs each, under ASan + UBSan
 #   ./crpc.sh fuzz-record   re-record fuzz/corpus from grpcio / gRPC C++
 #   ./crpc.sh fuzz-coverage  line coverage of rpc/ and codegen/ reached by
 #                           the fuzz corpus (checked in + found so far)
@@ -101,14 +102,24 @@ fuzz_stat() {
   echo "${v:-?}"
 }
 
-# run_fuzz SECONDS CORPUS_ROOT [RESULTS_FILE]: runs every target for
-# SECONDS with its checked-in corpus (read only) and fuzz/h2_grpc.dict; new
-# inputs go to CORPUS_ROOT/<target>, crashes to $FUZZ_WORK/crashes. Prints
-# a line per target from -print_final_stats and a final line; returns 1 on
-# any crash or failure. RESULTS_FILE gets one "fuzz <label> PASS|FAIL ..."
-# line per target for tools/test_summary.py --extra.
+# run_fuzz SECONDS CORPUS_ROOT [RESULTS_FILE]: runs every target (or those
+# in FUZZ_ONLY) for SECONDS (or, with FUZZ_RUNS set, until it has run that
+# many inputs) with its checked-in corpus (read only) and
+# fuzz/h2_grpc.dict; new inputs go to CORPUS_ROOT/<target>, crashes to
+# $FUZZ_WORK/crashes. Runs longer than a minute print a progress line a
+# minute. Prints a line per target from -print_final_stats and a final
+# line; returns 1 on any crash or failure. RESULTS_FILE gets one
+# "fuzz <label> PASS|FAIL ..." line per target for tools/test_summary.py
+# --extra.
 run_fuzz() {
   local secs=$1 root=$2 results=${3:-}
+  local runs=${FUZZ_RUNS:-} targets=("${FUZZ_TARGETS[@]}")
+  [[ -n ${FUZZ_ONLY:-} ]] && read -r -a targets <<<"$FUZZ_ONLY"
+  local limit=(-max_total_time="$secs") what="${secs}s each"
+  if [[ -n $runs ]]; then
+    limit=(-runs="$runs")
+    what="$runs inputs each"
+  fi
   local bin t
   if ! bin=$(fuzz_build); then
     echo "fuzz: build failed" >&2
@@ -124,7 +135,7 @@ run_fuzz() {
   stamp=$(mktemp "${TMPDIR:-/tmp}/crpc-fuzz-stamp.XXXXXX")
   local rc=0 total_crashes=0 total_execs=0
   printf '%-8s %11s %8s %8s %5s %7s  %s\n' target execs exec/s crashes new corpus status
-  for t in "${FUZZ_TARGETS[@]}"; do
+  for t in "${targets[@]}"; do
     local dir="$root/$t" log="$root/$t.log" frc=0
     mkdir -p "$dir"
     local before
@@ -132,10 +143,20 @@ run_fuzz() {
     # First corpus dir: where new inputs go; the checked-in one is read.
     ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=1 \
       UBSAN_OPTIONS=print_stacktrace=1 \
-      "$bin/fuzz/${t}_fuzz" -max_total_time="$secs" -print_final_stats=1 \
+      "$bin/fuzz/${t}_fuzz" "${limit[@]}" -print_final_stats=1 \
       -dict=fuzz/h2_grpc.dict -timeout=30 -rss_limit_mb=3072 \
       -artifact_prefix="$FUZZ_WORK/crashes/$t-" "$dir" "fuzz/corpus/$t" \
-      >"$log" 2>&1 || frc=$?
+      >"$log" 2>&1 &
+    local pid=$! ticks=0
+    while kill -0 "$pid" 2>/dev/null; do
+      sleep 1
+      ticks=$((ticks + 1))
+      if ((ticks % 60 == 0)); then
+        # libFuzzer's latest status line: "#N  pulse cov: ... exec/s: ..."
+        echo "  $t $(date -u +%H:%M:%S) $(grep -aE '^#[0-9]+' "$log" | tail -1 | cut -c1-110)"
+      fi
+    done
+    wait "$pid" || frc=$?
     local crashes execs
     crashes=$(find "$FUZZ_WORK/crashes" -name "$t-*" -newer "$stamp" | wc -l)
     execs=$(fuzz_stat "$log" number_of_executed_units)
@@ -161,11 +182,11 @@ run_fuzz() {
       echo "    log: $kept"
     fi
     if [[ -n $results ]]; then
-      echo "fuzz //fuzz:${t}_fuzz $status $execs runs in ${secs}s" >>"$results"
+      echo "fuzz //fuzz:${t}_fuzz $status $execs runs ($what)" >>"$results"
     fi
   done
   rm -f "$stamp"
-  echo "fuzz: ${#FUZZ_TARGETS[@]} targets, ${secs}s each, $total_execs inputs, $total_crashes crash(es)$(
+  echo "fuzz: ${#targets[@]} targets, $what, $total_execs inputs, $total_crashes crash(es)$(
     [[ $total_crashes -gt 0 ]] && echo "; inputs saved in $FUZZ_WORK/crashes")"
   return $rc
 }
@@ -242,8 +263,21 @@ case "$cmd" in
     ;;
   fuzz)
     ensure_packages
-    secs=${1:-60}
-    [[ $secs =~ ^[0-9]+$ && $secs -gt 0 ]] || { echo "usage: ./crpc.sh fuzz [SECONDS]" >&2; exit 2; }
+    usage="usage: ./crpc.sh fuzz [SECONDS | --runs N] [TARGET...] (targets: ${FUZZ_TARGETS[*]})"
+    secs=60
+    if [[ ${1:-} == --runs ]]; then
+      [[ ${2:-} =~ ^[0-9]+$ && $2 -gt 0 ]] || { echo "$usage" >&2; exit 2; }
+      export FUZZ_RUNS=$2
+      shift 2
+    elif [[ ${1:-} =~ ^[0-9]+$ ]]; then
+      secs=$1
+      shift
+    fi
+    [[ $secs -gt 0 ]] || { echo "$usage" >&2; exit 2; }
+    for t in "$@"; do
+      [[ " ${FUZZ_TARGETS[*]} " == *" $t "* ]] || { echo "$usage" >&2; exit 2; }
+    done
+    [[ $# -gt 0 ]] && export FUZZ_ONLY="$*"
     mkdir -p "$FUZZ_WORK/corpus"
     run_fuzz "$secs" "$FUZZ_WORK/corpus"
     ;;
