@@ -5,7 +5,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "crpc/interceptor.h"
 #include "crpc/server_async.h"
+#include "interceptors/deadline.h"
+#include "interceptors/limits.h"
+#include "interceptors/logging.h"
+#include "interceptors/metrics.h"
+#include "interceptors/tracing.h"
 
 #define BENCH "/grpc.testing.BenchmarkService/"
 
@@ -126,6 +132,35 @@ static crpc_code add_methods(crpc_server *s, crpc_test_service *svc) {
   return rc;
 }
 
+static void drop_line(void *user_data, const char *line) {
+  (void)user_data;
+  (void)line;
+}
+
+static const crpc_logging_options logging_options = {.sink = drop_line};
+static const crpc_deadline_options deadline_options = {
+    .max_timeout_ns = 60 * CRPC_SECOND};
+
+static crpc_code add_interceptors(fuzz_server *fs) {
+  fs->metrics = crpc_metrics_new();
+  fs->limits = crpc_limits_new(1000);
+  if (fs->metrics == NULL || fs->limits == NULL) {
+    return CRPC_RESOURCE_EXHAUSTED;
+  }
+  const crpc_server_interceptor chain[] = {
+      crpc_tracing_server(),
+      crpc_logging_server(&logging_options),
+      crpc_metrics_server(fs->metrics),
+      crpc_limits_server(fs->limits),
+      crpc_deadline_server(&deadline_options),
+  };
+  crpc_code rc = CRPC_OK;
+  for (size_t i = 0; rc == CRPC_OK && i < sizeof chain / sizeof *chain; i++) {
+    rc = crpc_server_add_interceptor(fs->server, &chain[i]);
+  }
+  return rc;
+}
+
 crpc_code fuzz_server_start(fuzz_server *fs, const char *address, int *port,
                             size_t max_recv) {
   crpc_server_options opts = {
@@ -139,9 +174,12 @@ crpc_code fuzz_server_start(fuzz_server *fs, const char *address, int *port,
   fs->svc = crpc_test_service_new();
   fs->server = crpc_server_new(&opts);
   crpc_code rc = CRPC_RESOURCE_EXHAUSTED;
+  fs->metrics = NULL;
+  fs->limits = NULL;
   if (fs->svc != NULL && fs->server != NULL) {
     rc = add_methods(fs->server, fs->svc);
   }
+  if (rc == CRPC_OK) rc = add_interceptors(fs);
   if (rc == CRPC_OK) rc = crpc_server_listen(fs->server, address, port);
   if (rc == CRPC_OK) rc = crpc_server_start(fs->server);
   if (rc != CRPC_OK) fuzz_server_stop(fs);
@@ -154,6 +192,10 @@ void fuzz_server_stop(fuzz_server *fs) {
     crpc_server_free(fs->server);
   }
   crpc_test_service_free(fs->svc);
+  crpc_metrics_free(fs->metrics);
+  crpc_limits_free(fs->limits);
   fs->server = NULL;
   fs->svc = NULL;
+  fs->metrics = NULL;
+  fs->limits = NULL;
 }

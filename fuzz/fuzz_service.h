@@ -22,9 +22,18 @@
 extern "C" {
 #endif
 
+typedef struct crpc_metrics crpc_metrics;
+typedef struct crpc_limits crpc_limits;
+
 typedef struct fuzz_server {
   crpc_server *server;
   crpc_test_service *svc;
+  /* The interceptors' state: the chain is tracing, logging (to nowhere),
+   * metrics, limits (1,000 calls), deadline (capped at 60 s), none of
+   * which changes what a call returns, so the peer's bytes (traceparent,
+   * x-trace-id, metadata, method names, grpc-timeout) reach them too. */
+  crpc_metrics *metrics;
+  crpc_limits *limits;
 } fuzz_server;
 
 /* Creates, fills and starts a server on `address` ("unix:/path",
