@@ -65,6 +65,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "crpc/calls.h"
 #include "crpc/ctx.h"
 #include "fuzz/fuzz_service.h"
 #include "fuzz/fuzz_util.h"
@@ -159,6 +160,23 @@ static bool tags_recorded(const tags *t) {
   return false;
 }
 
+/* Lists the server's calls and formats them (method, peer, cause: the
+ * peer's bytes) into /dev/null, as crpc_server_calls_dump would. */
+static void snapshot_calls(void) {
+  static FILE *sink;
+  if (sink == NULL) sink = fopen("/dev/null", "w");
+  crpc_ctx *ctx = crpc_ctx_with_timeout(crpc_ctx_background(),
+                                        FUZZ_IO_TIMEOUT_MS * CRPC_MILLISECOND);
+  FUZZ_CHECK(ctx != NULL);
+  crpc_call_info *calls = NULL;
+  size_t n = 0;
+  FUZZ_CHECK(crpc_server_calls(fs.server, ctx, &calls, &n) == CRPC_OK);
+  for (size_t i = 0; i < n; i++) FUZZ_CHECK(calls[i].method != NULL);
+  if (sink != NULL) crpc_calls_write(sink, calls, n);
+  crpc_calls_free(calls);
+  crpc_ctx_release(ctx);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_alloc_mark();
   bool started = fs.server == NULL; /* its allocations stay: no settling */
@@ -184,6 +202,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   free(out);
   /* A server that neither answers the PING nor closes is wedged. */
   FUZZ_CHECK(!res.timed_out);
+  /* With the input's calls still open: what an operator's live-call view
+   * (crpc/calls.h, the admin service) makes of them. */
+  if (res.acked) snapshot_calls();
 
   if (res.acked && shutdown) {
     crpc_server_shutdown(fs.server, 0);
