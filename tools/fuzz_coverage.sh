@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools/fuzz_coverage.sh [CORPUS_ROOT] - how much of rpc/ the fuzz corpus
 # reaches: line, function and region coverage per directory of rpc/ (and
-# codegen/ for codegen_fuzz), from running every fuzz target once over its
+# codegen/ for codegen_fuzz, interceptors/ for the fuzzed server's chain),
+# from running every fuzz target once over its
 # checked-in corpus plus CORPUS_ROOT/<target> (default: the inputs
 # ./crpc.sh fuzz has found, ~/.cache/crpc-fuzz-work/corpus).
 #
@@ -67,3 +68,4 @@ echo "| directory | lines | functions | regions |"
 echo "|---|---|---|---|"
 report "rpc/ total" '(^|/)rpc/'
 report "codegen/ total" '(^|/)codegen/'
+report "interceptors/ total" '(^|/)interceptors/'
