@@ -64,7 +64,8 @@ typedef struct crpc_server_options {
    * it bounds receiving, because (1) every gRPC client refuses a reply
    * over its own default receive limit of 4 MiB anyway, so the default
    * loses nothing a default client could take, and (2) a call whose
-   * client stops reading holds up to stream_send_buffer plus one message:
+   * client stops reading holds up to its send limit (stream_send_buffer,
+   * below) plus one message:
    * with no limit, a peer that asks for huge replies behind a zero window
    * pins them all (4 streams asking 2 x 256 MiB held 3.2 GB, issue 17).
    * Raise it for clients that raised their receive limit. */
@@ -186,8 +187,8 @@ typedef struct crpc_server_options {
    * messages queued and not yet written. The call whose bytes take the
    * connection over it ends RESOURCE_EXHAUSTED at once (its bytes are
    * dropped) and the connection's other calls go on. Per call the bounds
-   * are max_recv_message_size plus the stream window, and
-   * stream_send_buffer plus one message; this caps their sum over a
+   * are max_recv_message_size plus the stream window, and the send
+   * limit (stream_send_buffer, below) plus one message; this caps their sum over a
    * connection's max_concurrent_streams calls. */
   size_t max_connection_queued_bytes; /* 0: 64 MiB */
 } crpc_server_options;

@@ -122,8 +122,9 @@ crpc_code crpc_server_call_send_async(crpc_server_call *call,
 crpc_code crpc_server_call_send_async_buf(crpc_server_call *call,
                                           crpc_buf *buf, unsigned flags);
 
-/* True while the call's send buffer holds less than the server's
- * stream_send_buffer. When it returns false, on_send_ready runs once the
+/* True while the call's send buffer holds less than its send limit (the
+ * server's stream_send_buffer; four messages, at most 4 x that, when they
+ * are larger than a quarter of it). When it returns false, on_send_ready runs once the
  * buffer has drained (or on_cancel, if the call ends first). Any thread. */
 bool crpc_server_call_can_send(crpc_server_call *call);
 
