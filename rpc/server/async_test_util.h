@@ -357,8 +357,11 @@ class Reactor {
   }
   static void OnDone(crpc_server_call *call, void *state) {
     auto *slot = static_cast<Slot *>(state);
-    slot->self->Record(slot->self->Make(Ev::kDone, call, slot));
+    // The user's callback first: a test that waits for kDone may then read
+    // what that callback wrote.
+    Event e = slot->self->Make(Ev::kDone, call, slot);
     if (slot->self->done) slot->self->done(call, slot->user);
+    slot->self->Record(std::move(e));
     delete slot;
   }
 
