@@ -12,11 +12,14 @@
 # zeroed, N more calls are sent, and the instructions counted are divided
 # by N. Kernel time (syscalls, TCP) is not in the figure: pair it with
 # bench/side_by_side.sh for CPU per call. N=5000 by default (about 20 s per
-# server). Needs valgrind and nghttp2-client (apt-get).
+# server). SHAPE="-c1 -m1" counts the 1x1 latency shape instead, where no
+# loop iteration carries more than one call. Needs valgrind and
+# nghttp2-client (apt-get).
 # Prints one table row per server and mode; profiles stay in $OUT.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${N:-5000}
+SHAPE=${SHAPE:--c4 -m16}
 OUT=${OUT:-$ROOT/bench/results/callgrind-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 for tool in valgrind callgrind_control callgrind_annotate h2load; do
@@ -49,7 +52,8 @@ wait_port() {
 
 load() { # port calls
   local log="$OUT/h2load.log"
-  h2load -c4 -m16 -t1 -n"$2" -d "$body" -H "content-type: application/grpc" \
+  # shellcheck disable=SC2086 # SHAPE is two flags
+  h2load $SHAPE -t1 -n"$2" -d "$body" -H "content-type: application/grpc" \
     -H "te: trailers" "http://127.0.0.1:$1/grpc.testing.BenchmarkService/UnaryCall" >"$log" 2>&1
   grep -q "$2 succeeded" "$log" || {
     echo "callgrind_unary.sh: h2load did not complete $2 calls:" >&2
@@ -81,7 +85,7 @@ measure() { # label argv...
   printf '| %s | %d | %s |\n' "$label" $((total / N)) "$dump"
 }
 
-echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo ' (+ uncommitted changes)'), N=$N"
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo ' (+ uncommitted changes)'), N=$N, h2load $SHAPE"
 echo
 echo "| server | user-space instructions per call | profile |"
 echo "|---|---|---|"

@@ -296,9 +296,8 @@ void crpc_h2_conn_want_flush(crpc_h2_conn *conn) {
   }
 }
 
-/* read() that also takes the kernel's receive timestamp (CLOCK_REALTIME)
- * of the bytes, converted to CLOCK_MONOTONIC as "that long before now";
- * last_arrival_ns = 0 if there is none. */
+/* read() that also keeps the kernel's receive timestamp (CLOCK_REALTIME)
+ * of the bytes in last_arrival_real (left zero if there is none). */
 static ssize_t read_stamped(crpc_h2_conn *conn, uint8_t *buf, size_t cap) {
   struct iovec iov = {.iov_base = buf, .iov_len = cap};
   union {
@@ -315,23 +314,33 @@ static ssize_t read_stamped(crpc_h2_conn *conn, uint8_t *buf, size_t cap) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS) {
       continue;
     }
-    struct timespec at, real;
-    memcpy(&at, CMSG_DATA(c), sizeof(at));
-    clock_gettime(CLOCK_REALTIME, &real);
-    int64_t ago = (int64_t)(real.tv_sec - at.tv_sec) * CRPC_SECOND +
-                  (real.tv_nsec - at.tv_nsec);
-    /* A wall clock stepped meanwhile must not move a deadline: outside
-     * [0, 1 s] the stamp is ignored. */
-    if (ago >= 0 && ago < CRPC_SECOND) conn->last_arrival_ns = crpc_now_ns() - ago;
+    memcpy(&conn->last_arrival_real, CMSG_DATA(c),
+           sizeof(conn->last_arrival_real));
   }
   return n;
+}
+
+int64_t crpc_h2_conn_arrival_ns(const crpc_h2_conn *conn) {
+  const struct timespec *at = &conn->last_arrival_real;
+  if (at->tv_sec == 0 && at->tv_nsec == 0) return conn->last_read_ns;
+  /* "That long before now", on CLOCK_MONOTONIC. */
+  struct timespec real;
+  clock_gettime(CLOCK_REALTIME, &real);
+  int64_t now = crpc_now_ns();
+  int64_t ago = (int64_t)(real.tv_sec - at->tv_sec) * CRPC_SECOND +
+                (real.tv_nsec - at->tv_nsec);
+  /* A wall clock stepped meanwhile must not move a deadline: outside
+   * [0, 1 s] the stamp is ignored. */
+  if (ago < 0 || ago >= CRPC_SECOND) return conn->last_read_ns;
+  int64_t arrival = now - ago;
+  return arrival < conn->last_read_ns ? arrival : conn->last_read_ns;
 }
 
 /* One read from the socket (through TLS if any): > 0 bytes, 0 nothing for
  * now, -1 the connection is over (why set). */
 static ssize_t conn_read(crpc_h2_conn *conn, uint8_t *buf, size_t cap,
                          char *why, size_t why_len) {
-  conn->last_arrival_ns = 0; /* on_io makes it last_read_ns if none */
+  conn->last_arrival_real = (struct timespec){0, 0};
   if (conn->tls != NULL) {
     size_t n = 0;
     char err[CRPC_TLS_ERR_MAX];
@@ -409,10 +418,8 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
     do {
       n = conn_read(conn, buf, sizeof(buf), why, sizeof(why));
       if (n <= 0) break;
-      conn->last_read_ns = crpc_now_ns(); /* keepalive: the peer is alive */
-      if (conn->last_arrival_ns == 0 || conn->last_arrival_ns > conn->last_read_ns) {
-        conn->last_arrival_ns = conn->last_read_ns;
-      }
+      /* keepalive: the peer is alive; a stamp, the loop's clock will do */
+      conn->last_read_ns = crpc_loop_now(conn->loop);
       ssize_t used = nghttp2_session_mem_recv(conn->session, buf, (size_t)n);
       if (used < 0) {
         /* A protocol error: nghttp2 has queued GOAWAY; try to send it. */

@@ -85,11 +85,11 @@ struct crpc_h2_conn {
   /* Keepalive (crpc_h2_conn_keepalive); ka_time 0: off. */
   int64_t ka_time, ka_timeout;
   int64_t last_read_ns;  /* CLOCK_MONOTONIC of the last bytes received */
-  /* When those bytes reached this host (the kernel's receive timestamp,
-   * SO_TIMESTAMPNS; plaintext sockets with rx_timestamps set), else
-   * last_read_ns: a server's deadline counts from here, so the loop's own
-   * wake-up and queueing do not push a call's deadline later. */
-  int64_t last_arrival_ns;
+  /* The kernel's receive timestamp (CLOCK_REALTIME, SO_TIMESTAMPNS;
+   * plaintext sockets with rx_timestamps set) of the last read; zero when
+   * none. Kept raw: only crpc_h2_conn_arrival_ns converts it, for the few
+   * calls that carry a deadline. */
+  struct timespec last_arrival_real;
   bool rx_timestamps;
   int64_t ka_ping_sent;  /* when the outstanding PING went out; 0: none */
   bool (*ka_active)(crpc_h2_conn *conn);
@@ -138,6 +138,13 @@ void crpc_h2_conn_start_tls(crpc_h2_conn *conn, crpc_loop *loop, int fd,
  * Loop thread, outside nghttp2 callbacks. May end the connection (on_close
  * runs before it returns). */
 void crpc_h2_conn_flush(crpc_h2_conn *conn);
+
+/* When the bytes of the last read reached this host, on crpc_now_ns's
+ * clock: the kernel's receive timestamp where the socket gives one, else
+ * last_read_ns. A server's deadline counts from here, so the loop's own
+ * wake-up and queueing do not push a call's deadline later. Loop thread;
+ * reads the clocks (call it for calls that carry a timeout only). */
+int64_t crpc_h2_conn_arrival_ns(const crpc_h2_conn *conn);
 
 /* Schedules a flush for later in this loop iteration (coalesced). Loop
  * thread, also from nghttp2 callbacks. */

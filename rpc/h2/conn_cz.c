@@ -57,10 +57,10 @@ static uint32_t scan_messages(crpc_h2_msgscan *s, const uint8_t *p,
   return done;
 }
 
-static void count_sent(crpc_h2_conn_cz *cz, uint32_t messages) {
+static void count_sent(crpc_h2_conn *conn, uint32_t messages) {
   if (messages == 0) return;
-  cz->messages_sent += messages;
-  cz->last_message_sent_ns = crpc_now_ns();
+  conn->cz.messages_sent += messages;
+  conn->cz.last_message_sent_ns = crpc_loop_now(conn->loop);
 }
 
 void crpc_h2_cz_scan(crpc_h2_conn *conn, const uint8_t *p, size_t n) {
@@ -115,7 +115,7 @@ void crpc_h2_cz_scan(crpc_h2_conn *conn, const uint8_t *p, size_t n) {
       cz->skip = len;
     }
   }
-  count_sent(cz, messages);
+  count_sent(conn, messages);
 }
 
 void crpc_h2_cz_chunks(crpc_h2_conn *conn, const crpc_h2_outq *q,
@@ -127,7 +127,7 @@ void crpc_h2_cz_chunks(crpc_h2_conn *conn, const crpc_h2_outq *q,
     len -= rest;
     messages++;
   }
-  count_sent(&conn->cz, messages);
+  count_sent(conn, messages);
 }
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }

@@ -221,6 +221,7 @@ static int iterate(crpc_loop *loop, int64_t timeout_ns) {
   atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
   if (n == -EINTR) n = 0;
   if (n < 0) return n;
+  loop->now = crpc_loop__now();
 
   loop->batch_n = n;
   loop->batch_next = 0;
@@ -240,7 +241,9 @@ static int iterate(crpc_loop *loop, int64_t timeout_ns) {
 
   int ran = crpc_loop__run_posted(loop);
   if (loop->timer_root != NULL) {
-    ran += crpc_loop__run_timers(loop, crpc_loop__now());
+    /* Fresh if posted closures ran: they may have run for a while. */
+    if (ran > 0) loop->now = crpc_loop__now();
+    ran += crpc_loop__run_timers(loop, loop->now);
   }
   ran += dispatch_io(loop);
   loop->batch_n = loop->batch_next = 0;
@@ -301,6 +304,11 @@ void crpc_loop_set_timer_lead(crpc_loop *loop, int64_t lead_ns) {
 
 bool crpc_loop_in_loop_thread(const crpc_loop *loop) {
   return crpc_loop__current == loop;
+}
+
+int64_t crpc_loop_now(const crpc_loop *loop) {
+  CRPC_LOOP_ASSERT_OWNER(loop);
+  return loop->now;
 }
 
 size_t crpc_loop_active_count(const crpc_loop *loop) {

@@ -122,6 +122,16 @@ int crpc_loop_stop_and_join(crpc_loop *loop);
  * False while nobody runs the loop: then post, and it runs on the next run. */
 bool crpc_loop_in_loop_thread(const crpc_loop *loop);
 
+/* The loop's clock: crpc_now_ns's clock (CLOCK_MONOTONIC, ns) as read
+ * when the loop last woke, and again before it ran its timers if posted
+ * closures ran first. One read
+ * per iteration serves every stamp taken during it (activity, the last
+ * read, statistics), as libuv's uv_now does; a callback that runs long
+ * makes later stamps of its iteration early by that long, so arm timers
+ * and measure intervals with crpc_now_ns. Loop thread; outside a run,
+ * the time the last iteration woke (0 before the first). */
+int64_t crpc_loop_now(const crpc_loop *loop);
+
 /* Number of I/O watchers with interest and of active timers. Loop thread.
  * For leak checks at teardown (should be 0). */
 size_t crpc_loop_active_count(const crpc_loop *loop);

@@ -35,6 +35,7 @@ struct crpc_loop {
   int wakefd;  /* eventfd written by posters and crpc_loop_stop */
   int timerfd; /* -1 when epoll_pwait2 carries the timeout */
   int64_t timerfd_armed; /* deadline the timerfd is set to, or INT64_MAX */
+  int64_t now;           /* crpc_loop_now */
 
   int64_t timer_lead_ns; /* crpc_loop_set_timer_lead */
   /* crpc_loop_post_closure_after_batch: set while a batch of posted

@@ -260,6 +260,12 @@ void server_count(crpc_server *s, atomic_size_t *counter, int delta) {
     return;
   }
   if (atomic_fetch_sub(counter, 1) != 1) return;
+  /* Only shutdown waits for these counters, and it sets draining before it
+   * looks at them: both sides are seq_cst (store then load here, RMW then
+   * load there), so either it sees our zero or we see draining. Until
+   * then a call dropping the count to zero (every call of a 1x1 client)
+   * takes no lock. */
+  if (!atomic_load(&s->draining)) return;
   pthread_mutex_lock(&s->mu);
   pthread_cond_broadcast(&s->idle_cond);
   pthread_mutex_unlock(&s->mu);

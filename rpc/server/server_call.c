@@ -349,10 +349,9 @@ void scall_dispatch(scall *call) {
       reject(call, 200, CRPC_INTERNAL, msg);
       return;
     }
-    /* From the request's arrival (crpc_h2_conn.last_arrival_ns), not now:
-     * the client measured the timeout when it sent it. */
-    int64_t now = call->conn->h2.last_arrival_ns;
-    if (now == 0) now = crpc_now_ns();
+    /* From the request's arrival, not now: the client measured the
+     * timeout when it sent it. */
+    int64_t now = crpc_h2_conn_arrival_ns(&call->conn->h2);
     deadline = ns >= CRPC_NO_DEADLINE - now ? CRPC_NO_DEADLINE : now + ns;
   }
   if (call->encoding != NULL) {

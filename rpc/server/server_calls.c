@@ -79,7 +79,7 @@ void scall_live_link(scall *call) {
   call->live_id = atomic_fetch_add_explicit(&s->last_call_id, 1,
                                             memory_order_relaxed) +
                   1;
-  call->live_since = crpc_now_ns();
+  call->live_since = crpc_loop_now(sl->loop);
   call->live_prev = NULL;
   call->live_next = sl->live;
   if (sl->live != NULL) sl->live->live_prev = call;
@@ -90,7 +90,9 @@ void scall_live_link(scall *call) {
 
 static void ctx_done(scall *call) {
   call->live_done_told = true;
-  if (call->live_done_ns == 0) call->live_done_ns = crpc_now_ns();
+  if (call->live_done_ns == 0) {
+    call->live_done_ns = crpc_loop_now(call->sl->loop);
+  }
   if (call->server->call_observer != NULL) tell(call, CRPC_CALL_CTX_DONE);
 }
 

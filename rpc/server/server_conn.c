@@ -41,7 +41,7 @@ static void unlink_call(sconn *conn, scall *call) {
   if (call->cnext != NULL) call->cnext->cprev = call->cprev;
   call->cnext = call->cprev = NULL;
   /* max_connection_idle counts from here; a stamp, no timer work. */
-  if (conn->calls == NULL) conn->idle_since = crpc_now_ns();
+  if (conn->calls == NULL) conn->idle_since = crpc_loop_now(conn->h2.loop);
 }
 
 /* ---- lifecycle: graceful GOAWAY, max_connection_idle / age / grace ----
@@ -477,7 +477,8 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *f,
     /* Pings are judged "without data": sending restarts the clock. */
     conn->last_ping_recv = 0;
     conn->ping_strikes = 0;
-    conn->last_active = crpc_now_ns(); /* max_connections: in use */
+    /* max_connections: in use (per frame: the loop's clock) */
+    conn->last_active = crpc_loop_now(conn->h2.loop);
   }
   if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
       !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
@@ -677,7 +678,7 @@ void sconn_start(server_loop *sl, int fd, const struct sockaddr *sa,
   } else {
     crpc_h2_conn_start(&conn->h2, sl->loop, fd, session, on_conn_close);
     /* Receive timestamps: a call's deadline counts from when its request
-     * reached this host (crpc_h2_conn.last_arrival_ns). TLS reads go
+     * reached this host (crpc_h2_conn_arrival_ns). TLS reads go
      * through OpenSSL, which cannot hand the stamps on. */
     int stamp = 1;
     conn->h2.rx_timestamps =

@@ -133,9 +133,10 @@ struct crpc_server {
   int n_waking; /* signalled, not yet awake */
   uint64_t pool_taken; /* calls workers have taken, ever */
   bool pool_stop;
-  /* Counted without the mutex (per call, from every loop); whoever takes
-   * one to zero broadcasts idle_cond under mu, and waiters test it under
-   * mu, so no wakeup is lost (server_count). */
+  /* Counted without the mutex (per call, from every loop); once draining
+   * is set, whoever takes one to zero broadcasts idle_cond under mu, and
+   * waiters (shutdown, after setting draining) test it under mu, so no
+   * wakeup is lost (server_count). */
   atomic_size_t live_calls;   /* dispatched calls not finished */
   atomic_size_t live_structs; /* scall structs not yet freed */
   size_t live_conns;   /* connections not yet closed (shutdown waits) */
