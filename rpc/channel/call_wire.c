@@ -341,6 +341,18 @@ static void kick_fn(crpc_loop *loop, void *arg) {
         call->rst_sent = true;
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
                                   NGHTTP2_CANCEL);
+        if (!call->headers_sent) {
+          /* Its HEADERS still waits in nghttp2 for a stream slot (the
+           * server's MAX_CONCURRENT_STREAMS). The RST_STREAM above makes
+           * nghttp2 drop it unsent, but nghttp2 closes the stream only
+           * when that queue moves, which a server that keeps its limit
+           * (0, or every slot busy) never lets happen: the call would
+           * wait for on_stream_close as long as the connection lives.
+           * Nothing left, so it ends here, with its ctx's cause. */
+          nghttp2_session_set_stream_user_data(session, call->stream_id, NULL);
+          cconn_unlink_call(conn, call);
+          ccall_on_close(call, NGHTTP2_CANCEL, NULL);
+        }
         crpc_h2_conn_flush(&conn->h2);
         ccall_live_update(call);
         ccall_unref(call);

@@ -9,6 +9,7 @@
 #include <set>
 #include <thread>
 
+#include "crpc/calls.h"
 #include "crpc/channel.h"
 #include "crpc/server.h"
 #include "rpc/channel/test_util.h"
@@ -160,6 +161,22 @@ TEST_F(LifecycleTest, CancelWhileWaitingForAStreamSlot) {
   crpc_ctx_cancel(ctx2, CRPC_CANCELLED, "not waiting");
   EXPECT_EQ(crpc_call_finish(second, nullptr), CRPC_CANCELLED);
   crpc_call_free(second);
+  // It ends now, not when the first call frees the slot (found by the
+  // client fuzz target with a server advertising 0 streams): only the
+  // first call is left on the channel.
+  auto live = [&] {
+    crpc_call_info *calls = nullptr;
+    size_t n = 0;
+    EXPECT_EQ(crpc_channel_calls(ch, crpc_ctx_background(), &calls, &n),
+              CRPC_OK);
+    crpc_calls_free(calls);
+    return n;
+  };
+  int64_t until = crpc_now_ns() + CRPC_SECOND;
+  while (live() != 1 && crpc_now_ns() < until) {
+    crpc_ctx_sleep(crpc_ctx_background(), CRPC_MILLISECOND);
+  }
+  EXPECT_EQ(live(), 1u);
   crpc_ctx_cancel(ctx1, CRPC_CANCELLED, "done");
   EXPECT_EQ(crpc_call_finish(first, nullptr), CRPC_CANCELLED);
   crpc_call_free(first);
