@@ -113,6 +113,7 @@ crpc_code scall_send_chunk(scall *call, crpc_h2_chunk *chunk) {
       break;
     }
     call->send_waiters++;
+    call->send_woken = false;
     crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu);
     call->send_waiters--;
   }

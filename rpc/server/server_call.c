@@ -138,7 +138,8 @@ ssize_t scall_read_data(nghttp2_session *session, int32_t stream_id,
   pthread_mutex_lock(&call->mu);
   size_t n;
   bool finish;
-  if (crpc_h2_conn_zero_copy(&call->conn->h2)) {
+  bool zero_copy = crpc_h2_conn_zero_copy(&call->conn->h2);
+  if (zero_copy) {
     /* The bytes stay queued; scall_send_data takes them by reference
      * right after, within the same nghttp2_session_mem_send. */
     n = call->out.bytes < length ? call->out.bytes : length;
@@ -153,7 +154,10 @@ ssize_t scall_read_data(nghttp2_session *session, int32_t stream_id,
   if (n == 0 && !finish) call->deferred = true;
   bool ready = call->want_ready &&
                call->out.bytes < scall_send_limit_locked(call);
-  bool room = n > 0 && call->send_waiters > 0;
+  /* Zero-copy: nothing has left the queue yet; scall_send_data wakes a
+   * blocked sender once the bytes are written (a wake-up here found the
+   * queue as full as before: a futex round trip per DATA frame). */
+  bool room = !zero_copy && n > 0 && scall_take_send_wake_locked(call);
   size_t held = scall_held_locked(call);
   pthread_mutex_unlock(&call->mu);
   scall_charge(call, held); /* written (copied) bytes leave the count */
@@ -170,16 +174,24 @@ ssize_t scall_read_data(nghttp2_session *session, int32_t stream_id,
   return (ssize_t)n;
 }
 
+bool scall_take_send_wake_locked(scall *call) {
+  /* A blocked sender is woken once a quarter of the limit is left: it then
+   * queues about three quarters (three 64 KiB messages under the
+   * four-message limit) per wake-up while the loop writes the rest; and
+   * once per wait, not once per DATA frame written before it runs. */
+  if (call->send_waiters == 0 || call->send_woken) return false;
+  if (call->out.bytes > scall_send_limit_locked(call) / 4) return false;
+  call->send_woken = true;
+  return true;
+}
+
 int scall_send_data(scall *call, const uint8_t *framehd, size_t length) {
   pthread_mutex_lock(&call->mu);
   int rc = crpc_h2_conn_send_data(&call->conn->h2, framehd, &call->out,
                                   length);
   size_t limit = scall_send_limit_locked(call);
   bool ready = call->want_ready && call->out.bytes < limit;
-  /* A blocked sender may go on below the limit; woken only once half the
-   * buffer is free, it queues more per wake-up and the loop still has
-   * bytes to write while it frames the next message. */
-  bool wake = call->out.bytes <= limit / 2 && call->send_waiters > 0;
+  bool wake = scall_take_send_wake_locked(call);
   size_t held = scall_held_locked(call);
   pthread_mutex_unlock(&call->mu);
   scall_charge(call, held); /* bytes on their way out leave the count */

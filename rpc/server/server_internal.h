@@ -284,6 +284,9 @@ struct crpc_server_call {
    * blocking call cost several context switches per message. */
   int send_waiters;
   int recv_waiters;
+  /* The loop has woken the blocked senders since one last began to wait:
+   * the frames still written before they run wake nobody again. */
+  bool send_woken;
   /* Cancel-path accounting (crpc_server_call_cancel_stats), under mu. */
   int64_t cancel_event_ns;       /* RST_STREAM read, deadline due, conn lost */
   int64_t cancel_ctx_done_ns;    /* the ctx done after that event */
@@ -584,6 +587,9 @@ size_t scall_held_locked(scall *call);
  * the byte limit, so a busy handler's burst after a cancel stays ~64 KiB.
  * Caller holds mu. */
 size_t scall_send_limit_locked(const scall *call);
+/* Whether the loop should wake the handler threads blocked in a send now
+ * (and notes that it does); mu held. server_call.c */
+bool scall_take_send_wake_locked(scall *call);
 
 /* Charges what call holds now; true if that took its connection over
  * max_connection_queued_bytes and the call is still going: the caller
