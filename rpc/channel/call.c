@@ -46,10 +46,14 @@ void ccall_unref(ccall *call) {
 }
 
 /* The call ctx's on_cancel: its reference moves to the kick, which sends
- * RST_STREAM(CANCEL). Any thread; never blocks. */
+ * RST_STREAM(CANCEL). Any thread; never blocks. A blocking call's kick
+ * runs on the cancelling thread when the loop sleeps: the RST_STREAM
+ * leaves without waiting for the loop thread to wake (an async call's
+ * completion stays on the loop, so its kick is always posted). */
 static void on_ctx_cancel(void *arg, const crpc_cause *cause) {
   (void)cause;
   ccall *call = arg;
+  if (!call->async && ccall_kick_by_borrowing(call)) return;
   if (!crpc_loop_post_closure(call->ch->loop, &call->kick)) ccall_unref(call);
 }
 

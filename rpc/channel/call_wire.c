@@ -381,6 +381,11 @@ void ccall_kick(ccall *call) {
   if (!crpc_loop_post_closure(call->ch->loop, &call->kick)) ccall_unref(call);
 }
 
+bool ccall_kick_by_borrowing(ccall *call) {
+  return !crpc_loop_in_loop_thread(call->ch->loop) &&
+         crpc_loop_borrow(call->ch->loop, kick_fn, call);
+}
+
 void ccall_init_kick(ccall *call) {
   crpc_loop_closure_init(&call->kick, kick_fn, call);
 }

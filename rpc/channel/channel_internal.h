@@ -282,6 +282,11 @@ nghttp2_session_callbacks *ccall_callbacks(void);
 void ccall_unref(ccall *call);
 /* Posts the call's kick closure holding a reference. Any thread. */
 void ccall_kick(ccall *call);
+/* Runs the kick (which takes over the caller's reference) now on the
+ * calling thread if the channel's loop sleeps (crpc_loop_borrow); false,
+ * nothing done, otherwise. Not from the loop thread. A blocking call's
+ * only: an async call's kick delivers its callbacks. */
+bool ccall_kick_by_borrowing(ccall *call);
 /* Binds the kick closure to the loop-side handler. Before any kick. */
 void ccall_init_kick(ccall *call);
 

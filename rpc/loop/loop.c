@@ -63,6 +63,7 @@ int crpc_loop_new(crpc_loop **out, unsigned flags) {
   atomic_init(&loop->sleeping, 0);
   atomic_init(&loop->stop, 0);
   atomic_init(&loop->running, 0);
+  pthread_mutex_init(&loop->own, NULL);
   loop->epfd = loop->wakefd = loop->timerfd = -1;
   loop->timerfd_armed = INT64_MAX;
   loop->timer_lead_ns = CRPC_LOOP_TIMER_LEAD_NS;
@@ -87,6 +88,7 @@ fail_errno:
   rc = -errno;
 fail:
   close_own_fds(loop);
+  pthread_mutex_destroy(&loop->own);
   free(loop);
   return rc;
 }
@@ -104,6 +106,7 @@ void crpc_loop_free(crpc_loop *loop) {
   }
   crpc_loop__current = saved;
   close_own_fds(loop);
+  pthread_mutex_destroy(&loop->own);
   free(loop);
 }
 
@@ -154,6 +157,13 @@ static int wait_for_events(crpc_loop *loop, int64_t timeout_ns) {
     }
   }
 
+  /* A wait that may block lends the loop (crpc_loop_borrow). */
+  bool lend = timeout_ns != 0;
+  unsigned borrows = loop->borrows;
+  if (lend) {
+    loop->sleep_deadline = crpc_loop__next_deadline(loop);
+    pthread_mutex_unlock(&loop->own);
+  }
   int n;
 #ifdef CRPC_HAVE_EPOLL_PWAIT2
   if (loop->timerfd < 0) {
@@ -162,17 +172,25 @@ static int wait_for_events(crpc_loop *loop, int64_t timeout_ns) {
     ts.tv_nsec = timeout_ns % 1000000000;
     n = epoll_pwait2(loop->epfd, loop->batch, CRPC_LOOP_BATCH,
                      timeout_ns < 0 ? NULL : &ts, NULL);
-    return n < 0 ? -errno : n;
-  }
+  } else
 #endif
-  int ms = -1;
-  if (timeout_ns >= 0) {
-    /* Round up: waking before a caller's timeout would be a busy loop. */
-    int64_t ms64 = (timeout_ns + 999999) / 1000000;
-    ms = ms64 > INT_MAX ? INT_MAX : (int)ms64;
+  {
+    int ms = -1;
+    if (timeout_ns >= 0) {
+      /* Round up: waking before a caller's timeout would be a busy loop. */
+      int64_t ms64 = (timeout_ns + 999999) / 1000000;
+      ms = ms64 > INT_MAX ? INT_MAX : (int)ms64;
+    }
+    n = epoll_wait(loop->epfd, loop->batch, CRPC_LOOP_BATCH, ms);
   }
-  n = epoll_wait(loop->epfd, loop->batch, CRPC_LOOP_BATCH, ms);
-  return n < 0 ? -errno : n;
+  if (n < 0) n = -errno;
+  if (lend) {
+    pthread_mutex_lock(&loop->own);
+    /* Borrowed meanwhile: what the batch names may have been stopped and
+     * freed. Level-triggered, so the next wait reports it again. */
+    if (loop->borrows != borrows && n > 0) n = 0;
+  }
+  return n;
 }
 
 static unsigned to_epoll(unsigned events) {
@@ -257,12 +275,41 @@ static int enter(crpc_loop *loop, crpc_loop **saved) {
   }
   *saved = crpc_loop__current;
   crpc_loop__current = loop;
+  pthread_mutex_lock(&loop->own); /* a borrower may still be finishing */
   return 0;
 }
 
 static void leave(crpc_loop *loop, crpc_loop *saved) {
+  pthread_mutex_unlock(&loop->own);
   crpc_loop__current = saved;
   atomic_store(&loop->running, 0);
+}
+
+bool crpc_loop_borrow(crpc_loop *loop, crpc_loop_fn fn, void *arg) {
+  if (crpc_loop__current == loop) {
+    fn(loop, arg);
+    return true;
+  }
+  /* Only a loop blocked in its wait is lent: a busy one would make the
+   * borrower wait, and it flushes its own work anyway. */
+  if (!atomic_load(&loop->sleeping) || atomic_load(&loop->stop)) return false;
+  if (pthread_mutex_trylock(&loop->own) != 0) return false;
+  if (!atomic_load(&loop->sleeping) || !atomic_load(&loop->running)) {
+    pthread_mutex_unlock(&loop->own);
+    return false;
+  }
+  loop->borrows++;
+  crpc_loop *saved = crpc_loop__current;
+  crpc_loop__current = loop;
+  loop->now = crpc_loop__now(); /* the loop's stamp is from before it slept */
+  fn(loop, arg);
+  crpc_loop__current = saved;
+  /* Posts made by fn woke the loop already (it is "sleeping"); a timer
+   * due before the one its wait ends for needs a wake-up too. */
+  bool wake = crpc_loop__next_deadline(loop) < loop->sleep_deadline;
+  pthread_mutex_unlock(&loop->own);
+  if (wake) crpc_loop__wake(loop);
+  return true;
 }
 
 int crpc_loop_run_once(crpc_loop *loop, int64_t timeout_ns) {

@@ -285,6 +285,23 @@ bool crpc_loop_post_closure_after_batch(crpc_loop *loop, crpc_loop_closure *c);
  * Returns 0 or -ENOMEM (nothing queued). */
 int crpc_loop_post(crpc_loop *loop, crpc_loop_fn fn, void *arg);
 
+/* Runs fn(loop, arg) now, on the calling thread, as the loop's own work,
+ * if the loop is blocked in its wait, and returns true; returns false
+ * without running it if the loop is busy, stopping or not running (post
+ * it instead). On the loop thread itself fn simply runs. Any thread.
+ *
+ * Why: a hand-off to a sleeping loop costs an eventfd write and a
+ * wake-up of the loop thread before the work starts; a thread that has
+ * just finished a call (or cancels one) can do the loop's part itself.
+ * While fn runs, crpc_loop_in_loop_thread(loop) is true on the calling
+ * thread and the loop thread cannot leave its wait (it drops the events
+ * it fetched meanwhile and waits again; level-triggered, they come back);
+ * fn's posts wake the loop as usual, and so does a timer it starts that
+ * is due before the loop's wait ends. fn must do only what the loop's
+ * callbacks may do (no blocking), and should not run user callbacks that
+ * are promised the loop thread. */
+bool crpc_loop_borrow(crpc_loop *loop, crpc_loop_fn fn, void *arg);
+
 #ifdef __cplusplus
 }
 #endif

@@ -29,6 +29,13 @@ struct crpc_loop {
   atomic_int stop;
   /* 1 while a thread is inside run/run_once; guards against two runners. */
   atomic_int running;
+  /* Held by whoever does the loop's work: the running thread, except while
+   * it blocks in epoll; meanwhile a borrower (crpc_loop_borrow). Fields
+   * below it read or write while holding it. */
+  pthread_mutex_t own;
+  unsigned borrows;       /* bumped per borrow: a batch fetched meanwhile
+                           * is stale (a watcher it names may be gone) */
+  int64_t sleep_deadline; /* the timer deadline the wait ends for */
 
   /* Loop-thread-only from here on. */
   alignas(64) int epfd;

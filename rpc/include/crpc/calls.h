@@ -251,8 +251,11 @@ typedef enum crpc_call_event {
 } crpc_call_event;
 
 /* An observer gets each of a call's events once, in the order above, on
- * the call's loop thread (a server call's: its connection's loop; never
- * two at once for one call, calls on different loops concurrently).
+ * the call's loop (a server call's: its connection's loop): on the loop
+ * thread, or on a crpc thread doing that loop's work while the loop
+ * thread waits (a blocking handler's thread writing its status, a thread
+ * cancelling a blocking client call); never two at once for one call,
+ * calls on different loops concurrently.
  * `call` and its strings are valid only during the callback. It runs
  * inside the transport: it must be quick, must not block, and must not
  * call the blocking functions above (they return FAILED_PRECONDITION
