@@ -48,12 +48,18 @@ void ccall_unref(ccall *call) {
 /* The call ctx's on_cancel: its reference moves to the kick, which sends
  * RST_STREAM(CANCEL). Any thread; never blocks. A blocking call's kick
  * runs on the cancelling thread when the loop sleeps: the RST_STREAM
- * leaves without waiting for the loop thread to wake (an async call's
- * completion stays on the loop, so its kick is always posted). */
+ * leaves without waiting for the loop thread to wake. Not for an async
+ * call (its completion stays on the loop) nor for a deadline: that fires
+ * on the process's ctx timer thread, whose other deadlines (and the
+ * callbacks after this one, such as a recv waiting on the call) would
+ * wait for the write (measured: the client's DEADLINE_EXCEEDED 20-40 us
+ * later at p50). */
 static void on_ctx_cancel(void *arg, const crpc_cause *cause) {
-  (void)cause;
   ccall *call = arg;
-  if (!call->async && ccall_kick_by_borrowing(call)) return;
+  if (!call->async && cause->origin != CRPC_ORIGIN_DEADLINE &&
+      ccall_kick_by_borrowing(call)) {
+    return;
+  }
   if (!crpc_loop_post_closure(call->ch->loop, &call->kick)) ccall_unref(call);
 }
 

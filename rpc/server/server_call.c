@@ -99,10 +99,8 @@ static void kick_borrowed(crpc_loop *loop, void *arg) {
  * stay batched on the loop, and async reactors' callbacks stay on it. */
 static bool kick_by_borrowing(scall *call) {
   if (!call->dispatched || server_method_is_async(call->method)) return false;
-  pthread_mutex_lock(&call->mu);
-  bool returned = call->handler_done;
-  pthread_mutex_unlock(&call->mu);
-  return returned && crpc_loop_borrow(call->sl->loop, kick_borrowed, call);
+  return atomic_load_explicit(&call->returned, memory_order_acquire) &&
+         crpc_loop_borrow(call->sl->loop, kick_borrowed, call);
 }
 
 /* Queues a kick holding the caller's reference: on the connection's
@@ -633,6 +631,7 @@ void scall_handler_returned(scall *call, crpc_code code) {
   pthread_mutex_lock(&call->mu);
   call->md_error |= md_error;
   call->handler_done = true;
+  atomic_store_explicit(&call->returned, true, memory_order_release);
   call->handler_code = code;
   call->ctx_done_at_return = crpc_ctx_is_done(call->ctx);
   pthread_mutex_unlock(&call->mu);

@@ -304,6 +304,9 @@ struct crpc_server_call {
   char *final_msg;
   bool final_user_trailers; /* include the handler's trailers */
   bool handler_done, ctx_done_at_return;
+  /* handler_done, readable without mu: a blocking handler's sends check it
+   * on every kick (kick_by_borrowing), and mu is the loop's hot lock. */
+  atomic_bool returned;
   bool md_error; /* the handler put a reserved key in its metadata */
   crpc_code handler_code;
   char *handler_msg;
