@@ -99,7 +99,7 @@ static void kick_borrowed(crpc_loop *loop, void *arg) {
  * stay batched on the loop, and async reactors' callbacks stay on it. */
 static bool kick_by_borrowing(scall *call) {
   if (!call->dispatched || server_method_is_async(call->method)) return false;
-  return atomic_load_explicit(&call->returned, memory_order_acquire) &&
+  return atomic_load_explicit(&call->handler_done, memory_order_acquire) &&
          crpc_loop_borrow(call->sl->loop, kick_borrowed, call);
 }
 
@@ -108,8 +108,8 @@ static bool kick_by_borrowing(scall *call) {
  * flush that follows), else as a closure, unless the kick can run at once
  * on a borrowed loop. */
 static void kick_with_ref(scall *call) {
-  if (crpc_loop_in_loop_thread(call->sl->loop) && call->conn != NULL &&
-      call->conn->h2.reading) {
+  bool on_loop = crpc_loop_in_loop_thread(call->sl->loop);
+  if (on_loop && call->conn != NULL && call->conn->h2.reading) {
     if (call->kick_local) {
       scall_unref(call); /* queued already, with its own reference */
       return;
@@ -119,9 +119,7 @@ static void kick_with_ref(scall *call) {
     call->conn->local_kicks = call;
     return;
   }
-  if (!crpc_loop_in_loop_thread(call->sl->loop) && kick_by_borrowing(call)) {
-    return;
-  }
+  if (!on_loop && kick_by_borrowing(call)) return;
   if (!crpc_loop_post_closure(call->sl->loop, &call->kick)) {
     scall_unref(call); /* already queued, with its own reference */
   }
@@ -630,8 +628,7 @@ void scall_handler_returned(scall *call, crpc_code code) {
                   (!call->resp_checked && scall_md_has_reserved(call->resp_md));
   pthread_mutex_lock(&call->mu);
   call->md_error |= md_error;
-  call->handler_done = true;
-  atomic_store_explicit(&call->returned, true, memory_order_release);
+  atomic_store_explicit(&call->handler_done, true, memory_order_release);
   call->handler_code = code;
   call->ctx_done_at_return = crpc_ctx_is_done(call->ctx);
   pthread_mutex_unlock(&call->mu);

@@ -303,10 +303,11 @@ struct crpc_server_call {
   crpc_code final_code;
   char *final_msg;
   bool final_user_trailers; /* include the handler's trailers */
-  bool handler_done, ctx_done_at_return;
-  /* handler_done, readable without mu: a blocking handler's sends check it
-   * on every kick (kick_by_borrowing), and mu is the loop's hot lock. */
-  atomic_bool returned;
+  /* Written under mu, also read without it: a blocking handler's sends
+   * check it on every kick (kick_by_borrowing), and mu is the loop's hot
+   * lock. */
+  atomic_bool handler_done;
+  bool ctx_done_at_return;
   bool md_error; /* the handler put a reserved key in its metadata */
   crpc_code handler_code;
   char *handler_msg;
