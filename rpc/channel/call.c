@@ -218,7 +218,8 @@ crpc_code ccall_new(crpc_channel *ch, const crpc_ctx *ctx, const char *method,
 void ccall_launch(ccall *call) {
   atomic_fetch_add(&call->refs, 1); /* the registration's */
   if (!crpc_ctx_on_cancel(call->ctx, &call->on_cancel, on_ctx_cancel, call)) {
-    on_ctx_cancel(call, NULL); /* done meanwhile: the kick settles it */
+    /* Done meanwhile: the kick settles it. */
+    on_ctx_cancel(call, crpc_ctx_cause(call->ctx));
   }
   ccall_kick(call); /* submit the request */
 }
@@ -269,11 +270,28 @@ static void resend_locked(ccall *call) {
   pthread_mutex_lock(&call->mu);
 }
 
+/* The ctx's code if it has ended, else CRPC_OK. A call whose status has
+ * not settled takes the ctx's cause as its status here, as the caller is
+ * about to report the ctx's code: a status arriving later (the server's
+ * OK crossing our RST_STREAM) must not make crpc_call_finish contradict a
+ * recv that already said CANCELLED or DEADLINE_EXCEEDED. Caller holds mu. */
+static crpc_code ctx_err_settling_locked(ccall *call) {
+  crpc_code code = crpc_ctx_err(call->ctx);
+  if (code != CRPC_OK && !call->ended) {
+    const crpc_cause *cause = crpc_ctx_cause(call->ctx);
+    call->ended = call->ended_by_ctx = true;
+    call->code = code;
+    call->message = strdup(cause != NULL ? cause->message : "");
+    crpc_h2_outq_clear(&call->out);
+  }
+  return code;
+}
+
 /* Code a call that can no longer send reports, or CRPC_OK. Caller holds
  * mu. */
 static crpc_code send_blocked_locked(ccall *call) {
   if (call->ended) return call->code;
-  return crpc_ctx_err(call->ctx);
+  return ctx_err_settling_locked(call);
 }
 
 crpc_code crpc_call_send(crpc_call *call, const void *data, size_t len) {
@@ -374,7 +392,7 @@ crpc_code ccall_recv_core(ccall *call, crpc_message *msg) {
     /* A cancel wins over buffered messages, unless the status had
      * already arrived. */
     if ((!call->ended || call->ended_by_ctx) &&
-        (code = crpc_ctx_err(call->ctx)) != CRPC_OK) {
+        (code = ctx_err_settling_locked(call)) != CRPC_OK) {
       break;
     }
     if (crpc_h2_msgq_pop(&call->in.q, msg)) {
@@ -433,10 +451,9 @@ crpc_code ccall_finish_core(ccall *call, crpc_status *status) {
       trailers = call->trailers;
       break;
     }
-    code = crpc_ctx_err(call->ctx);
+    code = ctx_err_settling_locked(call);
     if (code != CRPC_OK) {
-      const crpc_cause *cause = crpc_ctx_cause(call->ctx);
-      msg = cause->message;
+      msg = call->message;
       break;
     }
     if (call->unsent) {

@@ -107,7 +107,7 @@ static void *connector_main(void *arg) {
        * found such a call never reaching on_done). */
       const crpc_cause *cause = crpc_ctx_cause(call->ctx);
       pthread_mutex_lock(&call->mu);
-      call->ended_by_ctx = !call->ended;
+      if (!call->ended) call->ended_by_ctx = true;
       pthread_mutex_unlock(&call->mu);
       ccall_settle(call, cause->code, cause->message);
     } else if (conn == NULL) {

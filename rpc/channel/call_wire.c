@@ -43,7 +43,7 @@ static void settle_abnormal(ccall *call, uint32_t error_code,
   const crpc_cause *cause = crpc_ctx_cause(call->ctx);
   if (crpc_now_ns() >= crpc_ctx_deadline(call->ctx) || cause != NULL) {
     pthread_mutex_lock(&call->mu);
-    call->ended_by_ctx = !call->ended;
+    if (!call->ended) call->ended_by_ctx = true;
     pthread_mutex_unlock(&call->mu);
     if (crpc_now_ns() >= crpc_ctx_deadline(call->ctx)) {
       ccall_settle(call, CRPC_DEADLINE_EXCEEDED, "deadline exceeded");

@@ -261,8 +261,9 @@ TEST_F(UnaryTest, DeadlineBothWays) {
              [&](crpc_server_call *, const crpc_ctx *ctx) {
                server_deadline = crpc_ctx_deadline(ctx);
                crpc_code c = crpc_ctx_wait(ctx);
-               server_code = c;
+               // The origin first: the test waits for the code.
                server_origin = crpc_ctx_cause(ctx)->origin;
+               server_code = c;
                return c;
              });
   server.Start();
@@ -349,6 +350,66 @@ TEST_F(UnaryTest, ClientCancelReachesHandlerAsPeerReset) {
       kRounds, (long long)Percentile(lat, 0.5) / 1000,
       (long long)Percentile(lat, 0.99) / 1000);
   crpc_channel_free(ch);
+}
+
+// A cancel crossing the server's OK: the server has answered and the
+// client's ctx ends while the answer is on its way. Either outcome is
+// right, but only one: once recv has reported the ctx's code, finish
+// reports it too (it used to say OK when the trailers landed between the
+// two, and crpc_unary_call then returned OK with no response at all).
+TEST_F(UnaryTest, CancelCrossingTheServersOkIsReportedOnce) {
+  TestServer server;
+  std::atomic<int> answered{0};
+  server.Add("/test.Svc/Echo", CRPC_UNARY,
+             [&](crpc_server_call *call, const crpc_ctx *ctx) {
+               crpc_code c = Echo(call, ctx);
+               answered++;
+               return c;
+             });
+  server.Start();
+  crpc_channel *ch = crpc_channel_new(server.target().c_str(), nullptr);
+  int ok = 0, cancelled = 0;
+  for (int i = 0; i < 400; i++) {
+    crpc_ctx *ctx = crpc_ctx_with_cancel(crpc_ctx_background());
+    int before = answered.load();
+    // Cancels as the handler returns, spinning a little longer each round
+    // so that some cancels land before the trailers and some after.
+    std::thread canceller([&, before, i] {
+      while (answered.load() == before) std::this_thread::yield();
+      for (volatile int spin = 0; spin < (i % 40) * 200; spin = spin + 1) {
+      }
+      crpc_ctx_cancel(ctx, CRPC_CANCELLED, "gave up");
+    });
+    crpc_call *call;
+    ASSERT_EQ(crpc_call_start(ch, ctx, "/test.Svc/Echo", nullptr, &call),
+              CRPC_OK);
+    // The handler answers on the request message alone, so the cancel may
+    // already have come when the request is half-closed.
+    crpc_message m{};
+    crpc_code rc = crpc_call_send(call, "x", 1);
+    if (rc == CRPC_OK) rc = crpc_call_close_send(call);
+    if (rc == CRPC_OK) rc = crpc_call_recv(call, &m);
+    free(m.data);
+    canceller.join();
+    crpc_status st{};
+    crpc_code fc = crpc_call_finish(call, &st);
+    if (rc == CRPC_OK) {
+      EXPECT_EQ(m.len, 1u);
+      EXPECT_TRUE(fc == CRPC_OK || fc == CRPC_CANCELLED) << crpc_code_name(fc);
+    } else {
+      EXPECT_EQ(rc, CRPC_CANCELLED);
+      EXPECT_EQ(fc, CRPC_CANCELLED) << "round " << i;
+      EXPECT_STREQ(st.message, "gave up");
+    }
+    (fc == CRPC_OK ? ok : cancelled)++;
+    crpc_status_clear(&st);
+    crpc_call_free(call);
+    crpc_ctx_release(ctx);
+  }
+  crpc_channel_free(ch);
+  // Both sides of the race happened; else it tested nothing.
+  EXPECT_GT(ok, 0);
+  EXPECT_GT(cancelled, 0);
 }
 
 TEST_F(UnaryTest, BlockedHandlerDoesNotStallOtherCalls) {
