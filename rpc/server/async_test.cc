@@ -520,7 +520,10 @@ TEST_F(AsyncTest, DeadlineCountsFromArrivalNotFromABusyLoopsRead) {
   ASSERT_EQ(hang.Register(server.get(), "/t.S/Hang", CRPC_UNARY), CRPC_OK);
   server.Start();
   Channel ch(server.target());
-  RawClient raw(server.port());  // connected before the stall
+  // Set up by the server before the stall: else its receive timestamps
+  // are switched on only after the request is already queued unstamped.
+  RawClient raw(server.port());
+  ASSERT_TRUE(raw.PumpUntil([&] { return raw.got_settings(); }, kWait));
   std::thread stall_call([&] { EXPECT_EQ(Unary(ch, "/t.S/Stall", "x").code, CRPC_OK); });
   Finally join([&] { stall_call.join(); });
   ASSERT_TRUE(WaitFor([&] { return stalling.load(); }, kWait));

@@ -141,6 +141,8 @@ class RawClient {
   }
 
   Stream &stream(int32_t id) { return streams_[id]; }
+  // The server's SETTINGS came: it has accepted and set up the connection.
+  bool got_settings() const { return got_settings_; }
   bool goaway() const { return goaway_; }
   uint32_t goaway_code() const { return goaway_code_; }
   int32_t goaway_last_stream() const { return goaway_last_; }
@@ -171,6 +173,9 @@ class RawClient {
   }
   static int OnFrame(nghttp2_session *, const nghttp2_frame *f, void *ud) {
     auto *self = static_cast<RawClient *>(ud);
+    if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
+      self->got_settings_ = true;
+    }
     if (f->hd.type == NGHTTP2_GOAWAY) {
       self->goaway_ = true;
       self->goaway_code_ = f->goaway.error_code;
@@ -195,7 +200,7 @@ class RawClient {
   int fd_ = -1;
   nghttp2_session *session_ = nullptr;
   std::map<int32_t, Stream> streams_;
-  bool goaway_ = false, eof_ = false;
+  bool goaway_ = false, eof_ = false, got_settings_ = false;
   uint32_t goaway_code_ = 0;
   int32_t goaway_last_ = 0;
   std::string body_;
