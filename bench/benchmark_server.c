@@ -4,7 +4,7 @@
  * against gRPC C++ 1.51 and a raw nghttp2 ceiling server).
  *
  *   benchmark_server --port=N [--mode=async|blocking] [--loop_threads=N]
- *                    [--stream_send_buffer=BYTES]
+ *                    [--stream_send_buffer=BYTES] [--poll_us=N]
  *
  * serves h2c on 127.0.0.1:N until SIGTERM. --mode=async (the default) runs
  * every method on the loop threads (bench/benchmark_async.c); blocking runs
@@ -177,10 +177,13 @@ int main(int argc, char **argv) {
       opts.loop_threads = atoi(argv[i] + 15);
     } else if (strncmp(argv[i], "--stream_send_buffer=", 21) == 0) {
       opts.stream_send_buffer = (size_t)strtoull(argv[i] + 21, NULL, 10);
+    } else if (strncmp(argv[i], "--poll_us=", 10) == 0) {
+      opts.poll_ns = strtoll(argv[i] + 10, NULL, 10) * 1000;
     } else {
       fprintf(stderr,
               "usage: %s --port=N [--mode=async|blocking] "
-              "[--loop_threads=N] [--stream_send_buffer=BYTES]\n",
+              "[--loop_threads=N] [--stream_send_buffer=BYTES] "
+              "[--poll_us=N]\n",
               argv[0]);
       return 2;
     }

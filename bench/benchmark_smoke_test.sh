@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A short smoke of the benchmark pair: benchmark_server in both modes,
+# A short smoke of the benchmark pair: benchmark_server in both modes (and
+# async with polling loops, crpc_server_options.poll_ns),
 # driven by benchmark_client (crpc's async load client) for every call
 # shape the harness measures. Checks that each run completes, counts ops
 # and sees no error; the numbers themselves belong to bench/side_by_side.sh.
@@ -7,8 +8,10 @@ set -euo pipefail
 server=$1
 client=$2
 fails=0
-for mode in async blocking; do
-  "$server" --port=0 --mode="$mode" --loop_threads=2 >"$TEST_TMPDIR/srv.out" 2>&1 &
+for cfg in async blocking "async --poll_us=50"; do
+  read -r -a args <<<"$cfg"
+  mode=$cfg
+  "$server" --port=0 --mode="${args[@]}" --loop_threads=2 >"$TEST_TMPDIR/srv.out" 2>&1 &
   pid=$!
   port=
   for _ in $(seq 100); do

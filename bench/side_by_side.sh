@@ -11,7 +11,9 @@
 # same servers, with crpc's own async load client (bench:benchmark_client)
 # in place of the gRPC C++ one, which saturates near 45k calls/s: a second
 # table, its ratios again from its own interleaved run. CLIENTS=grpcpp or
-# CLIENTS=crpc runs one table only.
+# CLIENTS=crpc runs one table only. POLL_US (default 50) adds the async
+# server with crpc_server_options.poll_ns at that many microseconds as
+# "crpc-async-poll" (latency bought with CPU; POLL_US=0 leaves it out).
 #
 #   bench/side_by_side.sh                  # 5 repetitions (about 15 min)
 #   bench/side_by_side.sh --reps 3         # any bench.py flag passes through
@@ -69,6 +71,10 @@ servers=(
   -s "crpc-blocking=$server --mode=blocking --port={port}"
   -s "grpcpp-sync=$OUT/grpcpp_sync_server --port={port}"
 )
+POLL_US=${POLL_US:-50}
+if [[ "$POLL_US" != 0 ]]; then
+  servers+=(-s "crpc-async-poll=$server --mode=async --poll_us=$POLL_US --port={port}")
+fi
 CLIENTS=${CLIENTS:-both}
 if [[ "$CLIENTS" != crpc ]]; then
   echo "== load: h2load and the gRPC C++ client =="

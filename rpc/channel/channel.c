@@ -131,6 +131,7 @@ crpc_channel *crpc_channel_new_err(const char *target,
     return new_failed(error, "cannot set up the channel: %s",
                       strerror(-loop_rc));
   }
+  crpc_loop_set_poll(ch->loop, o.poll_ns);
   pthread_mutex_init(&ch->mu, NULL);
   pthread_cond_init(&ch->cond, NULL);
   pthread_cond_init(&ch->aq_cond, NULL);

@@ -412,6 +412,50 @@ TEST_F(UnaryTest, CancelCrossingTheServersOkIsReportedOnce) {
   EXPECT_GT(cancelled, 0);
 }
 
+// Polling loops on both sides (poll_ns): calls in step with each other
+// are what it is for; answers and cancels arrive as before.
+TEST_F(UnaryTest, PollingLoopsServeAndCancel) {
+  crpc_server_options so{};
+  so.poll_ns = 50 * CRPC_MICROSECOND;
+  so.loop_threads = 1;
+  TestServer server(&so);
+  server.Add("/test.Svc/Echo", CRPC_UNARY, Echo);
+  std::atomic<int> hang_code{-1};
+  server.Add("/test.Svc/Hang", CRPC_UNARY,
+             [&](crpc_server_call *, const crpc_ctx *ctx) {
+               crpc_code c = crpc_ctx_wait(ctx);
+               hang_code = c;
+               return c;
+             });
+  server.Start();
+  crpc_channel_options co{};
+  co.poll_ns = 50 * CRPC_MICROSECOND;
+  crpc_channel *ch = crpc_channel_new(server.target().c_str(), &co);
+  ASSERT_NE(ch, nullptr);
+  for (int i = 0; i < 300; i++) {
+    std::string req = std::to_string(i);
+    crpc_message resp;
+    ASSERT_EQ(crpc_unary_call(ch, crpc_ctx_background(), "/test.Svc/Echo",
+                              nullptr, req.data(), req.size(), &resp, nullptr),
+              CRPC_OK);
+    EXPECT_EQ(Str(resp), req);
+    free(resp.data);
+  }
+  crpc_ctx *ctx = crpc_ctx_with_cancel(crpc_ctx_background());
+  crpc_call *call;
+  ASSERT_EQ(crpc_call_start(ch, ctx, "/test.Svc/Hang", nullptr, &call), CRPC_OK);
+  ASSERT_EQ(crpc_call_send(call, "x", 1), CRPC_OK);
+  ASSERT_EQ(crpc_call_close_send(call), CRPC_OK);
+  usleep(20 * 1000);
+  crpc_ctx_cancel(ctx, CRPC_CANCELLED, "enough");
+  EXPECT_EQ(crpc_call_finish(call, nullptr), CRPC_CANCELLED);
+  EXPECT_TRUE(WaitFor([&] { return hang_code.load() == CRPC_CANCELLED; },
+                      5 * CRPC_SECOND));
+  crpc_call_free(call);
+  crpc_ctx_release(ctx);
+  crpc_channel_free(ch);
+}
+
 TEST_F(UnaryTest, BlockedHandlerDoesNotStallOtherCalls) {
   TestServer server;
   std::atomic<bool> started{false};

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -226,17 +227,64 @@ static int dispatch_io(crpc_loop *loop) {
   return ran;
 }
 
-static int iterate(crpc_loop *loop, int64_t timeout_ns) {
-  /* seq_cst store then loads: pairs with the push-then-load in post.c so
-   * that either the poster sees sleeping == 1 and writes the eventfd, or we
-   * see its closure here and do not block. */
-  timeout_ns = block_for(loop, timeout_ns);
-  if (timeout_ns != 0) {
-    atomic_store(&loop->sleeping, 1);
-    if (atomic_load(&loop->stop) || crpc_loop__has_posted(loop)) timeout_ns = 0;
+/* Polls epoll (without blocking) for up to budget_ns before the loop would
+ * block: n > 0 events, < 0 an error, or 0 with *found true (a post or a
+ * stop came; run it now) or false (nothing: block). Yields between polls,
+ * so a thread sharing this CPU (a blocking handler) is not kept waiting. */
+static int poll_first(crpc_loop *loop, int64_t budget_ns, bool *found) {
+  int64_t until = crpc_loop__now() + budget_ns;
+  for (;;) {
+    int n = epoll_wait(loop->epfd, loop->batch, CRPC_LOOP_BATCH, 0);
+    *found = n != 0 || atomic_load(&loop->stop) || crpc_loop__has_posted(loop);
+    if (*found || crpc_loop__now() >= until) return n;
+    sched_yield();
   }
-  int n = wait_for_events(loop, timeout_ns);
-  atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
+}
+
+/* After a wait that blocked for blocked_ns (its poll included): polling
+ * grows while waits end within poll_max_ns (so that the next one is caught
+ * by polling, not by a wake-up) and stops once one outlasts it, as KVM's
+ * halt_poll_ns does for a vCPU: an idle or sparse loop costs no CPU. */
+static void adapt_poll(crpc_loop *loop, int64_t blocked_ns) {
+  if (blocked_ns > loop->poll_max_ns) {
+    loop->poll_ns = 0;
+  } else if (loop->poll_ns < loop->poll_max_ns) {
+    int64_t grown = loop->poll_ns == 0 ? CRPC_LOOP_POLL_STEP_NS : 2 * loop->poll_ns;
+    loop->poll_ns = grown < loop->poll_max_ns ? grown : loop->poll_max_ns;
+  }
+}
+
+static int iterate(crpc_loop *loop, int64_t timeout_ns) {
+  timeout_ns = block_for(loop, timeout_ns);
+  int n = 0;
+  bool found = false;
+  int64_t poll_start = 0;
+  if (timeout_ns != 0 && loop->poll_ns > 0) {
+    poll_start = crpc_loop__now();
+    int64_t budget = loop->poll_ns;
+    if (timeout_ns > 0 && timeout_ns < budget) budget = timeout_ns;
+    n = poll_first(loop, budget, &found);
+    if (!found && timeout_ns > 0) {
+      timeout_ns -= crpc_loop__now() - poll_start;
+      if (timeout_ns < 0) timeout_ns = 0;
+    }
+  }
+  if (!found) {
+    /* seq_cst store then loads: pairs with the push-then-load in post.c so
+     * that either the poster sees sleeping == 1 and writes the eventfd, or
+     * we see its closure here and do not block. */
+    bool blocks = timeout_ns != 0;
+    if (blocks) {
+      if (poll_start == 0) poll_start = crpc_loop__now();
+      atomic_store(&loop->sleeping, 1);
+      if (atomic_load(&loop->stop) || crpc_loop__has_posted(loop)) timeout_ns = 0;
+    }
+    n = wait_for_events(loop, timeout_ns);
+    atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
+    if (blocks && loop->poll_max_ns > 0) {
+      adapt_poll(loop, crpc_loop__now() - poll_start);
+    }
+  }
   if (n == -EINTR) n = 0;
   if (n < 0) return n;
   loop->now = crpc_loop__now();
@@ -343,6 +391,18 @@ void crpc_loop_stop(crpc_loop *loop) {
   /* Unconditional (unlike posts): stops are rare, and this way no
    * sleeping-flag handshake is needed to make them prompt. */
   crpc_loop__wake(loop);
+}
+
+void crpc_loop_set_poll(crpc_loop *loop, int64_t max_ns) {
+  loop->poll_max_ns = max_ns <= 0                   ? 0
+                      : max_ns > CRPC_LOOP_POLL_MAX_NS ? CRPC_LOOP_POLL_MAX_NS
+                                                     : max_ns;
+  if (loop->poll_ns > loop->poll_max_ns) loop->poll_ns = loop->poll_max_ns;
+}
+
+int64_t crpc_loop_poll_window(const crpc_loop *loop) {
+  CRPC_LOOP_ASSERT_OWNER(loop);
+  return loop->poll_ns;
 }
 
 void crpc_loop_set_timer_lead(crpc_loop *loop, int64_t lead_ns) {

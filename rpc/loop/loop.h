@@ -110,6 +110,25 @@ int crpc_loop_start_thread(crpc_loop *loop);
 #define CRPC_LOOP_TIMER_LEAD_NS 100000
 void crpc_loop_set_timer_lead(crpc_loop *loop, int64_t lead_ns);
 
+/* Adaptive polling before the loop blocks, the I/O counterpart of the
+ * timer lead: while the loop's waits keep ending within max_ns (a reply,
+ * the next request of a client in step with us, a cancel right after a
+ * send), it polls epoll (without blocking, yielding the CPU between polls)
+ * for up to max_ns before it sleeps, so the next event finds it awake
+ * instead of paying a wake-up; the poll window grows from
+ * CRPC_LOOP_POLL_STEP_NS by doubling, and falls to 0 (no polling) after
+ * any wait longer than max_ns (as KVM's halt_poll_ns does for a vCPU), so
+ * an idle or sparse loop costs nothing. A new loop does not poll; <= 0
+ * turns it off, above CRPC_LOOP_POLL_MAX_NS is that. Call before the loop
+ * runs or from the loop thread. */
+#define CRPC_LOOP_POLL_STEP_NS 10000
+#define CRPC_LOOP_POLL_MAX_NS 1000000
+void crpc_loop_set_poll(crpc_loop *loop, int64_t max_ns);
+
+/* The current poll window (0: the next wait sleeps at once), for tests.
+ * Loop thread. */
+int64_t crpc_loop_poll_window(const crpc_loop *loop);
+
 
 /* Stops the loop and waits for the thread from crpc_loop_start_thread.
  * Called by the controlling thread (as start_thread). Returns what

@@ -45,6 +45,8 @@ struct crpc_loop {
   int64_t now;           /* crpc_loop_now */
 
   int64_t timer_lead_ns; /* crpc_loop_set_timer_lead */
+  int64_t poll_max_ns;   /* crpc_loop_set_poll */
+  int64_t poll_ns;       /* how long the next wait polls first (adaptive) */
   /* crpc_loop_post_closure_after_batch: set while a batch of posted
    * closures runs; the queued closures, first to last. */
   bool in_batch;

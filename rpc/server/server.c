@@ -98,6 +98,7 @@ crpc_server *crpc_server_new_err(const crpc_server_options *options,
   for (int i = 0; ok && i < s->opts.loop_threads; i++) {
     s->loops[i].server = s;
     ok = crpc_loop_new(&s->loops[i].loop, 0) == 0;
+    if (ok) crpc_loop_set_poll(s->loops[i].loop, s->opts.poll_ns);
     if (ok) s->n_loops++;
   }
   if (!ok) {

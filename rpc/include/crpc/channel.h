@@ -121,6 +121,17 @@ typedef struct crpc_channel_options {
    * "deflate"; NULL or "identity": none. crpc_call_start_compressed still
    * chooses per call. Another name: crpc_channel_new fails. */
   const char *default_compression;
+  /* Latency for CPU: while the channel's loop threads see their waits end
+   * within this long (a client in step with the channel, a reply or a cancel
+   * right after a write), each polls its sockets (without blocking,
+   * yielding the CPU between polls) for up to this long before it sleeps,
+   * so the next event finds it awake instead of paying a wake-up (tens of
+   * microseconds on a VM); a wait longer than this turns polling off
+   * until waits are short again, so an idle or sparse loop costs nothing
+   * (rpc/loop: crpc_loop_set_poll). Measured in README "Benchmarks":
+   * h2load 1x1 p50 and CPU per call with and without. <= 0: off (the
+   * default); capped at 1 ms. */
+  int64_t poll_ns;
 } crpc_channel_options;
 
 /* Connectivity, as gRPC's: IDLE (no connection, none being made), CONNECTING,

@@ -191,6 +191,17 @@ typedef struct crpc_server_options {
    * limit (stream_send_buffer, below) plus one message; this caps their sum over a
    * connection's max_concurrent_streams calls. */
   size_t max_connection_queued_bytes; /* 0: 64 MiB */
+  /* Latency for CPU: while the server's loop threads see their waits end
+   * within this long (a client in step with the server, a reply or a cancel
+   * right after a write), each polls its sockets (without blocking,
+   * yielding the CPU between polls) for up to this long before it sleeps,
+   * so the next event finds it awake instead of paying a wake-up (tens of
+   * microseconds on a VM); a wait longer than this turns polling off
+   * until waits are short again, so an idle or sparse loop costs nothing
+   * (rpc/loop: crpc_loop_set_poll). Measured in README "Benchmarks":
+   * h2load 1x1 p50 and CPU per call with and without. <= 0: off (the
+   * default); capped at 1 ms. */
+  int64_t poll_ns;
 } crpc_server_options;
 
 /* A server with the given options (NULL: defaults), owned by the caller;
