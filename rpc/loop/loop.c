@@ -257,7 +257,7 @@ static void adapt_poll(crpc_loop *loop, int64_t blocked_ns) {
 static int iterate(crpc_loop *loop, int64_t timeout_ns) {
   timeout_ns = block_for(loop, timeout_ns);
   int n = 0;
-  bool found = false;
+  bool found = false, adapt = false;
   int64_t poll_start = 0;
   if (timeout_ns != 0 && loop->poll_ns > 0) {
     poll_start = crpc_loop__now();
@@ -275,19 +275,18 @@ static int iterate(crpc_loop *loop, int64_t timeout_ns) {
      * we see its closure here and do not block. */
     bool blocks = timeout_ns != 0;
     if (blocks) {
-      if (poll_start == 0) poll_start = crpc_loop__now();
+      if (poll_start == 0 && loop->poll_max_ns > 0) poll_start = crpc_loop__now();
       atomic_store(&loop->sleeping, 1);
       if (atomic_load(&loop->stop) || crpc_loop__has_posted(loop)) timeout_ns = 0;
     }
     n = wait_for_events(loop, timeout_ns);
     atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
-    if (blocks && loop->poll_max_ns > 0) {
-      adapt_poll(loop, crpc_loop__now() - poll_start);
-    }
+    adapt = blocks && loop->poll_max_ns > 0;
   }
   if (n == -EINTR) n = 0;
   if (n < 0) return n;
   loop->now = crpc_loop__now();
+  if (adapt) adapt_poll(loop, loop->now - poll_start);
 
   loop->batch_n = n;
   loop->batch_next = 0;
