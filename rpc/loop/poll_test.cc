@@ -21,6 +21,19 @@ void OnReadable(crpc_loop *, int fd, unsigned, void *arg) {
   if (n > 0) static_cast<Drain *>(arg)->got += static_cast<int>(n);
 }
 
+// A loop (polling up to poll_ns) watching a pipe, run from this thread.
+struct PipeLoop {
+  LoopPtr loop = NewLoop();
+  Pipe p;
+  Drain d;
+  explicit PipeLoop(int64_t poll_ns) {
+    if (poll_ns != 0) crpc_loop_set_poll(loop.get(), poll_ns);
+    crpc_loop_io_init(&d.io, loop.get(), p.r, OnReadable, &d);
+    crpc_loop_io_set(&d.io, CRPC_LOOP_READABLE);
+  }
+  ~PipeLoop() { crpc_loop_io_stop(&d.io); }
+};
+
 // Runs the loop from this thread while another writes a byte every
 // gap_ns; returns the largest poll window seen between iterations.
 int64_t RunWithWrites(crpc_loop *loop, Pipe *p, Drain *d, int writes,
@@ -44,44 +57,27 @@ int64_t RunWithWrites(crpc_loop *loop, Pipe *p, Drain *d, int writes,
 }
 
 TEST(Poll, OffByDefault) {
-  LoopPtr loop = NewLoop();
-  Pipe p;
-  Drain d;
-  crpc_loop_io_init(&d.io, loop.get(), p.r, OnReadable, &d);
-  crpc_loop_io_set(&d.io, CRPC_LOOP_READABLE);
-  EXPECT_EQ(0, RunWithWrites(loop.get(), &p, &d, 20, 1 * kMs));
-  crpc_loop_io_stop(&d.io);
+  PipeLoop l(0);
+  EXPECT_EQ(0, RunWithWrites(l.loop.get(), &l.p, &l.d, 20, 1 * kMs));
 }
 
 TEST(Poll, GrowsWhileWaitsAreShortAndStopsAfterALongOne) {
-  LoopPtr loop = NewLoop();
-  crpc_loop_set_poll(loop.get(), 1 * kMs);
-  Pipe p;
-  Drain d;
-  crpc_loop_io_init(&d.io, loop.get(), p.r, OnReadable, &d);
-  crpc_loop_io_set(&d.io, CRPC_LOOP_READABLE);
+  PipeLoop l(1 * kMs);
   // Bytes 200 us apart: each wait ends within the 1 ms limit, so the
   // window doubles from 10 us until it spans a gap (320 us).
-  int64_t widest = RunWithWrites(loop.get(), &p, &d, 40, kMs / 5);
+  int64_t widest = RunWithWrites(l.loop.get(), &l.p, &l.d, 40, kMs / 5);
   EXPECT_GE(widest, kMs / 10);
   EXPECT_LE(widest, 1 * kMs);
   // Nothing for 60 ms: longer than the limit, polling stops.
-  EXPECT_EQ(0, crpc_loop_run_once(loop.get(), 60 * kMs));
-  EXPECT_EQ(0, crpc_loop_poll_window(loop.get()));
-  crpc_loop_io_stop(&d.io);
+  EXPECT_EQ(0, crpc_loop_run_once(l.loop.get(), 60 * kMs));
+  EXPECT_EQ(0, crpc_loop_poll_window(l.loop.get()));
 }
 
 TEST(Poll, CappedAtOneMillisecond) {
-  LoopPtr loop = NewLoop();
-  crpc_loop_set_poll(loop.get(), 5000 * kMs);
-  Pipe p;
-  Drain d;
-  crpc_loop_io_init(&d.io, loop.get(), p.r, OnReadable, &d);
-  crpc_loop_io_set(&d.io, CRPC_LOOP_READABLE);
+  PipeLoop l(5000 * kMs);
   // 1.5 ms gaps: uncapped, the window would double to 2.56 ms to span
   // them; capped, such waits are too long and it never passes 1 ms.
-  EXPECT_LE(RunWithWrites(loop.get(), &p, &d, 20, 3 * kMs / 2), 1 * kMs);
-  crpc_loop_io_stop(&d.io);
+  EXPECT_LE(RunWithWrites(l.loop.get(), &l.p, &l.d, 20, 3 * kMs / 2), 1 * kMs);
 }
 
 // The point of the adaptation: a loop that has gone quiet sleeps. Its
