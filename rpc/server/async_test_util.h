@@ -160,7 +160,7 @@ class UnaryAsync {
   std::set<std::string> peers_;
 };
 
-crpc_code EchoInline(crpc_server_call *call, const crpc_ctx *,
+inline crpc_code EchoInline(crpc_server_call *call, const crpc_ctx *,
                      const crpc_message *req) {
   return crpc_server_call_send_async(call, req->data, req->len, 0);
 }

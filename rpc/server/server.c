@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "crpc/server_info.h"
@@ -197,6 +198,14 @@ crpc_code crpc_server_listen_err(crpc_server *s, const char *address,
     set_error(error, err);
     return code;
   }
+  /* Receive timestamps (a call's deadline counts from its request's
+   * arrival: crpc_h2_conn_arrival_ns) are switched on per connection, but
+   * the kernel stamps packets only while some socket wants stamps, and
+   * turns that on with deferred work after the first such socket appears
+   * and off after the last goes: a server's first requests, or those after
+   * a quiet spell, could arrive unstamped. The listener holds it on. */
+  int stamp = 1;
+  (void)setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &stamp, sizeof(stamp));
   server_listener *l = &s->listeners[s->n_listeners++];
   memset(l, 0, sizeof(*l));
   l->fd = fd;
