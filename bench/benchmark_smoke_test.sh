@@ -8,18 +8,24 @@ set -euo pipefail
 server=$1
 client=$2
 fails=0
+n=0
 for cfg in async blocking "async --poll_us=50"; do
   read -r -a args <<<"$cfg"
   mode=$cfg
-  "$server" --port=0 --mode="${args[@]}" --loop_threads=2 >"$TEST_TMPDIR/srv.out" 2>&1 &
+  # A file per server: the shell truncates it in the child, which may run
+  # after the port is first looked for; the last server's port must never
+  # be read.
+  n=$((n + 1))
+  log="$TEST_TMPDIR/srv-$n.out"
+  "$server" --port=0 --mode="${args[@]}" --loop_threads=2 >"$log" 2>&1 &
   pid=$!
   port=
   for _ in $(seq 100); do
-    port=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$TEST_TMPDIR/srv.out")
+    port=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$log" 2>/dev/null)
     [[ -n "$port" ]] && break
     sleep 0.05
   done
-  [[ -n "$port" ]] || { echo "FAIL $mode: server did not start"; cat "$TEST_TMPDIR/srv.out"; exit 1; }
+  [[ -n "$port" ]] || { echo "FAIL $mode: server did not start"; cat "$log"; exit 1; }
   for spec in "unary 4 16 0 0" "unary 1 1 1024 1024" "pingpong 2 8 0 0" \
               "server_stream 1 1 0 1024" "server_stream 1 1 0 65536"; do
     read -r rpc ch out req resp <<<"$spec"
@@ -33,7 +39,7 @@ for cfg in async blocking "async --poll_us=50"; do
     else
       echo "FAIL $mode $spec: ${line:-no RESULT line}"
       echo "server output so far:"
-      cat "$TEST_TMPDIR/srv.out"
+      cat "$log"
       fails=$((fails + 1))
     fi
   done
