@@ -9,6 +9,7 @@
 // which checks that a good client on its own connection is served
 // throughout, the heap stays bounded and the fds come back. Concurrency
 // matters here (handler slots, the pool, timers on every loop): TSan too.
+#include "crpc/calls.h"
 #include "rpc/e2e/hostile_fixture.h"
 
 namespace crpc_e2e {
@@ -94,7 +95,11 @@ TEST_F(HostileTest, HandlerSlotsArePerConnectionAndReused) {
     }
     c->Write(burst);
   }
-  ASSERT_TRUE(Eventually([&] { return counters_.running.load() == 8; }, 5000));
+  if (!Eventually([&] { return counters_.running.load() == 8; }, 5000)) {
+    Ctx ctx = WithTimeout(kSec);
+    crpc_server_calls_dump(server_, ctx.get(), stderr);  // what each waits for
+    FAIL() << counters_.running.load() << " handlers running, not 8";
+  }
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(8, counters_.running.load());
   // Ending one call of a starts one of a's waiting calls.

@@ -372,7 +372,14 @@ void server_pool_submit(server_loop *sl, scall *call) {
   s->work_tail = call;
   s->n_queued++;
   pool_wake_locked(s);
-  bool watch = s->n_idle <= s->n_waking; /* none left to wake */
+  /* More queued than idle threads (those signalled but not yet running
+   * count: they will take one each): the rest wait for a busy handler to
+   * return, which one that blocks may never do, so the starve check
+   * watches. (It used to watch only when no idle thread was left to wake,
+   * judged here: a burst that found two idle threads, one signalled and
+   * not yet awake, queued six calls unwatched, and with both threads
+   * parked in endless client streams the six never ran.) */
+  bool watch = s->n_queued > s->n_idle;
   if (watch) sl->pool_taken_seen = s->pool_taken;
   pthread_mutex_unlock(&s->mu);
   if (watch && !crpc_loop_timer_active(&sl->pool_timer)) {
