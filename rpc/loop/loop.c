@@ -235,6 +235,7 @@ static int poll_first(crpc_loop *loop, int64_t budget_ns, bool *found) {
   int64_t until = crpc_loop__now() + budget_ns;
   for (;;) {
     int n = epoll_wait(loop->epfd, loop->batch, CRPC_LOOP_BATCH, 0);
+    if (n < 0) n = -errno; /* as wait_for_events returns it */
     *found = n != 0 || atomic_load(&loop->stop) || crpc_loop__has_posted(loop);
     if (*found || crpc_loop__now() >= until) return n;
     sched_yield();
