@@ -270,14 +270,16 @@ static void resend_locked(ccall *call) {
   pthread_mutex_lock(&call->mu);
 }
 
-/* The ctx's code if it has ended, else CRPC_OK. A call whose status has
- * not settled takes the ctx's cause as its status here, as the caller is
- * about to report the ctx's code: a status arriving later (the server's
- * OK crossing our RST_STREAM) must not make crpc_call_finish contradict a
- * recv that already said CANCELLED or DEADLINE_EXCEEDED. Caller holds mu. */
+/* The ctx's code if it has ended, else CRPC_OK. A blocking call whose
+ * status has not settled takes the ctx's cause as its status here, as the
+ * caller is about to report the ctx's code: a status arriving later (the
+ * server's OK crossing our RST_STREAM) must not make crpc_call_finish
+ * contradict a recv that already said CANCELLED or DEADLINE_EXCEEDED. (An
+ * async call's one status is on_done's, settled by the loop.) Caller
+ * holds mu. */
 static crpc_code ctx_err_settling_locked(ccall *call) {
   crpc_code code = crpc_ctx_err(call->ctx);
-  if (code != CRPC_OK && !call->ended) {
+  if (code != CRPC_OK && !call->ended && !call->async) {
     const crpc_cause *cause = crpc_ctx_cause(call->ctx);
     call->ended = call->ended_by_ctx = true;
     call->code = code;
