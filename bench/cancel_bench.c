@@ -7,7 +7,7 @@
  *
  *   cancel_bench [-iters N] [-warmup M] [-mode blocking|async]
  *                [-scenarios idle,busy,busy-reads256,deadline]
- *                [-reads 4] [-reads-long 256] [-deadline-ms 5]
+ *                [-reads 4] [-reads-long 256] [-deadline-ms 5] [-poll-us N]
  *
  * One process: a crpc server and one crpc channel (one TCP connection, reused
  * by every call) over loopback 127.0.0.1, so both sides read one
@@ -48,6 +48,8 @@
  * (busy).
  * t1 in -mode async (crpc/server_async.h, a reactor on the loop thread):
  * entry of the reactor's on_cancel.
+ * -poll-us N sets poll_ns on the server and the channel (polling loops,
+ * crpc/server.h; off by default); the JSON lines' Impl gets "-poll".
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -593,7 +595,8 @@ static void usage(void) {
   fprintf(stderr,
           "usage: cancel_bench [-iters N] [-warmup M] [-mode blocking|async]\n"
           "         [-scenarios idle,busy,busy-reads256,deadline]\n"
-          "         [-reads 4] [-reads-long 256] [-deadline-ms 5]\n");
+          "         [-reads 4] [-reads-long 256] [-deadline-ms 5] "
+          "[-poll-us N]\n");
   exit(2);
 }
 
@@ -608,6 +611,7 @@ typedef struct options {
   bench b;
   bool async;
   const char *scenarios;
+  int poll_us; /* server and channel poll_ns, in us; 0: off (the default) */
 } options;
 
 /* Flags as Go's flag package takes them: -name value, -name=value, and
@@ -640,6 +644,8 @@ static void parse_flags(int argc, char **argv, options *o) {
       o->async = !strcmp(val, "async");
     } else if (!strcmp(name, "scenarios")) {
       o->scenarios = val;
+    } else if (!strcmp(name, "poll-us")) {
+      o->poll_us = parse_int(val, 0);
     } else {
       usage();
     }
@@ -708,9 +714,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "cancel_bench: a busy scenario needs reads > 0\n");
     return 2;
   }
-  g_impl = o.async ? "crpc-async" : "crpc-blocking";
+  static char impl[32];
+  snprintf(impl, sizeof(impl), "%s%s", o.async ? "crpc-async" : "crpc-blocking",
+           o.poll_us > 0 ? "-poll" : "");
+  g_impl = impl;
 
-  crpc_server *server = crpc_server_new(NULL);
+  crpc_server_options so = {0};
+  so.poll_ns = (int64_t)o.poll_us * CRPC_MICROSECOND;
+  crpc_server *server = crpc_server_new(&so);
   if (server == NULL) die("crpc_server_new failed");
   add_methods(server, o.async);
   int port = 0;
@@ -720,10 +731,12 @@ int main(int argc, char **argv) {
   }
   char target[64];
   snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-  o.b.ch = crpc_channel_new(target, NULL);
+  crpc_channel_options co = {0};
+  co.poll_ns = so.poll_ns;
+  o.b.ch = crpc_channel_new(target, &co);
   if (o.b.ch == NULL) die("crpc_channel_new failed");
-  fprintf(stderr, "crpc cancel_bench mode=%s port=%d\n",
-          o.async ? "async" : "blocking", port);
+  fprintf(stderr, "crpc cancel_bench mode=%s poll_us=%d port=%d\n",
+          o.async ? "async" : "blocking", o.poll_us, port);
 
   if (want[0]) run_idle(&o.b);
   if (want[1]) run_busy(&o.b, "busy", o.b.reads);

@@ -31,7 +31,8 @@
 #   --rounds R          rounds (default 3)
 #   --iters N           measured iterations per scenario (default 1000)
 #   --warmup M          warm-up iterations per scenario (default 100)
-#   --impls LIST        default go,cpp,py,crpc-blocking,crpc-async
+#   --impls LIST        default go,cpp,py,crpc-blocking,crpc-async,
+#                       crpc-async-poll (async with -poll-us 50: polling loops)
 #   --anchors DIR       built copy of shared/bench/cancel (default
 #                       /tmp/cancel; copied and built if missing)
 #   --out DIR           results (default ANCHORS/results/side-by-side-<UTC>)
@@ -52,7 +53,7 @@ SHARED=${SHARED:-$(cd "$REPO/.." && pwd)/shared}
 CMDLINE="$0 $*"
 
 ROUNDS=3 ITERS=1000 WARMUP=100
-IMPLS=go,cpp,py,crpc-blocking,crpc-async
+IMPLS=go,cpp,py,crpc-blocking,crpc-async,crpc-async-poll
 ANCHORS=/tmp/cancel OUT="" CRPC_BIN=""
 UNDER_LOAD=0 LOAD_RPS=4000 LOAD_CLIENTS=4 LOAD_SERVER=""
 
@@ -118,6 +119,7 @@ mkdir -p "$OUT/bin"
 need_crpc=0
 has_impl crpc-blocking && need_crpc=1
 has_impl crpc-async && need_crpc=1
+has_impl crpc-async-poll && need_crpc=1
 targets=()
 [[ $need_crpc == 1 && -z "$CRPC_BIN" ]] && targets+=(//bench:cancel_bench)
 [[ $UNDER_LOAD == 1 && -z "$LOAD_SERVER" ]] && targets+=(//bench:benchmark_server)
@@ -217,6 +219,7 @@ run_impl() {  # impl outdir
     py) /usr/bin/python3 "$ANCHORS/py/cancel_bench.py" "${args[@]}" ;;
     crpc-blocking) "$CRPC" -mode blocking "${args[@]}" ;;
     crpc-async) "$CRPC" -mode async "${args[@]}" ;;
+    crpc-async-poll) "$CRPC" -mode async -poll-us 50 "${args[@]}" ;;
     *) echo "unknown implementation $impl" >&2; return 2 ;;
   esac >"$d/$impl.jsonl" 2>"$d/$impl.err"
 }
@@ -257,7 +260,10 @@ for line in open(path):
             runs=cells[2], p50=cells[3], p99=cells[5], max=cells[6])
 
 def column_order(name):
-    for i, prefix in enumerate(("grpc-go", "grpc-cpp", "grpcio", "crpc-blocking", "crpc-async")):
+    order = ("grpc-go", "grpc-cpp", "grpcio", "crpc-blocking", "crpc-async", "crpc-async-poll")
+    if name in order:
+        return order.index(name)
+    for i, prefix in enumerate(order):
         if name.startswith(prefix):
             return i
     return 9
