@@ -205,10 +205,12 @@ crpc_code crpc_server_listen_err(crpc_server *s, const char *address,
    * and off after the last goes: a server's first requests, or those after
    * a quiet spell, could arrive unstamped. The listener holds it on. */
   int stamp = 1;
-  (void)setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &stamp, sizeof(stamp));
+  bool stamped =
+      setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &stamp, sizeof(stamp)) == 0;
   server_listener *l = &s->listeners[s->n_listeners++];
   memset(l, 0, sizeof(*l));
   l->fd = fd;
+  l->rx_timestamps = stamped;
   l->server = s;
   server_cz_listener(s, l);
   if (addr.is_unix)

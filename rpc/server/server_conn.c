@@ -678,11 +678,14 @@ void sconn_start(server_loop *sl, int fd, const struct sockaddr *sa,
   } else {
     crpc_h2_conn_start(&conn->h2, sl->loop, fd, session, on_conn_close);
     /* Receive timestamps: a call's deadline counts from when its request
-     * reached this host (crpc_h2_conn_arrival_ns). TLS reads go
-     * through OpenSSL, which cannot hand the stamps on. */
+     * reached this host (crpc_h2_conn_arrival_ns). A TCP socket has them
+     * from its listener; a unix one asks itself. TLS reads go through
+     * OpenSSL, which cannot hand the stamps on. */
     int stamp = 1;
     conn->h2.rx_timestamps =
-        setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &stamp, sizeof(stamp)) == 0;
+        l->rx_timestamps &&
+        (l->unix_path[0] == '\0' ||
+         setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &stamp, sizeof(stamp)) == 0);
   }
   conn->h2.after_read = after_read; /* start zeroed it */
   conn->h2.flush_in_batch = true;

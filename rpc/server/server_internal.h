@@ -82,6 +82,8 @@ typedef struct server_listener {
   crpc_loop_io io;
   crpc_loop_timer backoff; /* re-arms accept after EMFILE and friends */
   char unix_path[108];     /* non-empty for a unix socket (unlinked at close) */
+  bool rx_timestamps;      /* SO_TIMESTAMPNS set: TCP sockets it accepts
+                            * inherit it, unix ones do not */
   const crpc_server_credentials *creds; /* TLS; NULL: plaintext (h2c) */
   struct crpc_cz_entity *cz;            /* channelz listen socket */
   struct crpc_server *server;
