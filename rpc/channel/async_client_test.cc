@@ -61,6 +61,7 @@ class AsyncClientTest : public LeakCheckTest {
              [](crpc_server_call *c, const crpc_ctx *) { return EchoOnce(c); });
     srv_->Add("/t.S/Hang", CRPC_UNARY,
              [this](crpc_server_call *, const crpc_ctx *ctx) {
+               hang_started_ = true;
                crpc_ctx_wait(ctx);
                server_saw_ = crpc_ctx_err(ctx);
                return crpc_ctx_err(ctx);
@@ -123,6 +124,7 @@ class AsyncClientTest : public LeakCheckTest {
   crpc_channel *ch_ = nullptr;
   const crpc_ctx *root_ = crpc_ctx_background();
   std::atomic<crpc_code> server_saw_{CRPC_UNKNOWN};
+  std::atomic<bool> hang_started_{false};
 };
 
 TEST_F(AsyncClientTest, UnaryCompletesOnTheLoopThread) {
@@ -188,7 +190,9 @@ TEST_F(AsyncClientTest, CancelReachesTheServerWithTheCause) {
   ASSERT_EQ(crpc_unary_call_async(ch_, ctx, "/t.S/Hang", nullptr, "", 0,
                                   UnaryDone, &d),
             CRPC_OK);
-  usleep(20000); /* the server handler is waiting */
+  /* The server handler is waiting (not a fixed sleep: a loaded machine
+   * may take longer to get the call there). */
+  ASSERT_TRUE(WaitFor([&] { return hang_started_.load(); }, 5000000000LL));
   crpc_ctx_cancel(ctx, CRPC_CANCELLED, "user gave up");
   ASSERT_TRUE(d.Wait());
   EXPECT_EQ(d.code, CRPC_CANCELLED);
@@ -343,7 +347,7 @@ TEST_F(AsyncClientTest, FreeBeforeDoneCancelsAndDoneStillComes) {
                                   &kStreamReactor, &s, &s.call),
             CRPC_OK);
   ASSERT_EQ(crpc_call_send_async(s.call, "", 0, 0), CRPC_OK);
-  usleep(20000);
+  ASSERT_TRUE(WaitFor([&] { return hang_started_.load(); }, 5000000000LL));
   crpc_call_free(s.call);
   ASSERT_TRUE(s.done.Wait());
   EXPECT_EQ(s.done.code, CRPC_CANCELLED);
