@@ -97,8 +97,26 @@ size_t scall_send_limit_locked(const scall *call) {
   return four < limit * 4 ? four : limit * 4;
 }
 
+/* A blocking handler's response of a unary-response method: its first
+ * message need not wake the loop. The handler returns next (or sends again,
+ * which kicks), and that kick writes message and status together, on the
+ * handler's own thread when the loop sleeps (kick_by_borrowing): one write
+ * and no loop wake-up per call instead of two of each. The client sees
+ * nothing sooner either way: a unary response completes with its status. */
+static bool may_defer_kick(const scall *call) {
+  return !call->sent_any && !server_method_is_async(call->method) &&
+         (call->method->kind == CRPC_UNARY ||
+          call->method->kind == CRPC_CLIENT_STREAMING);
+}
+
 crpc_code scall_send_chunk(scall *call, crpc_h2_chunk *chunk) {
   crpc_code code;
+  bool defer = may_defer_kick(call);
+  call->sent_any = true;
+  if (call->kick_deferred) { /* a second message: the first goes now */
+    call->kick_deferred = false;
+    scall_kick(call);
+  }
   pthread_mutex_lock(&call->mu);
   for (;;) {
     code = dead_code_locked(call);
@@ -120,7 +138,11 @@ crpc_code scall_send_chunk(scall *call, crpc_h2_chunk *chunk) {
   pthread_mutex_unlock(&call->mu);
   crpc_h2_chunk_unref(chunk);
   if (code == RESET_PENDING) code = crpc_ctx_wait(call->ctx);
-  if (code == CRPC_OK) scall_kick(call); /* coalesced with pending kicks */
+  if (code == CRPC_OK && defer) {
+    call->kick_deferred = true;
+  } else if (code == CRPC_OK) {
+    scall_kick(call); /* coalesced with pending kicks */
+  }
   return code;
 }
 

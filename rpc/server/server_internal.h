@@ -297,6 +297,10 @@ struct crpc_server_call {
   crpc_h2_inbound in;
   crpc_h2_outq out;
   size_t last_msg_bytes; /* the latest message queued (scall_send_limit) */
+  /* A blocking handler's only response (unary-response methods) was
+   * queued without a kick: the handler's return kicks, and writes message
+   * and status in one go (scall_send_chunk). Handler thread. */
+  bool sent_any, kick_deferred;
   bool recv_end;
   crpc_code recv_err;
   bool

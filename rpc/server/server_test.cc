@@ -66,6 +66,32 @@ TEST_F(ServerTest, FinishingBeforeClientHalfClosesResetsWithNoError) {
   EXPECT_EQ(c.stream(id).error_code, (uint32_t)NGHTTP2_NO_ERROR);
 }
 
+// A blocking unary handler's first response goes out with its status (no
+// kick of its own); a second send must still make the first one leave,
+// even when it has to wait for room behind it: both messages arrive.
+crpc_code SendTwoLarge(crpc_server_call *call, const crpc_ctx *) {
+  crpc_message m;
+  crpc_code c = crpc_server_call_recv(call, &m);
+  if (c != CRPC_OK || m.end) return c;
+  free(m.data);
+  std::string big(300 * 1024, 'x');  // over 4 x the 64 KiB send buffer
+  c = crpc_server_call_send(call, big.data(), big.size());
+  if (c == CRPC_OK) c = crpc_server_call_send(call, big.data(), big.size());
+  return c;
+}
+
+TEST_F(ServerTest, UnaryHandlerSendingTwiceIsNotStuckBehindItsFirstMessage) {
+  server_.Add("/test.Svc/Two", CRPC_UNARY, SendTwoLarge);
+  server_.Start();
+  RawClient c(server_.port());
+  std::string body = Frame("go");
+  int32_t id = c.Request("/test.Svc/Two", {}, &body);
+  ASSERT_TRUE(c.PumpUntil([&] { return c.stream(id).closed; }));
+  const std::string big(300 * 1024, 'x');
+  EXPECT_EQ(c.stream(id).headers["grpc-status"], "0");
+  EXPECT_EQ(c.stream(id).data, Frame(big) + Frame(big));
+}
+
 TEST_F(ServerTest, NonGrpcContentTypeGets415) {
   StartEcho();
   RawClient c(server_.port());
