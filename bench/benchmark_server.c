@@ -4,6 +4,7 @@
  * against gRPC C++ 1.51 and a raw nghttp2 ceiling server).
  *
  *   benchmark_server --port=N [--mode=async|blocking] [--loop_threads=N]
+ *                    [--handler_threads=N]
  *                    [--stream_send_buffer=BYTES] [--poll_us=N]
  *
  * serves h2c on 127.0.0.1:N until SIGTERM. --mode=async (the default) runs
@@ -175,6 +176,8 @@ int main(int argc, char **argv) {
       async = false;
     } else if (strncmp(argv[i], "--loop_threads=", 15) == 0) {
       opts.loop_threads = atoi(argv[i] + 15);
+    } else if (strncmp(argv[i], "--handler_threads=", 18) == 0) {
+      opts.handler_threads = atoi(argv[i] + 18);
     } else if (strncmp(argv[i], "--stream_send_buffer=", 21) == 0) {
       opts.stream_send_buffer = (size_t)strtoull(argv[i] + 21, NULL, 10);
     } else if (strncmp(argv[i], "--poll_us=", 10) == 0) {
@@ -182,7 +185,8 @@ int main(int argc, char **argv) {
     } else {
       fprintf(stderr,
               "usage: %s --port=N [--mode=async|blocking] "
-              "[--loop_threads=N] [--stream_send_buffer=BYTES] "
+              "[--loop_threads=N] [--handler_threads=N] "
+              "[--stream_send_buffer=BYTES] "
               "[--poll_us=N]\n",
               argv[0]);
       return 2;

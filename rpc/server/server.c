@@ -316,6 +316,7 @@ static void *worker_main(void *arg) {
     if (s->work_head == NULL) s->work_tail = NULL;
     s->n_queued--;
     s->pool_taken++;
+    call->pool_backlog = s->work_head != NULL;
     /* More queued: pass the wake-up on, one thread at a time, so the pool
      * widens only as fast as work keeps arriving. */
     bool wake = pool_wake_locked(s);

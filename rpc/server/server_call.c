@@ -98,7 +98,10 @@ static void kick_borrowed(crpc_loop *loop, void *arg) {
  * it, one hand-off less per call. Only then: a streaming handler's sends
  * stay batched on the loop, and async reactors' callbacks stay on it. */
 static bool kick_by_borrowing(scall *call) {
-  if (!call->dispatched || server_method_is_async(call->method)) return false;
+  if (!call->dispatched || server_method_is_async(call->method) ||
+      call->pool_backlog) {
+    return false;
+  }
   return atomic_load_explicit(&call->handler_done, memory_order_acquire) &&
          crpc_loop_borrow(call->sl->loop, kick_borrowed, call);
 }

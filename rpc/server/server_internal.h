@@ -301,6 +301,12 @@ struct crpc_server_call {
    * queued without a kick: the handler's return kicks, and writes message
    * and status in one go (scall_send_chunk). Handler thread. */
   bool sent_any, kick_deferred;
+  /* Other calls were queued for the pool when a handler thread took this
+   * one: its status is left to the loop, which writes the statuses of a
+   * burst together, instead of being written by borrowing the loop (a
+   * sendmsg per call: perf had the kernel's TCP path as most of a blocking
+   * server's CPU at 256 concurrent calls). Server mu, then handler thread. */
+  bool pool_backlog;
   bool recv_end;
   crpc_code recv_err;
   bool
