@@ -62,19 +62,20 @@ inline void Collect(RawConn &c, Outcome *o) {
 }
 
 // Reads every connection until each of their streams has ended (or the
-// server closed it), or until hold_ms; with `full_hold`, always for
-// hold_ms (the attack keeps its connections open that long).
+// server closed it) but `may_stay_open` of them, or until hold_ms; with
+// `full_hold`, always for hold_ms (the attack keeps its connections open
+// that long).
 inline void Hold(std::vector<std::unique_ptr<RawConn>> &conns, int64_t hold_ms,
-                 bool full_hold = false) {
+                 bool full_hold = false, size_t may_stay_open = 0) {
   int64_t until = crpc_now_ns() + hold_ms * kMs;
   for (;;) {
-    bool all = true;
+    size_t open = 0;
     for (auto &c : conns) {
       c->ReadAvailable();
       if (c->eof()) continue;
-      for (auto &s : c->streams()) all = all && s.second.ended;
+      for (auto &s : c->streams()) open += s.second.ended ? 0 : 1;
     }
-    if ((all && !full_hold) || crpc_now_ns() > until) return;
+    if ((open <= may_stay_open && !full_hold) || crpc_now_ns() > until) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 }
@@ -104,9 +105,11 @@ inline Outcome BodilessStreams(int port, const char *path, int conns, int per_co
 
 // Rows 3-4: one connection announcing INITIAL_WINDOW_SIZE 0 and never
 // opening a window, with `streams` server-streaming calls to `path` each
-// asking for `n` messages of `size` bytes.
+// asking for `n` messages of `size` bytes. Held until all but
+// `may_stay_open` streams have ended (those whose replies fit the
+// server's budget stay open behind the window), or hold_ms.
 inline Outcome ZeroWindow(int port, const char *path, int streams, long long n, long long size,
-                          int64_t hold_ms) {
+                          int64_t hold_ms, size_t may_stay_open = 0) {
   int64_t t0 = crpc_now_ns();
   std::vector<std::unique_ptr<RawConn>> cs;
   cs.emplace_back(new RawConn(port, true, {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0}}));
@@ -121,7 +124,7 @@ inline Outcome ZeroWindow(int port, const char *path, int streams, long long n, 
     c.stream(sid);
   }
   c.Write(burst);
-  Hold(cs, hold_ms);
+  Hold(cs, hold_ms, false, may_stay_open);
   Outcome o;
   Collect(c, &o);
   o.elapsed_ms = static_cast<double>(crpc_now_ns() - t0) / 1e6;

@@ -118,6 +118,12 @@ TEST_F(HostileTest, HandlerSlotsArePerConnectionAndReused) {
 // sanitizers, whose memcpy of a large message is slow enough to stretch
 // the test (TSan: tens of ms per MiB).
 constexpr long long kZeroWindowMsg = (1 << 20) / kSlow;
+// At most, until all streams have ended but 8 (a budget of 8 messages
+// leaves at most 8 calls holding one behind the window): the server frames
+// (copies) every message the calls within its budget send, 2-8 ms per
+// 100 KiB message under ThreadSanitizer on a loaded 2-CPU machine, which
+// took the burst past a fixed 800 ms hold in up to a third of the runs.
+constexpr int64_t kZeroWindowHoldMs = 800 * kSlow;
 
 // 100 streaming calls (each asking 20 x 1 MiB) on a connection that
 // announces a zero window and never opens it. Blocking handlers: at most
@@ -130,7 +136,7 @@ TEST_F(HostileTest, ZeroWindow_BlockingStreams_ThreadsCappedMemoryBounded) {
   o.handler_threads = 16;
   o.max_connection_queued_bytes = 8 * kZeroWindowMsg;
   StartHostile(&o);
-  Outcome out = Attack([&] { return ZeroWindow(port_, kStream, 100, 20, kZeroWindowMsg, 800); },
+  Outcome out = Attack([&] { return ZeroWindow(port_, kStream, 100, 20, kZeroWindowMsg, kZeroWindowHoldMs, 8); },
                        8 * kZeroWindowMsg + 8 * kZeroWindowMsg + 8 * kMiB);
   EXPECT_LE(counters_.max_running.load(), 8);
   // Those that had sent their headers are reset (their trailers could not
@@ -145,7 +151,7 @@ TEST_F(HostileTest, ZeroWindow_AsyncStreams_NoThreadMemoryBounded) {
   o.max_connection_queued_bytes = 8 * kZeroWindowMsg;
   StartHostile(&o);
   Outcome out =
-      Attack([&] { return ZeroWindow(port_, kStreamAsync, 100, 20, kZeroWindowMsg, 800); },
+      Attack([&] { return ZeroWindow(port_, kStreamAsync, 100, 20, kZeroWindowMsg, kZeroWindowHoldMs, 8); },
              8 * kZeroWindowMsg + 8 * kMiB);
   EXPECT_EQ(100, counters_.invoked.load());
   EXPECT_GT(out.Ended("8") + out.Ended("rst 11"), 50) << out.Summary();
