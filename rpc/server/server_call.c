@@ -98,11 +98,12 @@ static void kick_borrowed(crpc_loop *loop, void *arg) {
  * it, one hand-off less per call. Only then: a streaming handler's sends
  * stay batched on the loop, and async reactors' callbacks stay on it. */
 static bool kick_by_borrowing(scall *call) {
-  if (!call->dispatched || server_method_is_async(call->method) ||
-      call->pool_backlog) {
-    return false;
-  }
+  if (!call->dispatched || server_method_is_async(call->method)) return false;
+  /* pool_backlog only once handler_done says the handler has returned:
+   * its thread wrote the flag before running it, and a kick from another
+   * thread (an admin cancel) may come before the flag is written. */
   return atomic_load_explicit(&call->handler_done, memory_order_acquire) &&
+         !call->pool_backlog &&
          crpc_loop_borrow(call->sl->loop, kick_borrowed, call);
 }
 
