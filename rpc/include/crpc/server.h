@@ -298,7 +298,10 @@ crpc_code crpc_server_call_recv(crpc_server_call *call, crpc_message *msg);
  * not sent yet. Blocks while the call's send buffer is full (a slow reader),
  * ctx-aware. CRPC_OK, or the ctx's cause code at once once the client has
  * cancelled, the deadline passed or the connection is gone; then nothing is
- * written. RESOURCE_EXHAUSTED if len exceeds max_send_message_size. */
+ * written. RESOURCE_EXHAUSTED if len exceeds max_send_message_size. The
+ * only response of a unary or client-streaming method is written together
+ * with the status when the handler returns (or sends again), in one write:
+ * gRPC clients complete such a call on its status anyway. */
 crpc_code crpc_server_call_send(crpc_server_call *call, const void *data,
                                 size_t len);
 
