@@ -121,7 +121,9 @@ size_t scall_send_limit_locked(const scall *call) {
  * and no loop wake-up per call instead of two of each. The client sees
  * nothing sooner either way: a unary response completes with its status. */
 static bool may_defer_kick(const scall *call) {
-  return !call->sent_any && !server_method_is_async(call->method) &&
+  /* last_msg_bytes: only this thread writes it (under mu), so reading it
+   * here needs no lock; 0 until a message has been queued. */
+  return call->last_msg_bytes == 0 && !server_method_is_async(call->method) &&
          (call->method->kind == CRPC_UNARY ||
           call->method->kind == CRPC_CLIENT_STREAMING);
 }
@@ -129,7 +131,6 @@ static bool may_defer_kick(const scall *call) {
 crpc_code scall_send_chunk(scall *call, crpc_h2_chunk *chunk) {
   crpc_code code;
   bool defer = may_defer_kick(call);
-  call->sent_any = true;
   if (call->kick_deferred) { /* a second message: the first goes now */
     call->kick_deferred = false;
     scall_kick(call);

@@ -300,7 +300,7 @@ struct crpc_server_call {
   /* A blocking handler's only response (unary-response methods) was
    * queued without a kick: the handler's return kicks, and writes message
    * and status in one go (scall_send_chunk). Handler thread. */
-  bool sent_any, kick_deferred;
+  bool kick_deferred;
   /* Other calls were queued for the pool when a handler thread took this
    * one: its status is left to the loop, which writes the statuses of a
    * burst together, instead of being written by borrowing the loop (a
