@@ -523,10 +523,15 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags,
     return 0;
   }
   crpc_wire_error err;
+  /* A response that is not HTTP 200 (a proxy's 502 page) carries no gRPC
+   * messages: its body is dropped and its status comes from the HTTP
+   * status when the stream ends, as the gRPC spec maps it. */
+  bool drop = call->http_status != 200;
   pthread_mutex_lock(&call->mu);
-  crpc_code code =
-      call->ended ? CRPC_OK : crpc_h2_inbound_feed(&call->in, data, len, &err);
-  if (call->ended) call->in.held += len;
+  crpc_code code = call->ended || drop
+                       ? CRPC_OK
+                       : crpc_h2_inbound_feed(&call->in, data, len, &err);
+  if (call->ended || drop) call->in.held += len;
   size_t consume = crpc_h2_inbound_take_consumable(&call->in);
   bool arrived = call->in.q.count > 0;
   bool wake = arrived && call->recv_waiters > 0;

@@ -139,6 +139,29 @@ void Headers(nghttp2_session *s, int32_t id,
   nghttp2_submit_response(s, id, nv.data(), nv.size(), nullptr);
 }
 
+// A response with a body, as a proxy's error page comes (HTML).
+void HeadersWithBody(nghttp2_session *s, int32_t id,
+                     std::vector<std::pair<std::string, std::string>> h,
+                     const std::string *body) {
+  std::vector<nghttp2_nv> nv;
+  for (auto &e : h) {
+    nv.push_back({(uint8_t *)e.first.data(), (uint8_t *)e.second.data(),
+                  e.first.size(), e.second.size(), NGHTTP2_NV_FLAG_NONE});
+  }
+  nghttp2_data_provider prd;
+  prd.source.ptr = const_cast<std::string *>(body);
+  prd.read_callback = [](nghttp2_session *, int32_t, uint8_t *buf, size_t len,
+                         uint32_t *flags, nghttp2_data_source *src,
+                         void *) -> ssize_t {
+    auto *b = static_cast<const std::string *>(src->ptr);
+    size_t n = std::min(len, b->size());  // small: one frame
+    memcpy(buf, b->data(), n);
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(n);
+  };
+  nghttp2_submit_response(s, id, nv.data(), nv.size(), &prd);
+}
+
 class ClientWireTest : public LeakCheckTest {};
 
 crpc_code Call(const std::string &target, const crpc_ctx *ctx,
@@ -209,6 +232,22 @@ TEST_F(ClientWireTest, HttpStatusWithoutGrpcStatusMapsPerSpec) {
     EXPECT_NE(std::string(st.message).find(http), std::string::npos);
     crpc_status_clear(&st);
   }
+}
+
+// nginx answering 502 with its HTML error page (seen in a rolling restart
+// behind grpc_pass): the status comes from the HTTP status, and the body is
+// not read as gRPC messages ('<' is no compressed flag).
+TEST_F(ClientWireTest, NonGrpcErrorBodyIsIgnoredAndHttpStatusMaps) {
+  static const std::string page =
+      "<html><head><title>502 Bad Gateway</title></head></html>";
+  RawServer srv([](nghttp2_session *s, int32_t id) {
+    HeadersWithBody(s, id, {{":status", "502"}, {"content-type", "text/html"}},
+                    &page);
+  });
+  crpc_status st{};
+  EXPECT_EQ(Call(srv.target(), crpc_ctx_background(), &st), CRPC_UNAVAILABLE);
+  EXPECT_NE(std::string(st.message).find("502"), std::string::npos) << st.message;
+  crpc_status_clear(&st);
 }
 
 TEST_F(ClientWireTest, ResetsAndMissingStatusMapCleanly) {
