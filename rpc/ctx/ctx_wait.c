@@ -14,7 +14,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rpc/ctx/ctx_block_hook.h"
 #include "rpc/ctx/ctx_internal.h"
+
+static _Thread_local void (*block_hook)(void);
+
+void ctx_set_block_hook(void (*fn)(void)) { block_hook = fn; }
+
+static inline void before_block(void) {
+  if (block_hook != NULL) block_hook();
+}
 
 int crpc_ctx_fd(const crpc_ctx *view) {
   ctx_check(view, "crpc_ctx_fd");
@@ -45,6 +54,7 @@ static crpc_code wait_until(crpc_ctx *ctx, int64_t until) {
     }
     return CRPC_OK;
   }
+  before_block();
   pthread_mutex_lock(&ctx->mu);
   ctx->waiters++;
   while (!atomic_load_explicit(&ctx->done, memory_order_relaxed)) {
@@ -110,6 +120,7 @@ crpc_code crpc_ctx_wait_cond(const crpc_ctx *view, pthread_cond_t *cond,
   if (!crpc_ctx_on_cancel(ctx, &reg, wake_cond, &waker)) {
     return ctx->cause.code;
   }
+  before_block();
   pthread_cond_wait(cond, mu);
   if (crpc_ctx_remove_on_cancel(&reg) == CRPC_ON_CANCEL_RUNNING) {
     /* The callback uses `waker` on our stack and needs `mu`: let it finish
@@ -132,6 +143,7 @@ crpc_code crpc_ctx_wait_fd(const crpc_ctx *view, int fd, short events,
       {.fd = fd, .events = events},
       {.fd = ctx_fd, .events = POLLIN},
   };
+  before_block();
   for (;;) {
     int n = poll(fds, 2, -1);
     if (n < 0 && errno == EINTR) continue;

@@ -16,6 +16,7 @@
 #include "rpc/mem/mem.h"
 
 _Thread_local crpc_loop *crpc_loop__current;
+_Thread_local crpc_loop *crpc_loop__runner;
 
 /* glibc grew the epoll_pwait2 wrapper in 2.35; older headers fall back to
  * the timerfd backend at compile time, older kernels at run time. */
@@ -54,7 +55,9 @@ static void close_own_fds(crpc_loop *loop) {
 
 int crpc_loop_new(crpc_loop **out, unsigned flags) {
   *out = NULL;
-  if (flags & ~(unsigned)CRPC_LOOP_FORCE_TIMERFD) return -EINVAL;
+  if (flags & ~(unsigned)(CRPC_LOOP_FORCE_TIMERFD | CRPC_LOOP_STANDBY)) {
+    return -EINVAL;
+  }
   void *mem = NULL;
   /* malloc's 16-byte alignment is not enough for the alignas(64) fields. */
   if (posix_memalign(&mem, 64, sizeof(crpc_loop)) != 0) return -ENOMEM;
@@ -82,6 +85,10 @@ int crpc_loop_new(crpc_loop **out, unsigned flags) {
     rc = add_own_fd(loop, loop->timerfd, &loop->timer_tag);
     if (rc < 0) goto fail;
   }
+  if (flags & CRPC_LOOP_STANDBY) {
+    rc = crpc_loop__standby_init(loop);
+    if (rc < 0) goto fail;
+  }
   *out = loop;
   return 0;
 
@@ -107,6 +114,7 @@ void crpc_loop_free(crpc_loop *loop) {
   }
   crpc_loop__current = saved;
   close_own_fds(loop);
+  crpc_loop__standby_destroy(loop);
   pthread_mutex_destroy(&loop->own);
   free(loop);
 }
@@ -123,7 +131,7 @@ static void drain_fd(int fd) {
 /* How long the next wait may block: the caller's timeout, cut short by the
  * earliest timer less its lead (a precise one's last stretch is polled).
  * 0 = poll. */
-static int64_t block_for(crpc_loop *loop, int64_t timeout_ns) {
+int64_t crpc_loop__block_for(crpc_loop *loop, int64_t timeout_ns) {
   if (timeout_ns == 0) return 0;
   int64_t deadline = crpc_loop__next_deadline(loop);
   if (deadline == INT64_MAX) return timeout_ns;
@@ -137,7 +145,8 @@ static int64_t block_for(crpc_loop *loop, int64_t timeout_ns) {
   return timeout_ns < 0 || until < timeout_ns ? until : timeout_ns;
 }
 
-static int wait_for_events(crpc_loop *loop, int64_t timeout_ns) {
+int crpc_loop__wait(crpc_loop *loop, struct epoll_event *buf,
+                    int64_t timeout_ns) {
   if (timeout_ns != 0 && loop->timerfd >= 0) {
     /* The timerfd wakes us on time (the lead included); epoll_wait's own
      * timeout, rounded up to ms, is never the earlier of the two. */
@@ -171,7 +180,7 @@ static int wait_for_events(crpc_loop *loop, int64_t timeout_ns) {
     struct timespec ts;
     ts.tv_sec = timeout_ns / 1000000000;
     ts.tv_nsec = timeout_ns % 1000000000;
-    n = epoll_pwait2(loop->epfd, loop->batch, CRPC_LOOP_BATCH,
+    n = epoll_pwait2(loop->epfd, buf, CRPC_LOOP_BATCH,
                      timeout_ns < 0 ? NULL : &ts, NULL);
   } else
 #endif
@@ -182,7 +191,7 @@ static int wait_for_events(crpc_loop *loop, int64_t timeout_ns) {
       int64_t ms64 = (timeout_ns + 999999) / 1000000;
       ms = ms64 > INT_MAX ? INT_MAX : (int)ms64;
     }
-    n = epoll_wait(loop->epfd, loop->batch, CRPC_LOOP_BATCH, ms);
+    n = epoll_wait(loop->epfd, buf, CRPC_LOOP_BATCH, ms);
   }
   if (n < 0) n = -errno;
   if (lend) {
@@ -235,7 +244,7 @@ static int poll_first(crpc_loop *loop, int64_t budget_ns, bool *found) {
   int64_t until = crpc_loop__now() + budget_ns;
   for (;;) {
     int n = epoll_wait(loop->epfd, loop->batch, CRPC_LOOP_BATCH, 0);
-    if (n < 0) n = -errno; /* as wait_for_events returns it */
+    if (n < 0) n = -errno; /* as crpc_loop__wait returns it */
     *found = n != 0 || atomic_load(&loop->stop) || crpc_loop__has_posted(loop);
     if (*found || crpc_loop__now() >= until) return n;
     sched_yield();
@@ -256,7 +265,7 @@ static void adapt_poll(crpc_loop *loop, int64_t blocked_ns) {
 }
 
 static int iterate(crpc_loop *loop, int64_t timeout_ns) {
-  timeout_ns = block_for(loop, timeout_ns);
+  timeout_ns = crpc_loop__block_for(loop, timeout_ns);
   int n = 0;
   bool found = false, adapt = false;
   int64_t poll_start = 0;
@@ -280,15 +289,19 @@ static int iterate(crpc_loop *loop, int64_t timeout_ns) {
       atomic_store(&loop->sleeping, 1);
       if (atomic_load(&loop->stop) || crpc_loop__has_posted(loop)) timeout_ns = 0;
     }
-    n = wait_for_events(loop, timeout_ns);
+    n = crpc_loop__wait(loop, loop->batch, timeout_ns);
     atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);
     adapt = blocks && loop->poll_max_ns > 0;
   }
   if (n == -EINTR) n = 0;
   if (n < 0) return n;
-  loop->now = crpc_loop__now();
-  if (adapt) adapt_poll(loop, loop->now - poll_start);
+  int64_t now = crpc_loop__now();
+  if (adapt) adapt_poll(loop, now - poll_start);
+  return crpc_loop__process(loop, n, now);
+}
 
+int crpc_loop__process(crpc_loop *loop, int n, int64_t now) {
+  loop->now = now;
   loop->batch_n = n;
   loop->batch_next = 0;
   for (int i = 0; i < n; i++) {
@@ -375,11 +388,16 @@ int crpc_loop_run(crpc_loop *loop) {
   if (rc < 0) return rc;
   /* The thread keeps what it frees for the calls it will serve next. */
   crpc_mem_cache_begin();
+  crpc_loop *outer = crpc_loop__runner;
+  crpc_loop__runner = loop;
   while (!atomic_load(&loop->stop)) {
     rc = iterate(loop, -1);
+    /* Queued work goes out even if a stop came meanwhile: it is a call. */
+    if (loop->outside_state != OUTSIDE_NONE) crpc_loop__go_outside(loop);
     if (rc < 0) break;
     rc = 0;
   }
+  crpc_loop__runner = outer;
   atomic_store(&loop->stop, 0);
   crpc_mem_cache_end();
   leave(loop, saved);
@@ -435,8 +453,14 @@ static void *loop_thread_main(void *arg) {
 
 int crpc_loop_start_thread(crpc_loop *loop) {
   if (loop->thread_started) return -EBUSY;
-  int rc = pthread_create(&loop->thread, NULL, loop_thread_main, loop);
-  if (rc != 0) return -rc;
+  /* The standby first: the loop thread reads sb_started. */
+  int rc = crpc_loop__standby_start(loop);
+  if (rc < 0) return rc;
+  rc = pthread_create(&loop->thread, NULL, loop_thread_main, loop);
+  if (rc != 0) {
+    crpc_loop__standby_join(loop);
+    return -rc;
+  }
   (void)pthread_setname_np(loop->thread, "crpc-loop");
   loop->thread_started = true;
   return 0;
@@ -451,6 +475,9 @@ int crpc_loop_stop_and_join(crpc_loop *loop) {
   int rc = pthread_join(loop->thread, NULL);
   if (rc != 0) return -rc;
   loop->thread_started = false;
+  /* After the loop thread: it may have been out, the standby running the
+   * loop for it, until its last iteration. */
+  crpc_loop__standby_join(loop);
   return loop->thread_result;
 }
 

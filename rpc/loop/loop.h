@@ -54,7 +54,11 @@ enum {
   /* Keep timer deadlines in a timerfd even if the kernel has
    * epoll_pwait2. Auto-selected where epoll_pwait2 is missing; forcing it
    * exists so tests cover both backends. */
-  CRPC_LOOP_FORCE_TIMERFD = 1u << 0
+  CRPC_LOOP_FORCE_TIMERFD = 1u << 0,
+  /* Give the loop a standby thread (started and joined with the thread of
+   * crpc_loop_start_thread), so that crpc_loop_run_outside can lend the
+   * loop thread to work that may block. */
+  CRPC_LOOP_STANDBY = 1u << 1
 };
 
 /* Creates a loop. Any thread. On success stores it in *out (owned by the
@@ -320,6 +324,40 @@ int crpc_loop_post(crpc_loop *loop, crpc_loop_fn fn, void *arg);
  * callbacks may do (no blocking), and should not run user callbacks that
  * are promised the loop thread. */
 bool crpc_loop_borrow(crpc_loop *loop, crpc_loop_fn fn, void *arg);
+
+/* ---- work outside the loop, on its thread ------------------------------
+ * For work that may block (a blocking handler) but usually does not: run
+ * on the loop thread it costs no wake-up and no context switch, where a
+ * hand-off to another thread costs one of each, each way. */
+
+/* Queues fn(loop, arg) to run on the loop thread right after the current
+ * iteration, outside the loop: the loop is lent meanwhile (others may
+ * crpc_loop_borrow it, and crpc_loop_in_loop_thread is false on this
+ * thread), and the loop's standby thread runs it as soon as anything needs
+ * it (a post, a stop, a due timer, crpc_loop_outside_will_block) or once
+ * the work has been out for CRPC_LOOP_RESCUE_NS to 2x that with nobody
+ * asking, until fn returns. fn may block. Loop thread, from a callback.
+ * Returns false, queueing nothing (do it another way), unless the loop
+ * was made with CRPC_LOOP_STANDBY and runs on the thread of
+ * crpc_loop_start_thread, that thread is the caller (not the standby or a
+ * borrower), no work was queued yet this iteration and no stop is
+ * pending. Queued work always runs, even if the loop is stopped
+ * meanwhile. */
+#define CRPC_LOOP_RESCUE_NS 1000000
+bool crpc_loop_run_outside(crpc_loop *loop, crpc_loop_fn fn, void *arg);
+
+/* Takes back the work crpc_loop_run_outside queued in this iteration (it
+ * will not run) and returns its arg; NULL if there is none, or the
+ * caller is not the thread that queued it. No more work can be queued in
+ * this iteration after. For a caller that finds it has more work than
+ * the loop thread should take on (a second call in the same read). */
+void *crpc_loop_cancel_outside(crpc_loop *loop);
+
+/* Work running outside its loop (crpc_loop_run_outside) calls this just
+ * before it blocks: the standby takes the loop at once instead of after
+ * CRPC_LOOP_RESCUE_NS. No-op on any other thread. Any thread; a syscall
+ * at most once per stretch outside. */
+void crpc_loop_outside_will_block(void);
 
 #ifdef __cplusplus
 }

@@ -36,6 +36,8 @@ void crpc_loop__wake(crpc_loop *loop) {
   /* EAGAIN means the counter is already huge, i.e. the loop is woken. */
   ssize_t r = write(loop->wakefd, &one, sizeof one);
   (void)r;
+  /* Out of the loop (outside.c): nobody waits on the eventfd. */
+  if (loop->has_standby) crpc_loop__poke(loop);
 }
 
 static void push(crpc_loop *loop, crpc_loop_closure *c) {

@@ -16,8 +16,10 @@ namespace {
 
 // Four loops, eight connections (one per channel), each with 50 inline
 // unary and 50 blocking unary calls running concurrently. All succeed;
-// the inline handlers ran on exactly the four loop threads (connections
-// are handed out in turn), the blocking ones on handler threads.
+// the inline handlers ran on the four loops (connections are handed out
+// in turn): on their threads, or on a loop's standby while its thread ran
+// a blocking handler; the blocking ones on handler threads or lent loop
+// threads, never on a standby.
 TEST_F(AsyncTest, LoopThreadsServeConnectionsConcurrently) {
   constexpr int kChannels = 8, kCalls = 50;
   UnaryAsync async_echo(EchoInline);
@@ -62,12 +64,14 @@ TEST_F(AsyncTest, LoopThreadsServeConnectionsConcurrently) {
   EXPECT_EQ(bad.load(), 0);
   EXPECT_EQ(async_echo.calls(), kChannels * kCalls);
   EXPECT_EQ(async_echo.peers().size(), static_cast<size_t>(kChannels));
-  EXPECT_EQ(async_echo.threads().size(), 4u);
-  EXPECT_EQ(async_echo.thread_names(), std::set<std::string>{kLoopThread});
+  EXPECT_GE(async_echo.threads().size(), 4u);
+  EXPECT_LE(async_echo.threads().size(), 8u);
+  for (const std::string &name : async_echo.thread_names()) {
+    EXPECT_TRUE(name == kLoopThread || name == kStandbyThread) << name;
+  }
   std::lock_guard<std::mutex> l(mu);
-  EXPECT_EQ(block_names, std::set<std::string>{kHandlerThread});
-  for (auto &tid : async_echo.threads()) {
-    EXPECT_EQ(block_tids.count(tid), 0u) << "a blocking handler on a loop";
+  for (const std::string &name : block_names) {
+    EXPECT_TRUE(name == kHandlerThread || name == kLoopThread) << name;
   }
 }
 
@@ -146,7 +150,9 @@ TEST_F(AsyncTest, BlockingUnaryWaitsForRequestWithoutAThread) {
   crpc_server_shutdown(server.get(), 5 * CRPC_SECOND);
   EXPECT_EQ(started.load(), 2) << "a cancelled call ran its handler";
   std::lock_guard<std::mutex> l(mu);
-  EXPECT_EQ(names, std::set<std::string>{kHandlerThread});
+  for (const std::string &name : names) {
+    EXPECT_TRUE(name == kHandlerThread || name == kLoopThread) << name;
+  }
   EXPECT_EQ(requests, (std::set<std::string>{"full", "one"}));
 }
 

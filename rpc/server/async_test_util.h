@@ -38,6 +38,7 @@ constexpr int64_t kWait = 10 * CRPC_SECOND;
 
 const char kLoopThread[] = "crpc-loop";
 const char kHandlerThread[] = "crpc-handler";
+const char kStandbyThread[] = "crpc-standby";
 
 std::string ThreadName() {
   char name[32] = {0};

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "crpc/server_info.h"
+#include "rpc/ctx/ctx_block_hook.h"
 #include "rpc/h2/limits.h"
 #include "rpc/intercept/chain.h"
 #include "rpc/log/log.h"
@@ -98,7 +99,7 @@ crpc_server *crpc_server_new_err(const crpc_server_options *options,
   bool ok = s->root != NULL && s->threads != NULL && s->loops != NULL;
   for (int i = 0; ok && i < s->opts.loop_threads; i++) {
     s->loops[i].server = s;
-    ok = crpc_loop_new(&s->loops[i].loop, 0) == 0;
+    ok = crpc_loop_new(&s->loops[i].loop, CRPC_LOOP_STANDBY) == 0;
     if (ok) crpc_loop_set_poll(s->loops[i].loop, s->opts.poll_ns);
     if (ok) s->n_loops++;
   }
@@ -368,7 +369,47 @@ void server_pool_starve_check(crpc_loop *loop, crpc_loop_timer *timer,
   if (again) crpc_loop_timer_start(timer, crpc_now_ns() + POOL_STARVE_NS);
 }
 
+/* A blocking handler on the loop thread, lent to it (crpc_loop_run_outside):
+ * what a worker does for a call it takes, minus the queue. Its waits on a
+ * ctx (recv, a full send window, crpc_ctx_wait) hand the loop to the
+ * standby before they block. */
+static void run_on_loop_thread(crpc_loop *loop, void *arg) {
+  (void)loop;
+  scall *call = arg;
+  crpc_server *s = call->server;
+  ctx_set_block_hook(crpc_loop_outside_will_block);
+  scall_run_handler(call);
+  ctx_set_block_hook(NULL);
+  server_count(s, &s->live_calls, -1);
+}
+
+/* Whether the loop thread may run the handler itself: a blocking handler
+ * whose request is all here (one message: it does not wait for the loop
+ * to read more). */
+static bool runs_on_loop_thread(const scall *call) {
+  crpc_method_kind k = call->method->kind;
+  return !server_method_is_async(call->method) &&
+         (k == CRPC_UNARY || k == CRPC_SERVER_STREAMING);
+}
+
+static void pool_queue(server_loop *sl, scall *call);
+
 void server_pool_submit(server_loop *sl, scall *call) {
+  /* One call in an iteration is run by the loop thread itself; with two
+   * or more (a busy loop) all go to the pool: the loop thread keeps
+   * reading and writing for them instead of running one handler while
+   * the standby and the pool trade the loop. */
+  scall *first = crpc_loop_cancel_outside(sl->loop);
+  if (first != NULL) {
+    pool_queue(sl, first);
+  } else if (runs_on_loop_thread(call) &&
+             crpc_loop_run_outside(sl->loop, run_on_loop_thread, call)) {
+    return;
+  }
+  pool_queue(sl, call);
+}
+
+static void pool_queue(server_loop *sl, scall *call) {
   crpc_server *s = sl->server;
   pthread_mutex_lock(&s->mu);
   call->work_next = NULL;
