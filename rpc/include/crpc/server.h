@@ -1,15 +1,22 @@
 /*
  * crpc/server.h - serving gRPC over HTTP/2 (h2c; TLS: crpc/credentials.h).
  *
- * A server owns its listeners, its I/O loop threads (options.loop_threads)
- * and a pool of handler threads. Blocking handlers (this header) run on
- * handler threads, never on a loop, so a handler may block (ideally in
- * ctx-aware waits) without delaying any other call. A unary or
- * server-streaming handler gets its thread only once its request message
- * is in, and one connection never holds more than
- * max_handlers_per_connection of them (the options below bound what any
- * one client can cost). Async handlers (crpc/server_async.h) run on the
- * loop itself, with no thread hop.
+ * A server owns its listeners, its I/O loop threads (options.loop_threads,
+ * each with a standby thread) and a pool of handler threads. A blocking
+ * handler (this header) may block (ideally in ctx-aware waits) without
+ * delaying any other call. It runs on a handler thread, or, when it is the
+ * only call its loop read in one go and its method is unary or
+ * server-streaming, on the loop's own thread, lent to it so that no
+ * thread hand-off is paid: the loop's standby thread then runs the loop
+ * the moment the handler blocks in a crpc wait (crpc_server_call_recv, a
+ * full send window, crpc_ctx_wait/_cond/_fd/_sleep) or something needs the
+ * loop, and 1-2 ms into any other blocking (a sleep, a lock, a plain
+ * read), so the longest any other call of that loop waits for a lent
+ * handler is about 2 ms. A unary or server-streaming handler gets its
+ * thread only once its request message is in, and one connection never
+ * holds more than max_handlers_per_connection of them (the options below
+ * bound what any one client can cost). Async handlers
+ * (crpc/server_async.h) run on the loop itself, with no thread hop.
  *
  * Every call has a ctx, derived from the server's root ctx, handed to the
  * handler read-only. It is done, with a cause, when:
@@ -79,7 +86,8 @@ typedef struct crpc_server_options {
    * 64 KiB (as HPACK-encoded) ends the connection (nghttp2's limit). */
   size_t max_metadata_size;     /* 0: 8 KiB */
   int handler_threads;          /* 0: 64; max calls running handlers at once
-                                   (more wait for a free thread) */
+                                   on handler threads (more wait for a free
+                                   one); lent loop threads come on top */
   /* I/O loop threads (0: one per CPU the process may run on, from its
    * affinity mask). Each accepted connection is
    * handed to the next loop in turn and stays there: its nghttp2 session,
