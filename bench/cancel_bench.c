@@ -40,7 +40,8 @@
  *             trip over the wire adds) + server_ctxdone_minus_server_
  *             deadline_us (how late the server's timer fires).
  *
- * t1 in -mode blocking (crpc/server.h, a handler thread per call): entry of
+ * t1 in -mode blocking (crpc/server.h: a handler thread, or the loop's own
+ * thread lent to the call while its standby runs the loop): entry of
  * an on_cancel callback registered on the handler's ctx, which runs on the
  * thread that ends the ctx (the server loop, reading the RST_STREAM or
  * firing the call's grpc-timeout deadline), like the anchors' OnCancel /
