@@ -4,8 +4,8 @@
  * way nghttp2 drives its own callbacks).
  *
  * A blocking handler (crpc/server.h) gets a thread of its own and pulls
- * messages with recv; each message then crosses from the loop thread to a
- * handler thread and back. An async method instead reacts to events on the
+ * messages with recv; each message of a streaming call then crosses from
+ * the loop thread to a handler thread and back. An async method instead reacts to events on the
  * loop thread that owns the call's connection:
  *
  *   on_start       the request headers are in: the call begins. Returns the
@@ -23,7 +23,11 @@
  *                  no further use for the state. Free it here.
  *
  * Callbacks never block and never wait: they run on a loop thread that
- * serves every other call of its connections. Long or blocking work is
+ * serves every other call of its connections. "The loop thread" is the
+ * loop's own thread, or its standby thread while the loop's thread is lent
+ * to a blocking handler (crpc/server.h): callbacks of one loop never run
+ * at the same time, and each sees what the one before it wrote, but do
+ * not keep per-call data in thread-local storage. Long or blocking work is
  * handed to a thread by the reactor itself, with the call's ctx (see
  * examples/async); crpc_server_call_send_async and crpc_server_call_finish
  * may be called from that thread.
