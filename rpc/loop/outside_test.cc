@@ -51,6 +51,14 @@ void QueueWork(crpc_loop *loop, void *arg) {
   q->accepted = accepted ? 1 : 0;  // last: the test may reuse q after it
 }
 
+// Sends w out blocked (until released) and waits until it runs.
+void GoOutBlocked(crpc_loop *loop, Work *w, Queue *q) {
+  w->block = true;
+  q->work = w;
+  ASSERT_EQ(0, crpc_loop_post(loop, QueueWork, q));
+  ASSERT_TRUE(WaitUntil([&] { return w->ran.load(); }));
+}
+
 struct Seen {
   std::atomic<bool> ran{false}, in_loop{false};
   std::thread::id thread;
@@ -154,11 +162,8 @@ TEST(Outside, APostWhileTheWorkBlocksRunsOnTheStandby) {
   LoopPtr loop = NewLoop(CRPC_LOOP_STANDBY);
   ASSERT_EQ(0, crpc_loop_start_thread(loop.get()));
   Work w;
-  w.block = true;
   Queue q;
-  q.work = &w;
-  ASSERT_EQ(0, crpc_loop_post(loop.get(), QueueWork, &q));
-  ASSERT_TRUE(WaitUntil([&] { return w.ran.load(); }));
+  GoOutBlocked(loop.get(), &w, &q);
   Seen s;
   ASSERT_EQ(0, crpc_loop_post(loop.get(), See, &s));
   EXPECT_TRUE(WaitUntil([&] { return s.ran.load(); }));
@@ -218,12 +223,9 @@ void IoServedWhileTheWorkBlocks(bool say_will_block) {
   ASSERT_EQ(0, crpc_loop_post(loop.get(), StartWatch, &watch));
   ASSERT_TRUE(WaitUntil([&] { return watch.set.load(); }));
   Work w;
-  w.block = true;
   w.say_will_block = say_will_block;
   Queue q;
-  q.work = &w;
-  ASSERT_EQ(0, crpc_loop_post(loop.get(), QueueWork, &q));
-  ASSERT_TRUE(WaitUntil([&] { return w.ran.load(); }));
+  GoOutBlocked(loop.get(), &w, &q);
   ASSERT_EQ(1, write(sv[1], "x", 1));
   EXPECT_TRUE(WaitUntil([&] { return r.reads.load() == 1; }));
   EXPECT_FALSE(w.done.load());
@@ -294,11 +296,8 @@ TEST(Outside, StopAndJoinWaitsForTheWork) {
   LoopPtr loop = NewLoop(CRPC_LOOP_STANDBY);
   ASSERT_EQ(0, crpc_loop_start_thread(loop.get()));
   Work w;
-  w.block = true;
   Queue q;
-  q.work = &w;
-  ASSERT_EQ(0, crpc_loop_post(loop.get(), QueueWork, &q));
-  ASSERT_TRUE(WaitUntil([&] { return w.ran.load(); }));
+  GoOutBlocked(loop.get(), &w, &q);
   std::atomic<bool> joined{false};
   std::thread stopper([&] {
     EXPECT_EQ(0, crpc_loop_stop_and_join(loop.get()));

@@ -34,6 +34,14 @@ bool WaitFor(const std::atomic<bool> &flag) {
   return true;
 }
 
+// Takes the call's one request message (unused).
+crpc_code TakeRequest(crpc_server_call *call) {
+  crpc_message m;
+  crpc_code c = crpc_server_call_recv(call, &m);
+  if (c == CRPC_OK) free(m.data);
+  return c;
+}
+
 TEST_F(LentTest, OneCallInFlightRunsOnTheLoopThread) {
   std::mutex mu;
   std::set<std::string> names;
@@ -110,10 +118,8 @@ TEST_F(LentTest, CancelAndDeadlineReachAHandlerWaitingOnItsCtx) {
   std::vector<std::pair<crpc_code, std::string>> seen;  // code, thread
   server_->Add("/t.S/Wait", CRPC_UNARY,
                [&](crpc_server_call *call, const crpc_ctx *ctx) {
-                 crpc_message m;
-                 crpc_code c = crpc_server_call_recv(call, &m);
+                 crpc_code c = TakeRequest(call);
                  if (c != CRPC_OK) return c;
-                 free(m.data);
                  started = true;
                  c = crpc_ctx_wait(ctx);
                  std::lock_guard<std::mutex> l(mu);
@@ -167,10 +173,8 @@ TEST_F(LentTest, AStreamLargerThanTheWindowsFlows) {
                    std::lock_guard<std::mutex> l(mu);
                    thread = ThreadName();
                  }
-                 crpc_message m;
-                 crpc_code c = crpc_server_call_recv(call, &m);
+                 crpc_code c = TakeRequest(call);
                  if (c != CRPC_OK) return c;
-                 free(m.data);
                  std::string body(kSize, 'z');
                  for (int i = 0; i < kMessages && c == CRPC_OK; i++) {
                    body[0] = static_cast<char>('a' + i % 26);
@@ -212,10 +216,8 @@ TEST_F(LentTest, ShutdownCancelsAndWaitsForALentHandler) {
   std::atomic<crpc_code> code{CRPC_OK};
   server_->Add("/t.S/Hold", CRPC_UNARY,
                [&](crpc_server_call *call, const crpc_ctx *ctx) {
-                 crpc_message m;
-                 crpc_code c = crpc_server_call_recv(call, &m);
+                 crpc_code c = TakeRequest(call);
                  if (c != CRPC_OK) return c;
-                 free(m.data);
                  started = true;
                  code = crpc_ctx_wait(ctx);
                  returned = true;
