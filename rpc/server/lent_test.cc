@@ -65,6 +65,31 @@ TEST_F(LentTest, OneCallInFlightRunsOnTheLoopThread) {
   EXPECT_EQ(names.count(kStandbyThread), 0u);
 }
 
+// blocking_handlers_off_loop: the same lone calls all take a handler
+// thread.
+TEST_F(LentTest, OffLoopOptionKeepsBlockingHandlersOnHandlerThreads) {
+  so_.blocking_handlers_off_loop = true;
+  server_ = std::make_unique<TestServer>(&so_);
+  std::mutex mu;
+  std::set<std::string> names;
+  server_->Add("/t.S/Echo", CRPC_UNARY,
+               [&](crpc_server_call *call, const crpc_ctx *) {
+                 {
+                   std::lock_guard<std::mutex> l(mu);
+                   names.insert(ThreadName());
+                 }
+                 return EchoOnce(call);
+               });
+  server_->Start();
+  Channel ch(server_->target());
+  for (int i = 0; i < 10; i++) {
+    Reply r = Unary(ch, "/t.S/Echo", "m");
+    ASSERT_EQ(r.code, CRPC_OK) << r.message;
+  }
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(names, std::set<std::string>{kHandlerThread});
+}
+
 // A handler blocked where crpc cannot see it (a sleep loop): the standby
 // takes the loop within a check period or two, and the loop's other calls,
 // async ones and blocking ones on the pool, are served meanwhile.

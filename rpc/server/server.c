@@ -389,7 +389,8 @@ static void run_on_loop_thread(crpc_loop *loop, void *arg) {
 static bool runs_on_loop_thread(const scall *call) {
   crpc_method_kind k = call->method->kind;
   return !server_method_is_async(call->method) &&
-         (k == CRPC_UNARY || k == CRPC_SERVER_STREAMING);
+         (k == CRPC_UNARY || k == CRPC_SERVER_STREAMING) &&
+         !call->server->opts.blocking_handlers_off_loop;
 }
 
 static void pool_queue(server_loop *sl, scall *call);

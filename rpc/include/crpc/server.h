@@ -12,7 +12,8 @@
  * full send window, crpc_ctx_wait/_cond/_fd/_sleep) or something needs the
  * loop, and 1-2 ms into any other blocking (a sleep, a lock, a plain
  * read), so the longest any other call of that loop waits for a lent
- * handler is about 2 ms. A unary or server-streaming handler gets its
+ * handler is about 2 ms (options.blocking_handlers_off_loop turns lending
+ * off). A unary or server-streaming handler gets its
  * thread only once its request message is in, and one connection never
  * holds more than max_handlers_per_connection of them (the options below
  * bound what any one client can cost). Async handlers
@@ -210,6 +211,16 @@ typedef struct crpc_server_options {
    * h2load 1x1 p50 and CPU per call with and without. <= 0: off (the
    * default); capped at 1 ms. */
   int64_t poll_ns;
+  /* true: blocking handlers always run on handler threads, never on a
+   * lent loop thread (see the top of this header). For services whose
+   * handlers block outside crpc's waits (a database client, a sleep, a
+   * file read) at a rate where their loop's other connections must not
+   * wait the 1-2 ms until the standby notices; it costs such servers the
+   * hand-off at one call in flight (README "Benchmarks": ~10 us of p50 and
+   * of CPU per call). false (the default): a blocking unary or
+   * server-streaming call that is the only one its loop made ready runs
+   * on that loop's thread. */
+  bool blocking_handlers_off_loop;
 } crpc_server_options;
 
 /* A server with the given options (NULL: defaults), owned by the caller;
