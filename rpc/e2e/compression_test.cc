@@ -186,10 +186,14 @@ TEST_F(CompressionTest, UnknownEncodingIsRefusedAtStart) {
   EXPECT_EQ(CRPC_INVALID_ARGUMENT,
             crpc_call_start_compressed(channel_, ctx.get(), kEcho, nullptr, "br", &raw));
   EXPECT_EQ(nullptr, raw);
-  // Server side: the handler gets INVALID_ARGUMENT and fails the call.
+  // Server side: the handler gets INVALID_ARGUMENT and fails the call,
+  // possibly before the client's message has gone: then the send and the
+  // half-close already return the call's status.
   Call call = Start(ctx.get(), nullptr, "snappy");
-  ASSERT_EQ(CRPC_OK, crpc_call_send(call.get(), "x", 1));
-  ASSERT_EQ(CRPC_OK, crpc_call_close_send(call.get()));
+  crpc_code sent = crpc_call_send(call.get(), "x", 1);
+  EXPECT_TRUE(sent == CRPC_OK || sent == CRPC_INVALID_ARGUMENT) << sent;
+  crpc_code closed = crpc_call_close_send(call.get());
+  EXPECT_TRUE(closed == CRPC_OK || closed == CRPC_INVALID_ARGUMENT) << closed;
   EXPECT_EQ(CRPC_INVALID_ARGUMENT, crpc_call_finish(call.get(), nullptr));
 }
 

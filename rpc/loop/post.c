@@ -32,12 +32,15 @@
 enum { CLOSURE_IDLE = 0, CLOSURE_QUEUED = 1 };
 
 void crpc_loop__wake(crpc_loop *loop) {
+  /* Out of the loop (outside.c): nobody waits on the eventfd, so the
+   * standby is asked to. Before the write, never after: once the write
+   * lands the loop may run what was posted, stop and be freed (a channel
+   * freed right after its last call), so it is the last access. */
+  if (loop->has_standby) crpc_loop__poke(loop);
   uint64_t one = 1;
   /* EAGAIN means the counter is already huge, i.e. the loop is woken. */
   ssize_t r = write(loop->wakefd, &one, sizeof one);
   (void)r;
-  /* Out of the loop (outside.c): nobody waits on the eventfd. */
-  if (loop->has_standby) crpc_loop__poke(loop);
 }
 
 static void push(crpc_loop *loop, crpc_loop_closure *c) {
