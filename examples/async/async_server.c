@@ -49,8 +49,9 @@
 /* ---- Echo: inline unary --------------------------------------------------
  * Runs on the loop thread as soon as the request is in. Inline is right here
  * because the work is a copy: cheaper than the two thread hops (loop ->
- * handler thread -> loop) a blocking handler costs, and it can never block.
- * At high call rates those hops are most of the cost of a small call. The
+ * handler thread -> loop) a blocking handler costs when calls arrive
+ * several at once, and it can never block. At high call rates those hops
+ * are most of the cost of a small call. The
  * generated glue finishes the call with the returned status. */
 static crpc_code echo(crpc_server_call *call, const crpc_ctx *ctx,
                       const Asyncdemo__EchoRequest *req, void *user_data) {
