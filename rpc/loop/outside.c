@@ -37,9 +37,6 @@
 
 #define CRPC_LOOP_STANDBY_PARK_PERIODS 64
 
-/* The loop whose thread this is while it runs work outside it. */
-static _Thread_local crpc_loop *outside_of;
-
 int crpc_loop__standby_init(crpc_loop *loop) {
   pthread_condattr_t attr;
   if (pthread_condattr_init(&attr) != 0) return -ENOMEM;
@@ -97,7 +94,8 @@ void crpc_loop__poke(crpc_loop *loop) {
 }
 
 void crpc_loop_outside_will_block(void) {
-  if (outside_of != NULL) crpc_loop__poke(outside_of);
+  /* Only the runner goes out; poke does nothing unless its loop is out. */
+  if (crpc_loop__runner != NULL) crpc_loop__poke(crpc_loop__runner);
 }
 
 void crpc_loop__go_outside(crpc_loop *loop) {
@@ -119,7 +117,6 @@ void crpc_loop__go_outside(crpc_loop *loop) {
   atomic_store(&loop->sleeping, 1);
   crpc_loop *saved = crpc_loop__current;
   crpc_loop__current = NULL;
-  outside_of = loop;
   pthread_mutex_unlock(&loop->own);
   /* seq_cst store of out above, load of parked here; the standby stores
    * parked, then loads out: one of us sees the other. */
@@ -131,7 +128,6 @@ void crpc_loop__go_outside(crpc_loop *loop) {
 
   fn(loop, arg);
 
-  outside_of = NULL;
   pthread_mutex_lock(&loop->own);
   atomic_store(&loop->out, 0);
   atomic_store_explicit(&loop->sleeping, 0, memory_order_relaxed);

@@ -42,17 +42,28 @@ crpc_code TakeRequest(crpc_server_call *call) {
   return c;
 }
 
-TEST_F(LentTest, OneCallInFlightRunsOnTheLoopThread) {
+// An echo handler that notes the name of every thread it ran on.
+struct ThreadNames {
   std::mutex mu;
   std::set<std::string> names;
-  server_->Add("/t.S/Echo", CRPC_UNARY,
-               [&](crpc_server_call *call, const crpc_ctx *) {
-                 {
-                   std::lock_guard<std::mutex> l(mu);
-                   names.insert(ThreadName());
-                 }
-                 return EchoOnce(call);
-               });
+  std::function<crpc_code(crpc_server_call *, const crpc_ctx *)> Echo() {
+    return [this](crpc_server_call *call, const crpc_ctx *) {
+      {
+        std::lock_guard<std::mutex> l(mu);
+        names.insert(ThreadName());
+      }
+      return EchoOnce(call);
+    };
+  }
+  std::set<std::string> Get() {
+    std::lock_guard<std::mutex> l(mu);
+    return names;
+  }
+};
+
+TEST_F(LentTest, OneCallInFlightRunsOnTheLoopThread) {
+  ThreadNames names;
+  server_->Add("/t.S/Echo", CRPC_UNARY, names.Echo());
   server_->Start();
   Channel ch(server_->target());
   for (int i = 0; i < 20; i++) {
@@ -60,9 +71,9 @@ TEST_F(LentTest, OneCallInFlightRunsOnTheLoopThread) {
     ASSERT_EQ(r.code, CRPC_OK) << r.message;
     EXPECT_EQ(r.body, "m" + std::to_string(i));
   }
-  std::lock_guard<std::mutex> l(mu);
-  EXPECT_EQ(names.count(kLoopThread), 1u);  // the first call at least
-  EXPECT_EQ(names.count(kStandbyThread), 0u);
+  std::set<std::string> seen = names.Get();
+  EXPECT_EQ(seen.count(kLoopThread), 1u);  // the first call at least
+  EXPECT_EQ(seen.count(kStandbyThread), 0u);
 }
 
 // blocking_handlers_off_loop: the same lone calls all take a handler
@@ -70,24 +81,15 @@ TEST_F(LentTest, OneCallInFlightRunsOnTheLoopThread) {
 TEST_F(LentTest, OffLoopOptionKeepsBlockingHandlersOnHandlerThreads) {
   so_.blocking_handlers_off_loop = true;
   server_ = std::make_unique<TestServer>(&so_);
-  std::mutex mu;
-  std::set<std::string> names;
-  server_->Add("/t.S/Echo", CRPC_UNARY,
-               [&](crpc_server_call *call, const crpc_ctx *) {
-                 {
-                   std::lock_guard<std::mutex> l(mu);
-                   names.insert(ThreadName());
-                 }
-                 return EchoOnce(call);
-               });
+  ThreadNames names;
+  server_->Add("/t.S/Echo", CRPC_UNARY, names.Echo());
   server_->Start();
   Channel ch(server_->target());
   for (int i = 0; i < 10; i++) {
     Reply r = Unary(ch, "/t.S/Echo", "m");
     ASSERT_EQ(r.code, CRPC_OK) << r.message;
   }
-  std::lock_guard<std::mutex> l(mu);
-  EXPECT_EQ(names, std::set<std::string>{kHandlerThread});
+  EXPECT_EQ(names.Get(), std::set<std::string>{kHandlerThread});
 }
 
 // A handler blocked where crpc cannot see it (a sleep loop): the standby
