@@ -26,9 +26,10 @@ struct Hop {
 
 void OnDone(void *arg, const crpc_cause *cause) {
   auto *h = static_cast<Hop *>(arg);
-  h->done_ns = crpc_now_ns();
+  // done_ns last: the test reads the cause once it sees done_ns.
   h->cause_code = cause->code;
   h->cause_origin = cause->origin;
+  h->done_ns = crpc_now_ns();
 }
 
 crpc_code HopHandler(crpc_server_call *call, const crpc_ctx *ctx, void *ud) {
