@@ -516,7 +516,7 @@ static size_t count_notices(const server_loop *sl) {
  * back within a round trip (or CRPC_SERVER_GOAWAY_PING_WAIT ends the
  * wait); polled every millisecond, as shutdown happens once. */
 static void wait_final_goaways(crpc_server *s, const crpc_ctx *ctx) {
-  while (on_loops(s, NULL, count_notices) > 0 &&
+  while (on_loops(s, NULL, count_notices) + atomic_load(&s->handoffs) > 0 &&
          crpc_ctx_sleep(ctx, CRPC_MILLISECOND) == CRPC_OK) {
   }
 }
@@ -527,6 +527,7 @@ static void drain_fn(server_loop *sl) {
     for (size_t i = 0; i < s->n_listeners; i++) {
       server_listener *l = &s->listeners[i];
       if (l->fd < 0) continue;
+      server_accept_queued(l);
       crpc_loop_io_stop(&l->io);
       crpc_loop_timer_stop(&l->backoff);
       close(l->fd);
@@ -596,6 +597,7 @@ void crpc_server_shutdown(crpc_server *s, int64_t grace_ns) {
     crpc_ctx_release(ends);
   }
   crpc_ctx_release(grace);
+  atomic_store(&s->conns_closing, true);
   run_on_loops(s, server_conns_close_all);
   /* Every call struct goes away on the loop (its kicks and stream close);
    * only then may the loop stop, so no late on_cancel can post to a loop

@@ -25,13 +25,16 @@ typedef struct handoff {
 static void handoff_fn(crpc_loop *loop, void *arg) {
   (void)loop;
   handoff *h = arg;
-  /* Shutdown has drained this loop already (or the loop is being freed):
-   * the connection is refused, as a closed listener would. */
-  if (atomic_load(&h->sl->server->draining)) {
+  crpc_server *s = h->sl->server;
+  /* Started even while draining (it begins with its GOAWAY: a request
+   * already sent on it is served); only once shutdown closes connections
+   * (or the loop is being freed) is it closed unserved. */
+  if (atomic_load(&s->conns_closing)) {
     close(h->fd);
   } else {
     sconn_start(h->sl, h->fd, (struct sockaddr *)&h->ss, h->len, h->l);
   }
+  atomic_fetch_sub(&s->handoffs, 1);
   free(h);
 }
 
@@ -55,42 +58,56 @@ static void dispatch_conn(const server_listener *l, int fd,
     return;
   }
   *h = (handoff){.sl = sl, .l = l, .fd = fd, .len = len, .ss = *ss};
+  atomic_fetch_add(&s->handoffs, 1);
   if (crpc_loop_post(sl->loop, handoff_fn, h) != 0) {
+    atomic_fetch_sub(&s->handoffs, 1);
     close(fd);
     free(h);
   }
 }
 
-void server_on_accept(crpc_loop *loop, int fd, unsigned events, void *arg) {
-  (void)loop;
-  (void)events;
-  server_listener *l = arg;
-  for (int i = 0; i < 64; i++) {
+/* Accepts up to max connections; false once the queue is empty (or
+ * accepting failed). */
+static bool accept_some(server_listener *l, int fd, int max) {
+  for (int i = 0; i < max; i++) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     int cfd =
         accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (cfd < 0) {
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-          errno == ENOMEM) {
+      int err = errno;
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         /* Out of fds or memory: the listener stays readable, so a
          * level-triggered watcher would spin. Pause accepting briefly. */
         CRPC_LOG(CRPC_LOG_WARNING, CRPC_LOG_SUB_SERVER,
-                 "accept: %s; pausing 100 ms", strerror(errno));
+                 "accept: %s; pausing 100 ms", strerror(err));
         crpc_loop_io_set(&l->io, 0);
         crpc_loop_timer_start(&l->backoff,
                               crpc_now_ns() + 100 * CRPC_MILLISECOND);
-      } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+      } else if (err != EAGAIN && err != EINTR && err != ECONNABORTED) {
         CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_SERVER, "accept: %s",
-                 strerror(errno));
+                 strerror(err));
       }
-      return;
+      return err == EINTR || err == ECONNABORTED;
     }
     if (ss.ss_family != AF_UNIX) {
       int one = 1;
       setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     dispatch_conn(l, cfd, &ss, len);
+  }
+  return true;
+}
+
+void server_on_accept(crpc_loop *loop, int fd, unsigned events, void *arg) {
+  (void)loop;
+  (void)events;
+  accept_some(arg, fd, 64); /* the rest on the next turn: fair to I/O */
+}
+
+void server_accept_queued(server_listener *l) {
+  /* Bounded: a flood of connects must not hold shutdown here. */
+  for (int i = 0; i < 64 && accept_some(l, l->fd, 64); i++) {
   }
 }
 

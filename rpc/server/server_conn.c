@@ -693,7 +693,14 @@ void sconn_start(server_loop *sl, int fd, const struct sockaddr *sa,
   /* A no-op if start has already closed it (freed by a posted closure). */
   crpc_h2_conn_keepalive(&conn->h2, s->opts.keepalive_time_ns,
                          s->opts.keepalive_timeout_ns, NULL);
-  if (!conn->h2.closed && !conn->h2.close_pending) life_rearm(conn, now);
+  if (!conn->h2.closed && !conn->h2.close_pending) {
+    /* Accepted from the listener's queue as shutdown began: drained too. */
+    if (atomic_load(&s->draining)) {
+      start_goaway(conn, now);
+      crpc_h2_conn_want_flush(&conn->h2);
+    }
+    life_rearm(conn, now);
+  }
   if (!conn->h2.closed) server_conns_reap(sl, conn, live); /* max_conns */
   return;
 fail:

@@ -143,9 +143,16 @@ struct crpc_server {
   atomic_size_t live_structs; /* scall structs not yet freed */
   size_t live_conns;   /* connections not yet closed (shutdown waits) */
 
-  /* Set once shutdown begins; a connection handed to a loop after it is
-   * closed instead of started. */
+  /* Set once shutdown begins: a connection accepted from then on (what
+   * the listener still held) starts with the first GOAWAY already sent. */
   atomic_bool draining;
+  /* Set before shutdown closes every connection: a hand-off arriving later
+   * is closed instead of started (nothing would close it). */
+  atomic_bool conns_closing;
+  /* Accepted connections posted to another loop and not yet started there
+   * (shutdown waits for them as for connections still owing their final
+   * GOAWAY). */
+  atomic_int handoffs;
 
   /* Interceptor chain (rpc/intercept); NULL: none. Built before start. */
   struct icpt_server_chain *icpt;
@@ -424,12 +431,20 @@ void sconn_start(server_loop *sl, int fd, const struct sockaddr *sa,
 /* Accept handler for a listener's fd. Loop thread. */
 void server_on_accept(crpc_loop *loop, int fd, unsigned events, void *arg);
 
+/* Accepts every connection the kernel has queued for the listener, as the
+ * handler would: shutdown calls it right before closing the listener,
+ * since closing a listening socket resets the connections in its queue
+ * (their requests may already be sent, and no proxy resends those).
+ * loops[0]'s thread. */
+void server_accept_queued(server_listener *l);
+
 /* Timer callback: resumes accepting after a pause for EMFILE. */
 void server_on_accept_backoff(crpc_loop *loop, crpc_loop_timer *timer,
                               void *arg);
 
 /* Graceful two-phase GOAWAY to every connection of sl; each closes once
- * its streams are done. sl's loop thread. */
+ * its streams are done. sl's loop thread. A connection started after this
+ * (accepted from the listener's queue) begins its GOAWAY in sconn_start. */
 void server_conns_drain(server_loop *sl);
 
 /* Flushes and closes every connection of sl now. sl's loop thread. */
