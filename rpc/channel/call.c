@@ -60,7 +60,9 @@ static void on_ctx_cancel(void *arg, const crpc_cause *cause) {
       ccall_kick_by_borrowing(call)) {
     return;
   }
-  if (!crpc_loop_post_closure(call->ch->loop, &call->kick)) ccall_unref(call);
+  if (!crpc_loop_post_closure(ccall_home(call)->loop, &call->kick)) {
+    ccall_unref(call);
+  }
 }
 
 static crpc_code build_headers(ccall *call, const char *method,
@@ -187,6 +189,7 @@ crpc_code ccall_new(crpc_channel *ch, const crpc_ctx *ctx, const char *method,
   if (call == NULL) return CRPC_RESOURCE_EXHAUSTED;
   atomic_init(&call->refs, 1); /* the user's */
   call->ch = ch;
+  atomic_init(&call->home, &ch->homes[0]); /* until it has a connection */
   ccall_live_init(call); /* its registry id, from now on */
   call->send_encoding = enc;
   pthread_mutex_init(&call->mu, NULL);
@@ -239,6 +242,7 @@ crpc_code ccall_start_core(crpc_channel *ch, const crpc_ctx *ctx,
     ccall_unref(call);
     return code;
   }
+  atomic_store(&call->home, call->conn->home); /* before any kick */
   ccall_launch(call);
   *out = call;
   return CRPC_OK;

@@ -207,7 +207,11 @@ static crpc_code start_async(crpc_channel *ch, const crpc_ctx *ctx,
    * on_done) on the loop before this thread gets there. */
   atomic_fetch_add(&call->refs, 1);
   call->conn = channel_try_conn(ch);
-  if (call->conn == NULL) ccall_async_connect(call);
+  if (call->conn != NULL) {
+    atomic_store(&call->home, call->conn->home); /* before any kick */
+  } else {
+    ccall_async_connect(call);
+  }
   ccall_launch(call);
   ccall_unref(call);
   return CRPC_OK;

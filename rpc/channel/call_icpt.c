@@ -104,7 +104,7 @@ crpc_code crpc_channel_add_interceptor(crpc_channel *ch,
                                        const crpc_client_interceptor *icpt) {
   if (ch == NULL || icpt == NULL) return CRPC_INVALID_ARGUMENT;
   pthread_mutex_lock(&ch->mu);
-  bool used = ch->loop_started || ch->live_calls > 0;
+  bool used = ch->homes[0].started || ch->live_calls > 0;
   pthread_mutex_unlock(&ch->mu);
   if (used) return CRPC_FAILED_PRECONDITION;
   return icpt_client_chain_add(&ch->icpt, icpt);

@@ -275,14 +275,25 @@ static void submit(ccall *call) {
   cconn_link_call(call->conn, call);
 }
 
+/* Posts the kick to the call's home loop, with a reference of its own. */
+static void post_kick(ccall *call) {
+  atomic_fetch_add(&call->refs, 1);
+  if (!crpc_loop_post_closure(ccall_home(call)->loop, &call->kick)) {
+    ccall_unref(call);
+  }
+}
+
 /* Moves a call marked unsent to the connection its user's thread got for
- * it, as a fresh attempt. */
-static void adopt_next_conn(ccall *call) {
+ * it, as a fresh attempt. If that connection lives on another home, the
+ * call moves there: this loop lets go of it (its registry listing
+ * included), publishes the new home, and forwards the kick; true then,
+ * and the caller must not touch the call again. */
+static bool adopt_next_conn(ccall *call) {
   pthread_mutex_lock(&call->mu);
   cconn *next = call->next_conn;
   call->next_conn = NULL;
   pthread_mutex_unlock(&call->mu);
-  if (next == NULL) return;
+  if (next == NULL) return false;
   if (call->conn != NULL) cconn_release(call->conn);
   call->conn = next;
   call->stream_id = 0;
@@ -291,12 +302,27 @@ static void adopt_next_conn(ccall *call) {
   pthread_mutex_lock(&call->mu);
   call->replay_off = false; /* mark_unsent moved the bytes to the queue */
   pthread_mutex_unlock(&call->mu);
+  if (next->home == ccall_home(call)) return false;
+  ccall_live_unlist_for_move(call);
+  /* Last: from here on the new home's loop may run the call. */
+  atomic_store(&call->home, next->home);
+  post_kick(call);
+  return true;
 }
 
 static void kick_fn(crpc_loop *loop, void *arg) {
-  (void)loop;
   ccall *call = arg;
-  adopt_next_conn(call);
+  /* A kick posted before the call moved to another home (or borrowed on
+   * the old one) goes on to the new home, whose loop alone runs it. */
+  if (ccall_home(call)->loop != loop) {
+    post_kick(call);
+    ccall_unref(call);
+    return;
+  }
+  if (adopt_next_conn(call)) {
+    ccall_unref(call);
+    return;
+  }
   if (call->async) ccall_deliver(call);
   cconn *conn = call->conn;
   if (conn == NULL) {
@@ -376,14 +402,12 @@ static void kick_fn(crpc_loop *loop, void *arg) {
   ccall_unref(call);
 }
 
-void ccall_kick(ccall *call) {
-  atomic_fetch_add(&call->refs, 1);
-  if (!crpc_loop_post_closure(call->ch->loop, &call->kick)) ccall_unref(call);
-}
+void ccall_kick(ccall *call) { post_kick(call); }
 
 bool ccall_kick_by_borrowing(ccall *call) {
-  return !crpc_loop_in_loop_thread(call->ch->loop) &&
-         crpc_loop_borrow(call->ch->loop, kick_fn, call);
+  crpc_loop *loop = ccall_home(call)->loop;
+  return !crpc_loop_in_loop_thread(loop) &&
+         crpc_loop_borrow(loop, kick_fn, call);
 }
 
 void ccall_init_kick(ccall *call) {

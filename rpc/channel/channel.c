@@ -120,18 +120,22 @@ crpc_channel *crpc_channel_new_err(const char *target,
   ch->authority = strdup(o.authority  ? o.authority
                          : override ? override
                                     : ch->target.authority);
-  int loop_rc = ch->user_agent == NULL || ch->authority == NULL
+  ch->n_homes = o.loop_threads > 0 ? o.loop_threads : crpc_loop_default_count();
+  ch->poll_ns = o.poll_ns;
+  ch->homes = calloc((size_t)ch->n_homes, sizeof(*ch->homes));
+  int loop_rc = ch->user_agent == NULL || ch->authority == NULL || ch->homes == NULL
                     ? -ENOMEM
-                    : crpc_loop_new(&ch->loop, 0);
+                    : crpc_loop_new(&ch->homes[0].loop, 0);
   if (loop_rc != 0) {
     crpc_target_destroy(&ch->target);
+    free(ch->homes);
     free(ch->user_agent);
     free(ch->authority);
     free(ch);
     return new_failed(error, "cannot set up the channel: %s",
                       strerror(-loop_rc));
   }
-  crpc_loop_set_poll(ch->loop, o.poll_ns);
+  crpc_loop_set_poll(ch->homes[0].loop, ch->poll_ns);
   pthread_mutex_init(&ch->mu, NULL);
   pthread_cond_init(&ch->cond, NULL);
   pthread_cond_init(&ch->aq_cond, NULL);
@@ -150,6 +154,7 @@ void cconn_unref(cconn *conn) {
   crpc_tls_free(conn->tls);
   if (conn->fd >= 0) close(conn->fd);
   cconn_cz_drop(conn);
+  atomic_fetch_sub(&conn->home->n_conns, 1);
   free(conn);
 }
 
@@ -185,8 +190,8 @@ static void on_conn_close(crpc_h2_conn *h2, const char *why) {
   crpc_channel *ch = conn->ch;
   if (conn->lprev != NULL) {
     conn->lprev->lnext = conn->lnext;
-  } else if (ch->attached == conn) {
-    ch->attached = conn->lnext;
+  } else if (conn->home->attached == conn) {
+    conn->home->attached = conn->lnext;
   }
   if (conn->lnext != NULL) conn->lnext->lprev = conn->lprev;
   conn->lnext = conn->lprev = NULL;
@@ -230,19 +235,19 @@ void cconn_attach(cconn *conn) {
   if (conn->attached) return;
   conn->attached = true;
   atomic_fetch_add(&conn->refs, 1); /* the loop's */
-  crpc_channel *ch = conn->ch;
-  conn->lnext = ch->attached;
-  if (ch->attached != NULL) ch->attached->lprev = conn;
-  ch->attached = conn;
+  chome *home = conn->home;
+  conn->lnext = home->attached;
+  if (home->attached != NULL) home->attached->lprev = conn;
+  home->attached = conn;
   int fd = conn->fd;
   conn->fd = -1; /* closed by the pump from now on */
   crpc_tls *tls = conn->tls;
   conn->tls = NULL; /* likewise freed by the pump */
   if (tls != NULL) {
-    crpc_h2_conn_start_tls(&conn->h2, conn->ch->loop, fd, conn->session, tls,
-                           0, on_conn_close);
+    crpc_h2_conn_start_tls(&conn->h2, home->loop, fd, conn->session, tls, 0,
+                           on_conn_close);
   } else {
-    crpc_h2_conn_start(&conn->h2, conn->ch->loop, fd, conn->session,
+    crpc_h2_conn_start(&conn->h2, home->loop, fd, conn->session,
                        on_conn_close);
   }
   /* A graceful end lingers (rpc/h2/conn.h); safe because freeing the
@@ -260,6 +265,12 @@ cconn *cconn_new(crpc_channel *ch, int fd) {
     free(conn);
     return NULL;
   }
+  conn->home = channel_pick_home(ch);
+  if (conn->home == NULL) {
+    nghttp2_option_del(opt);
+    free(conn);
+    return NULL;
+  }
   nghttp2_option_set_no_auto_window_update(opt, 1);
   /* One stream until the server's SETTINGS arrive (nghttp2 assumes 100): a
    * burst sent before we know its MAX_CONCURRENT_STREAMS would otherwise be
@@ -270,6 +281,7 @@ cconn *cconn_new(crpc_channel *ch, int fd) {
                                        conn, opt, crpc_h2_mem());
   nghttp2_option_del(opt);
   if (rc != 0) {
+    atomic_fetch_sub(&conn->home->n_conns, 1);
     free(conn);
     return NULL;
   }
@@ -304,15 +316,16 @@ static void attach_fn(crpc_loop *loop, void *arg) {
 
 void cconn_post_attach(cconn *conn) {
   atomic_fetch_add(&conn->refs, 1); /* the closure's */
-  if (crpc_loop_post(conn->ch->loop, attach_fn, conn) != 0) cconn_unref(conn);
+  if (crpc_loop_post(conn->home->loop, attach_fn, conn) != 0) cconn_unref(conn);
 }
 
-/* Channel teardown: every connection still on the loop, including ones no
- * slot holds any more (replaced after a GOAWAY, lingering), ends now. */
+/* Channel teardown: every connection still on this home's loop, including
+ * ones no slot holds any more (replaced after a GOAWAY, lingering), ends
+ * now. */
 static void close_all_fn(crpc_loop *loop, void *arg) {
   (void)loop;
-  crpc_channel *ch = arg;
-  for (cconn *c = ch->attached, *next; c != NULL; c = next) {
+  chome *home = arg;
+  for (cconn *c = home->attached, *next; c != NULL; c = next) {
     next = c->lnext;
     crpc_h2_conn_close(&c->h2, "channel closed");
   }
@@ -342,26 +355,35 @@ void crpc_channel_free(crpc_channel *ch) {
     free(slots[i].addrs);
     crpc_cz_unregister(slots[i].cz);
     if (conn == NULL) continue;
-    /* The channel's reference goes to the closure (or straight away). */
-    if (!ch->loop_started ||
-        crpc_loop_post(ch->loop, close_conn_fn, conn) != 0) {
+    /* The channel's reference goes to the closure (or straight away). A
+     * connection's home started when the connection was made. */
+    if (crpc_loop_post(conn->home->loop, close_conn_fn, conn) != 0) {
       cconn_unref(conn);
     }
   }
   free(slots);
-  if (ch->loop_started) {
-    if (crpc_loop_post(ch->loop, close_all_fn, ch) != 0) {
+  /* No thread starts a home any more: every call is freed, and the
+   * connecting helper has stopped. */
+  for (int i = 0; i < ch->n_homes; i++) {
+    if (ch->homes[i].started &&
+        crpc_loop_post(ch->homes[i].loop, close_all_fn, &ch->homes[i]) != 0) {
       CRPC_LOG(CRPC_LOG_ERROR, CRPC_LOG_SUB_CHANNEL,
                "out of memory closing connections");
     }
-    /* Call structs die on the loop (their kicks, their streams closing);
-     * wait for them so no late ctx callback posts to a freed loop. */
+  }
+  /* Call structs die on their loops (their kicks, their streams closing);
+   * wait for them so no late ctx callback posts to a freed loop. (With no
+   * loop started, homes[0]'s queued kicks run in crpc_loop_free.) */
+  if (ch->homes[0].started) {
     pthread_mutex_lock(&ch->mu);
     while (ch->live_calls > 0) pthread_cond_wait(&ch->cond, &ch->mu);
     pthread_mutex_unlock(&ch->mu);
-    crpc_loop_stop_and_join(ch->loop);
   }
-  crpc_loop_free(ch->loop);
+  for (int i = 0; i < ch->n_homes; i++) {
+    if (ch->homes[i].started) crpc_loop_stop_and_join(ch->homes[i].loop);
+  }
+  for (int i = 0; i < ch->n_homes; i++) crpc_loop_free(ch->homes[i].loop);
+  free(ch->homes);
   channel_cz_free(ch); /* no loop left to count */
   pthread_mutex_destroy(&ch->mu);
   pthread_cond_destroy(&ch->cond);

@@ -1,8 +1,11 @@
 /*
  * channel_calls.c - the channel's live-call registry (crpc/calls.h).
  *
- * The channel's loop lists its calls (ch->live, through ccall.live_next/
- * prev) and only the loop thread touches the list. A call gets its id on
+ * Each home's loop lists the calls that live there (home->live, through
+ * ccall.live_next/prev) and only that loop's thread touches its list; a
+ * call moved to another home by a resend leaves its old list there and
+ * joins the new one at its next kick (CCALL_LIVE_MOVING: a reader asking
+ * in between misses it, as it would a call not started yet). A call gets its id on
  * the thread that starts it (one atomic add, so crpc_call_id works at
  * once), is listed at its first kick, and leaves once it can do nothing
  * more on the wire: no stream open, and its status settled or its ctx
@@ -10,7 +13,8 @@
  * every stream close re-checks that (ccall_live_update); the ctx's
  * on_cancel always posts one more kick, so a call ended off the loop
  * (a failed resend) still leaves, at the latest when crpc_call_free
- * cancels its ctx. Readers post a calls_req to the loop (rpc/calls).
+ * cancels its ctx. Readers post a calls_req to every started home's loop
+ * (rpc/calls).
  */
 #include <string.h>
 
@@ -65,14 +69,39 @@ void ccall_live_init(ccall *call) {
   call->live_since = crpc_now_ns();
 }
 
+/* Onto its home's list. */
+static void link_live(ccall *call) {
+  chome *home = ccall_home(call);
+  call->live_state = CCALL_LIVE_LISTED;
+  call->live_prev = NULL;
+  call->live_next = home->live;
+  if (home->live != NULL) home->live->live_prev = call;
+  home->live = call;
+}
+
+/* Off its home's list. */
+static void unlink_live(ccall *call) {
+  if (call->live_prev != NULL) {
+    call->live_prev->live_next = call->live_next;
+  } else {
+    ccall_home(call)->live = call->live_next;
+  }
+  if (call->live_next != NULL) call->live_next->live_prev = call->live_prev;
+  call->live_next = call->live_prev = NULL;
+}
+
+void ccall_live_unlist_for_move(ccall *call) {
+  if (call->live_state != CCALL_LIVE_LISTED) return;
+  unlink_live(call);
+  call->live_state = CCALL_LIVE_MOVING;
+}
+
 void ccall_live_update(ccall *call) {
   crpc_channel *ch = call->ch;
-  if (call->live_state == CCALL_LIVE_NEW) {
-    call->live_state = CCALL_LIVE_LISTED;
-    call->live_prev = NULL;
-    call->live_next = ch->live;
-    if (ch->live != NULL) ch->live->live_prev = call;
-    ch->live = call;
+  if (call->live_state == CCALL_LIVE_MOVING) {
+    link_live(call); /* on its new home: told STARTED already */
+  } else if (call->live_state == CCALL_LIVE_NEW) {
+    link_live(call);
     ccall_cz_started(call); /* channelz */
     if (ch->call_observer != NULL) tell(call, CRPC_CALL_STARTED);
   }
@@ -90,13 +119,7 @@ void ccall_live_update(ccall *call) {
     pthread_mutex_unlock(&call->mu);
     if (!ended) return; /* waiting for a connection, or to be resent */
   }
-  if (call->live_prev != NULL) {
-    call->live_prev->live_next = call->live_next;
-  } else {
-    ch->live = call->live_next;
-  }
-  if (call->live_next != NULL) call->live_next->live_prev = call->live_prev;
-  call->live_next = call->live_prev = NULL;
+  unlink_live(call);
   call->live_state = CCALL_LIVE_GONE;
   ccall_cz_ended(call); /* channelz */
   if (ch->call_observer != NULL) tell(call, CRPC_CALL_ENDED);
@@ -105,9 +128,9 @@ void ccall_live_update(ccall *call) {
 /* ---- visits (on the loop) ------------------------------------------------- */
 
 static void list_visit(calls_req *req, void *arg) {
-  crpc_channel *ch = arg;
+  chome *home = arg;
   int64_t now = crpc_now_ns();
-  for (ccall *call = ch->live; call != NULL; call = call->live_next) {
+  for (ccall *call = home->live; call != NULL; call = call->live_next) {
     crpc_call_info info;
     fill_info(call, now, &info);
     calls_req_add(req, &info);
@@ -117,8 +140,8 @@ static void list_visit(calls_req *req, void *arg) {
 /* The call's ctx ends with origin admin; its on_cancel kick resets the
  * stream and settles the status from the cause, as a user's cancel. */
 static void cancel_visit(calls_req *req, void *arg) {
-  crpc_channel *ch = arg;
-  for (ccall *call = ch->live; call != NULL; call = call->live_next) {
+  chome *home = arg;
+  for (ccall *call = home->live; call != NULL; call = call->live_next) {
     if (call->live_id != req->id) continue;
     int64_t now = crpc_now_ns();
     bool ended = crpc_ctx_cancel_cause(call->ctx, CRPC_CANCELLED,
@@ -129,32 +152,47 @@ static void cancel_visit(calls_req *req, void *arg) {
   }
 }
 
-static crpc_loop *loop_of(void *arg) { return ((crpc_channel *)arg)->loop; }
+static crpc_loop *loop_of(void *arg) { return ((chome *)arg)->loop; }
 
-/* A request to the loop (or to none while it has not started: no call has
- * been listed yet), posted; the caller still holds its reference. NULL if
- * out of memory. */
+/* A request to every started home's loop (none while none has started: no
+ * call has been listed yet), posted; the caller still holds its reference.
+ * NULL if out of memory. A home that starts meanwhile has no listed call
+ * that started before this. */
 static calls_req *ask(crpc_channel *ch, calls_op op, uint64_t id,
                       const char *reason, crpc_calls_fn list_done,
                       crpc_call_cancel_fn cancel_done, void *user_data) {
   pthread_mutex_lock(&ch->mu);
-  bool run = ch->loop_started;
+  int n = 0;
+  for (int i = 0; i < ch->n_homes; i++) n += ch->homes[i].started;
   pthread_mutex_unlock(&ch->mu);
   calls_req *req = calls_req_new(op, op == CALLS_LIST ? list_visit : cancel_visit,
-                                 run ? 1 : 0, id, reason);
+                                 n, id, reason);
   if (req == NULL) return NULL;
   req->list_done = list_done;
   req->cancel_done = cancel_done;
   req->user_data = user_data;
-  if (run) req->visits[0].arg = ch;
+  /* Homes start in order of need, never stop before the channel goes:
+   * the first n are the started ones. */
+  for (int i = 0; i < n; i++) req->visits[i].arg = &ch->homes[i];
   calls_req_post(req, loop_of, NULL, NULL);
   return req;
+}
+
+/* Whether the calling thread runs one of the channel's loops. */
+static bool on_a_home_loop(crpc_channel *ch) {
+  bool on = false;
+  pthread_mutex_lock(&ch->mu);
+  for (int i = 0; i < ch->n_homes && ch->homes[i].started; i++) {
+    on |= crpc_loop_in_loop_thread(ch->homes[i].loop);
+  }
+  pthread_mutex_unlock(&ch->mu);
+  return on;
 }
 
 static crpc_code ask_and_wait(crpc_channel *ch, const crpc_ctx *ctx,
                               calls_op op, uint64_t id, const char *reason,
                               crpc_call_info **calls, size_t *count) {
-  if (crpc_loop_in_loop_thread(ch->loop)) return CRPC_FAILED_PRECONDITION;
+  if (on_a_home_loop(ch)) return CRPC_FAILED_PRECONDITION;
   calls_req *req = ask(ch, op, id, reason, NULL, NULL, NULL);
   if (req == NULL) return CRPC_RESOURCE_EXHAUSTED;
   crpc_code code = calls_req_wait(req, ctx);
@@ -226,7 +264,7 @@ crpc_code crpc_channel_set_call_observer(crpc_channel *channel,
                                          crpc_call_observer_fn fn,
                                          void *user_data) {
   pthread_mutex_lock(&channel->mu);
-  bool started = channel->loop_started;
+  bool started = channel->homes[0].started;
   if (!started) {
     channel->call_observer = fn;
     channel->call_observer_data = user_data;

@@ -5,8 +5,10 @@
  * state is the slot's), and each connection as the slot's socket, with
  * its streams, call attempts and messages.
  *
- * Counting runs on the channel's loop thread only (every counter has that
- * one writer: crpc_cz_inc, no lock). A call counts as started when the
+ * A socket's counters are written by its connection's loop thread only
+ * (one writer: crpc_cz_inc, no lock); the channel's call counters by
+ * every loop the channel has (crpc_cz_add_shared: an atomic add, once per
+ * call). A call counts as started when the
  * live-call registry lists it (its first kick, right after
  * crpc_call_start) and as succeeded or failed when the registry lets it
  * go: OK means the server's trailers said grpc-status 0 and nothing ended
@@ -122,7 +124,7 @@ void cconn_cz_open(cconn *conn) {
       crpc_h2_format_peer((struct sockaddr *)&ss, len, name);
     }
     conn->cz = crpc_cz_register_socket(CRPC_CZ_CLIENT_SOCKET, sub, name,
-                                       conn->ch->loop, fill, conn, NULL, 0);
+                                       conn->home->loop, fill, conn, NULL, 0);
     conn->h2.cz.stream = stream_scan;
   }
   crpc_cz_release(sub); /* the socket holds its own */
@@ -175,12 +177,13 @@ void cconn_cz_stream_ended(cconn *conn, ccall *call) {
 void ccall_cz_started(ccall *call) {
   crpc_cz_entity *cz = call->ch->cz;
   if (cz == NULL) return;
-  crpc_cz_inc(&cz->c.calls_started);
+  crpc_cz_add_shared(&cz->c.calls_started, 1);
   crpc_cz_set(&cz->c.last_call_started_ns, call->live_since);
 }
 
 void ccall_cz_ended(ccall *call) {
   crpc_cz_entity *cz = call->ch->cz;
   if (cz == NULL) return;
-  crpc_cz_inc(status_ok(call) ? &cz->c.calls_succeeded : &cz->c.calls_failed);
+  crpc_cz_add_shared(
+      status_ok(call) ? &cz->c.calls_succeeded : &cz->c.calls_failed, 1);
 }

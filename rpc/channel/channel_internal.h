@@ -1,10 +1,18 @@
 /*
  * rpc/channel/channel_internal.h - the client channel's objects (internal).
  *
- * Threads: user threads make calls; one loop thread owns every nghttp2
- * session (fields marked L). Each call's mutex guards what both sides see
- * (M). A user thread never holds a call mutex while cancelling a ctx
- * (crpc_ctx_wait_cond's waker takes it) nor while taking the channel mutex.
+ * Threads: user threads make calls; the channel's loops (homes, one per
+ * loop thread, options.loop_threads) share its connections out: each
+ * connection lives on one home for good and its loop thread owns its
+ * nghttp2 session (fields marked L: the home's loop thread). A call
+ * belongs to the home of the connection it is on (call->home); its L
+ * fields are that loop's. Only transparent retry moves a call, and only
+ * its old home's loop moves it (adopt_next_conn, call_wire.c): it finishes
+ * with the call there, then publishes the new home and forwards the kick;
+ * a kick that reaches a loop the call has left is forwarded likewise.
+ * Each call's mutex guards what both sides see (M). A user thread never
+ * holds a call mutex while cancelling a ctx (crpc_ctx_wait_cond's waker
+ * takes it) nor while taking the channel mutex.
  *
  * Lifetimes (all refcounted, last unref frees on whichever thread):
  *   cconn  refs: the channel while it is current, each call on it, the loop
@@ -45,9 +53,23 @@
 typedef struct cconn cconn;
 typedef struct crpc_call ccall;
 
+/* One of the channel's loops. A new connection goes to the home with the
+ * fewest connections (the first among equals), so a channel with one
+ * connection runs one loop thread however many it may have, and a round
+ * robin over N addresses spreads over min(N, loop_threads) of them. */
+typedef struct chome {
+  crpc_loop *loop;    /* made on first use; homes[0] with the channel */
+  bool started;       /* its thread runs (channel mutex) */
+  atomic_int n_conns; /* connections assigned to it and not yet freed */
+  cconn *attached;    /* L: attached and not yet closed (channel free
+                         closes them) */
+  ccall *live;        /* L: the live-call registry's calls on this home */
+} chome;
+
 struct cconn {
   crpc_h2_conn h2; /* L once attached */
   crpc_channel *ch;
+  chome *home; /* for good (channel_pick_home) */
   atomic_int refs;
   atomic_bool dead;         /* closed or GOAWAY: no new calls */
   bool attached;            /* L: socket handed to the loop */
@@ -93,15 +115,18 @@ struct crpc_channel {
   uint32_t stream_window, conn_window;
   char *user_agent, *authority;
   crpc_channel_credentials *tls; /* NULL: plaintext */
-  crpc_loop *loop;
+  /* The loops (options.loop_threads of them; fixed at creation). Every
+   * connection attached to one and not yet closed is on its attached
+   * list, whether a slot still holds it or not (replaced after a GOAWAY,
+   * lingering), so freeing the channel can close them all before its
+   * loops go. homes[0] also runs the kicks of async calls still waiting
+   * for a connection, and is the first started (channel_get_conn). */
+  chome *homes;
+  int n_homes;
+  int64_t poll_ns; /* options.poll_ns, for each loop made */
 
   pthread_mutex_t mu;
   pthread_cond_t cond; /* connecting done; live_calls changed */
-  bool loop_started;
-  /* L: every connection attached to the loop and not yet closed, whether
-   * a slot still holds it or not (replaced after a GOAWAY, lingering), so
-   * freeing the channel can close them all before its loop goes. */
-  cconn *attached;
   crpc_lb_policy lb;
   cslot *slots;  /* pick first: 1; round robin: one per address, or NULL */
   size_t n_slots, rr_next;
@@ -129,10 +154,9 @@ struct crpc_channel {
   pthread_cond_t aq_cond;
   pthread_t aq_thread;
   bool aq_started, aq_stop;
-  /* The live-call registry (channel_calls.c, crpc/calls.h): the listed
-   * calls (L), the last id given (any thread), the observer (set before
-   * the loop starts, read-only after). */
-  ccall *live;
+  /* The live-call registry (channel_calls.c, crpc/calls.h): the last id
+   * given (any thread), the observer (set before the first loop starts,
+   * read-only after); the listed calls are per home. */
   atomic_uint_fast64_t last_call_id;
   crpc_call_observer_fn call_observer;
   void *call_observer_data;
@@ -145,6 +169,11 @@ struct crpc_call {
   atomic_int refs;
   crpc_channel *ch;
   cconn *conn;
+  /* Whose loop runs the call: its connection's home (homes[0] while an
+   * async call waits for one). Written by ccall_new and the starting
+   * thread before the first kick, then only by the home's own loop when
+   * a resend moves the call (adopt_next_conn). */
+  _Atomic(chome *) home;
   crpc_loop_closure kick;
   crpc_ctx *ctx; /* child of the user's ctx, owned by the call */
   crpc_on_cancel on_cancel;
@@ -225,8 +254,15 @@ struct crpc_call {
   crpc_h2_msgscan cz_scan;
 };
 
-/* ccall.live_state: not listed yet, listed, left for good. */
-enum { CCALL_LIVE_NEW = 0, CCALL_LIVE_LISTED, CCALL_LIVE_GONE };
+/* ccall.live_state: not listed yet, listed, left for good; or listed,
+ * but taken off its old home's list on the way to another home (listed
+ * again there without telling the observer twice). */
+enum {
+  CCALL_LIVE_NEW = 0,
+  CCALL_LIVE_LISTED,
+  CCALL_LIVE_GONE,
+  CCALL_LIVE_MOVING
+};
 
 /* Times one call may be sent again after never leaving the client. */
 #define CCALL_MAX_RESENDS 3
@@ -242,11 +278,36 @@ enum { CCALL_LIVE_NEW = 0, CCALL_LIVE_LISTED, CCALL_LIVE_GONE };
 cconn *channel_get_conn(crpc_channel *ch, const crpc_ctx *ctx, crpc_code *code);
 
 /* A connection that is up now, with what channel_get_conn gives, or NULL
- * (none up: connecting is left to the caller). Never blocks on I/O. */
+ * when none is, or when channel_get_conn would connect an address first
+ * (connecting is left to the caller: so calls that only ever try, the
+ * async ones, still spread over every address). Never blocks on I/O. */
 cconn *channel_try_conn(crpc_channel *ch);
 
 /* Drops what channel_get_conn gave. Any thread. */
 void cconn_release(cconn *conn);
+
+/* The home for a new connection (the one with the fewest; its loop made
+ * and started if it was not), counted in its n_conns until the connection
+ * is freed; NULL if its loop cannot be made or started. Takes the channel
+ * mutex: not with it held. */
+chome *channel_pick_home(crpc_channel *ch);
+
+/* Starts homes[0]'s loop thread if it has not started. Channel mutex
+ * held. False if it cannot. */
+bool channel_start_first_home(crpc_channel *ch);
+
+/* Whether homes[0] has started (then calls may have been listed). */
+bool channel_started(crpc_channel *ch);
+
+/* The call's home now (see ccall.home). Any thread. */
+static inline chome *ccall_home(const ccall *call) {
+  return atomic_load(&((ccall *)call)->home);
+}
+
+/* The live-call registry lists the call on its home, or moves it off its
+ * old home's list (adopt_next_conn, on the old loop) so that the new one
+ * lists it at its next kick. Loop thread of the home. */
+void ccall_live_unlist_for_move(ccall *call);
 
 /* Starts the connection's idle clock (after attach). Loop thread. */
 void cconn_start_idle_timer(cconn *conn);
@@ -283,8 +344,8 @@ void ccall_unref(ccall *call);
 /* Posts the call's kick closure holding a reference. Any thread. */
 void ccall_kick(ccall *call);
 /* Runs the kick (which takes over the caller's reference) now on the
- * calling thread if the channel's loop sleeps (crpc_loop_borrow); false,
- * nothing done, otherwise. Not from the loop thread. A blocking call's
+ * calling thread if the call's home loop sleeps (crpc_loop_borrow); false,
+ * nothing done, otherwise. Not from that loop's thread. A blocking call's
  * only: an async call's kick delivers its callbacks. */
 bool ccall_kick_by_borrowing(ccall *call);
 /* Binds the kick closure to the loop-side handler. Before any kick. */

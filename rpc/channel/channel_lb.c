@@ -260,16 +260,47 @@ static crpc_code wait_until(crpc_channel *ch, const crpc_ctx *ctx,
   return crpc_ctx_err(ctx);
 }
 
+bool channel_start_first_home(crpc_channel *ch) {
+  chome *home = &ch->homes[0];
+  if (!home->started && crpc_loop_start_thread(home->loop) == 0) {
+    home->started = true;
+  }
+  return home->started;
+}
+
+bool channel_started(crpc_channel *ch) {
+  pthread_mutex_lock(&ch->mu);
+  bool started = ch->homes[0].started;
+  pthread_mutex_unlock(&ch->mu);
+  return started;
+}
+
+chome *channel_pick_home(crpc_channel *ch) {
+  pthread_mutex_lock(&ch->mu);
+  chome *home = &ch->homes[0];
+  for (int i = 1; i < ch->n_homes; i++) {
+    if (atomic_load(&ch->homes[i].n_conns) < atomic_load(&home->n_conns)) {
+      home = &ch->homes[i];
+    }
+  }
+  bool ok = home->loop != NULL || crpc_loop_new(&home->loop, 0) == 0;
+  if (ok && !home->started) {
+    crpc_loop_set_poll(home->loop, ch->poll_ns);
+    ok = crpc_loop_start_thread(home->loop) == 0;
+    home->started = ok;
+  }
+  if (ok) atomic_fetch_add(&home->n_conns, 1);
+  pthread_mutex_unlock(&ch->mu);
+  return ok ? home : NULL;
+}
+
 cconn *channel_get_conn(crpc_channel *ch, const crpc_ctx *ctx,
                         crpc_code *code) {
   pthread_mutex_lock(&ch->mu);
-  if (!ch->loop_started) {
-    if (crpc_loop_start_thread(ch->loop) != 0) {
-      pthread_mutex_unlock(&ch->mu);
-      *code = CRPC_UNAVAILABLE;
-      return NULL;
-    }
-    ch->loop_started = true;
+  if (!channel_start_first_home(ch)) {
+    pthread_mutex_unlock(&ch->mu);
+    *code = CRPC_UNAVAILABLE;
+    return NULL;
   }
   for (;;) {
     *code = crpc_ctx_err(ctx);
@@ -343,13 +374,26 @@ cconn *channel_get_conn(crpc_channel *ch, const crpc_ctx *ctx,
 cconn *channel_try_conn(crpc_channel *ch) {
   pthread_mutex_lock(&ch->mu);
   cconn *conn = NULL;
-  for (size_t k = 0; ch->loop_started && k < ch->n_slots; k++) {
+  bool need_connect = !ch->homes[0].started || ch->slots == NULL;
+  int64_t now = crpc_now_ns();
+  /* The choice channel_get_conn would make, short of connecting: the
+   * rotation's next live connection, unless a slot before it should be
+   * connected now (then the helper does that, so an all-async client
+   * spreads over every address too). Slots connecting or backing off are
+   * passed over, as there. */
+  for (size_t k = 0; !need_connect && k < ch->n_slots; k++) {
     size_t i = (ch->rr_next + k) % ch->n_slots;
-    cconn *c = ch->slots[i].conn;
-    if (c != NULL && !atomic_load(&c->dead)) {
+    const cslot *s = &ch->slots[i];
+    if (s->conn != NULL && !atomic_load(&s->conn->dead)) {
+      if (ch->lb == CRPC_LB_LEAST_REQUEST) continue; /* after the scan */
       conn = take(ch, i);
       break;
     }
+    need_connect = !s->connecting && now >= s->next_attempt_ns;
+  }
+  if (conn == NULL && !need_connect && ch->lb == CRPC_LB_LEAST_REQUEST) {
+    long least = least_loaded(ch);
+    if (least >= 0) conn = take(ch, (size_t)least);
   }
   pthread_mutex_unlock(&ch->mu);
   return conn;
@@ -419,7 +463,8 @@ static void idle_timer_fn(crpc_loop *loop, crpc_loop_timer *timer,
 
 void cconn_start_idle_timer(cconn *conn) {
   crpc_channel *ch = conn->ch;
-  crpc_loop_timer_init(&conn->idle_timer, ch->loop, idle_timer_fn, conn);
+  crpc_loop_timer_init(&conn->idle_timer, conn->home->loop, idle_timer_fn,
+                       conn);
   if (ch->idle_timeout <= 0 || conn->h2.closed) return;
   crpc_loop_timer_start(&conn->idle_timer, crpc_now_ns() + ch->idle_timeout);
 }

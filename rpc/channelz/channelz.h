@@ -12,10 +12,11 @@
  * the totals folded into a parent when a child socket goes. It is taken
  * to register and unregister (once per server, channel, subchannel and
  * connection, never per call) and by queries, which are rare. Counting
- * takes no lock: every counter has one writer, the loop thread that owns
- * the connection (or the channel's loop), which adds with a relaxed load
- * and store of its own (crpc_cz_inc: a plain increment, no lock prefix);
- * readers on other threads use relaxed loads. A reader may see one
+ * takes no lock: a socket's counters have one writer, the loop thread that
+ * owns the connection, which adds with a relaxed load and store of its own
+ * (crpc_cz_inc: a plain increment, no lock prefix); a channel's call
+ * counters, written by each of its loops once per call, take an atomic
+ * add (crpc_cz_add_shared); readers on other threads use relaxed loads. A reader may see one
  * counter a little behind another; each is exact on its own.
  *
  * What needs the owner's thread (a socket's flow-control windows, its
@@ -75,7 +76,8 @@ enum {
  * the trailers said grpc-status 0); on a client socket, the call attempts
  * it carried; on a channel, the channel's calls. Streams and messages:
  * sockets only. As an entity's live counters (crpc_cz_entity's c) every
- * field has one writer (see the top) and is only touched through the
+ * field has one writer or is added to atomically (see the top) and is only
+ * touched through the
  * crpc_cz_* accessors below (relaxed atomics: GCC builtins, so the header
  * also compiles as C++); as a reading or totals, a plain struct. */
 typedef struct crpc_cz_data {
@@ -96,6 +98,11 @@ static inline void crpc_cz_add(int64_t *c, int64_t n) {
                    __ATOMIC_RELAXED);
 }
 static inline void crpc_cz_inc(int64_t *c) { crpc_cz_add(c, 1); }
+/* Adds n where several threads write (a channel's call counts, from each
+ * of its loops): an atomic read-modify-write. */
+static inline void crpc_cz_add_shared(int64_t *c, int64_t n) {
+  __atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+}
 static inline void crpc_cz_set(int64_t *c, int64_t v) {
   __atomic_store_n(c, v, __ATOMIC_RELAXED);
 }

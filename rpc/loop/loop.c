@@ -538,3 +538,12 @@ void crpc_loop_io_stop(crpc_loop_io *io) {
 }
 
 unsigned crpc_loop_io_events(const crpc_loop_io *io) { return io->events_; }
+
+int crpc_loop_default_count(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) {
+    return CPU_COUNT(&set);
+  }
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  return cpus > 0 ? (int)cpus : 1;
+}

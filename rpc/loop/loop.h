@@ -140,6 +140,12 @@ int64_t crpc_loop_poll_window(const crpc_loop *loop);
  * the loop thread itself. */
 int crpc_loop_stop_and_join(crpc_loop *loop);
 
+/* How many loops a server or channel runs by default: one per CPU this
+ * process may run on (its affinity mask, as Go's GOMAXPROCS counts), so a
+ * process pinned to one CPU gets one loop, not as many as the machine
+ * has; at least 1. Any thread. */
+int crpc_loop_default_count(void);
+
 /* True iff the calling thread is inside crpc_loop_run/run_once (or the
  * closure drain of crpc_loop_free) for this loop. Any thread; no syscall.
  * False while nobody runs the loop: then post, and it runs on the next run. */

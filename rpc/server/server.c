@@ -3,7 +3,6 @@
  * handler pool, and graceful shutdown.
  */
 #include <errno.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,18 +16,6 @@
 #include "rpc/log/log.h"
 #include "rpc/server/server_internal.h"
 #include "rpc/wire/frame.h"
-
-/* One loop per CPU this process may run on (its affinity mask, as Go's
- * GOMAXPROCS counts): a server pinned to one CPU gets one loop, not as
- * many as the machine has. */
-static int server_default_loops(void) {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) {
-    return CPU_COUNT(&set);
-  }
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  return cpus > 0 ? (int)cpus : 1;
-}
 
 /* The old entry point: same result, the reason goes to the log (it went
  * to stderr before crpc_server_new_err existed). */
@@ -93,7 +80,7 @@ crpc_server *crpc_server_new_err(const crpc_server_options *options,
   pthread_cond_init(&s->work_cond, NULL);
   pthread_cond_init(&s->idle_cond, NULL);
   s->root = crpc_ctx_with_cancel(crpc_ctx_background());
-  if (s->opts.loop_threads <= 0) s->opts.loop_threads = server_default_loops();
+  if (s->opts.loop_threads <= 0) s->opts.loop_threads = crpc_loop_default_count();
   s->threads = calloc((size_t)s->opts.handler_threads, sizeof(pthread_t));
   s->loops = calloc((size_t)s->opts.loop_threads, sizeof(server_loop));
   bool ok = s->root != NULL && s->threads != NULL && s->loops != NULL;

@@ -25,7 +25,7 @@
  * touches, so registering a call takes no lock: an id (one atomic add on a
  * server, one on a channel), a clock read, two links. The counters are
  * fields the call updates anyway under its own mutex. Reading the registry
- * posts a closure to each of the server's loops (a channel has one), which
+ * posts a closure to each of the server's or channel's loops, which
  * copies its calls out; the reader waits for every loop, bounded by its
  * ctx, or gets a callback. Each loop's part is taken at a slightly
  * different instant.

@@ -4,8 +4,11 @@
  * A channel is a connection (made lazily, remade after a drop, closed when
  * idle) to one target, shared by every call on it: calls are HTTP/2 streams
  * multiplexed on that connection (one connection per address with round
- * robin). A channel owns one I/O loop thread; calls are made
- * from any user threads with blocking, ctx-aware functions.
+ * robin). A channel owns up to options.loop_threads I/O loop threads and
+ * puts each new connection on the one with the fewest (so a channel with
+ * one connection runs one loop thread; a round robin over N addresses
+ * spreads over min(N, loop_threads)); calls are made from any user
+ * threads with blocking, ctx-aware functions.
  *
  * Every call takes a ctx (required: NULL aborts with a message). The ctx is
  * the call's time limit and its cancel switch:
@@ -132,6 +135,14 @@ typedef struct crpc_channel_options {
    * h2load 1x1 p50 and CPU per call with and without. <= 0: off (the
    * default); capped at 1 ms. */
   int64_t poll_ns;
+  /* Most I/O loop threads the channel runs (0: one per CPU the process
+   * may run on, as servers). A loop thread starts only when a connection
+   * needs it (the first goes to the loop with the fewest connections), so
+   * this bounds threads; it adds none to a channel with one connection. A
+   * connection stays on its loop: its session, its calls' sends and
+   * receives, and the async callbacks of its calls run there. 1: every
+   * connection on one thread (async callbacks of all calls serialised). */
+  int loop_threads;
 } crpc_channel_options;
 
 /* Connectivity, as gRPC's: IDLE (no connection, none being made), CONNECTING,

@@ -1,11 +1,11 @@
 /*
  * crpc/channel_async.h - client calls that never block: completion
- * callbacks on the channel's loop thread, so one thread can drive
+ * callbacks on the channel's loop threads, so one thread can drive
  * thousands of calls (gRPC C++'s callback API, client side).
  *
  * A blocking call (crpc/channel.h) parks the calling thread in every
  * send, recv and finish. An async call instead reports its events on the
- * loop thread that owns the channel's connections:
+ * loop thread that owns its connection:
  *
  *   on_message     one response message (a view, valid during the call).
  *   on_send_ready  the send buffer, full when crpc_call_can_send last said
@@ -21,9 +21,14 @@
  * when no connection is up yet, happens on a helper thread of the channel
  * (bounded by the call's ctx), never on the loop or the caller.
  *
- * Callbacks never block and never wait: the loop thread serves every call
- * of the channel. They may start calls, send, half-close and free calls.
- * Hand long work to a thread of your own.
+ * Callbacks never block and never wait: a loop thread serves every call
+ * on its connections. They may start calls, send, half-close and free
+ * calls. Hand long work to a thread of your own.
+ *
+ * Threads: one call's callbacks run one at a time, in order. Calls on
+ * connections of different loops (round robin with options.loop_threads
+ * above 1) run their callbacks concurrently: state several calls share
+ * needs a lock or an atomic, or loop_threads 1.
  *
  * Lifetime (one rule): on_done comes exactly once for every call that
  * crpc_call_start_async started, and no callback comes after it. The call
@@ -54,8 +59,8 @@ extern "C" {
 #endif
 
 /* The events of one async call; on_done is required, the others may be
- * NULL (a NULL on_message drops responses). All run on the channel's loop
- * thread, one at a time per call. */
+ * NULL (a NULL on_message drops responses). All run on the loop thread of
+ * the call's connection, one at a time per call. */
 typedef struct crpc_call_reactor {
   /* msg->data is crpc's, valid only during the callback (copy what you
    * keep); msg->end is never set here (the end is on_done). The stream's
