@@ -292,22 +292,11 @@ void cconn_release(cconn *conn);
  * mutex: not with it held. */
 chome *channel_pick_home(crpc_channel *ch);
 
-/* Starts homes[0]'s loop thread if it has not started. Channel mutex
- * held. False if it cannot. */
-bool channel_start_first_home(crpc_channel *ch);
-
-/* Whether homes[0] has started (then calls may have been listed). */
-bool channel_started(crpc_channel *ch);
-
 /* The call's home now (see ccall.home). Any thread. */
 static inline chome *ccall_home(const ccall *call) {
   return atomic_load(&((ccall *)call)->home);
 }
 
-/* The live-call registry lists the call on its home, or moves it off its
- * old home's list (adopt_next_conn, on the old loop) so that the new one
- * lists it at its next kick. Loop thread of the home. */
-void ccall_live_unlist_for_move(ccall *call);
 
 /* Starts the connection's idle clock (after attach). Loop thread. */
 void cconn_start_idle_timer(cconn *conn);
@@ -394,6 +383,12 @@ void ccall_live_init(ccall *call);
  * or its ctx is done and no stream of it is open. From every kick and
  * stream close, while the caller still holds a reference. Loop thread. */
 void ccall_live_update(ccall *call);
+
+/* Takes a listed call off its home's list because a resend moves it to
+ * another home (adopt_next_conn, on the old home's loop, before it
+ * publishes the new home); the new home lists it at its next kick without
+ * telling the observer again. */
+void ccall_live_unlist_for_move(ccall *call);
 
 /* ---- channel_channelz.c: channelz accounting (rpc/channelz) ---- */
 

@@ -260,19 +260,15 @@ static crpc_code wait_until(crpc_channel *ch, const crpc_ctx *ctx,
   return crpc_ctx_err(ctx);
 }
 
-bool channel_start_first_home(crpc_channel *ch) {
+/* Starts homes[0]'s loop thread (the one async calls waiting for a
+ * connection are kicked on) if it has not started. mu held. False if it
+ * cannot. */
+static bool start_first_home(crpc_channel *ch) {
   chome *home = &ch->homes[0];
   if (!home->started && crpc_loop_start_thread(home->loop) == 0) {
     home->started = true;
   }
   return home->started;
-}
-
-bool channel_started(crpc_channel *ch) {
-  pthread_mutex_lock(&ch->mu);
-  bool started = ch->homes[0].started;
-  pthread_mutex_unlock(&ch->mu);
-  return started;
 }
 
 chome *channel_pick_home(crpc_channel *ch) {
@@ -297,7 +293,7 @@ chome *channel_pick_home(crpc_channel *ch) {
 cconn *channel_get_conn(crpc_channel *ch, const crpc_ctx *ctx,
                         crpc_code *code) {
   pthread_mutex_lock(&ch->mu);
-  if (!channel_start_first_home(ch)) {
+  if (!start_first_home(ch)) {
     pthread_mutex_unlock(&ch->mu);
     *code = CRPC_UNAVAILABLE;
     return NULL;
