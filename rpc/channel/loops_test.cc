@@ -95,6 +95,26 @@ void CallAll(crpc_channel *ch, int n, Seen *seen) {
 
 class LoopsTest : public LeakCheckTest {};
 
+// A raw server that refuses every request (REFUSED_STREAM: not processed,
+// so the client may send it again) and a crpc server that echoes; the
+// round robin target lists the raw one first.
+struct RefuserAndEcho {
+  std::atomic<int> refused{0};
+  RawServer raw{[this](nghttp2_session *s, int32_t id) {
+    refused++;
+    nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
+  }};
+  TestServer echo;
+  RefuserAndEcho() {
+    echo.Add("/t.S/Echo", CRPC_UNARY,
+             [](crpc_server_call *call, const crpc_ctx *) { return EchoOnce(call); });
+    echo.Start();
+  }
+  std::string Target() const {
+    return "ipv4:" + raw.target() + ",127.0.0.1:" + std::to_string(echo.port());
+  }
+};
+
 TEST_F(LoopsTest, RoundRobinSpreadsConnectionsOverLoops) {
   Backends b(3);
   crpc_channel *ch = RoundRobin(b.Target(), 3);
@@ -154,18 +174,8 @@ TEST_F(LoopsTest, OneConnectionUsesOneLoopWhateverTheDefault) {
 // again on the next connection, which lives on the other loop. Blocking
 // and async calls alike end OK once, with the echo of their own body.
 TEST_F(LoopsTest, RefusedCallsMoveToAConnectionOnAnotherLoop) {
-  std::atomic<int> refused{0};
-  RawServer raw([&](nghttp2_session *s, int32_t id) {
-    refused++;
-    nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
-  });
-  TestServer echo;
-  echo.Add("/t.S/Echo", CRPC_UNARY, [](crpc_server_call *call, const crpc_ctx *) {
-    return EchoOnce(call);
-  });
-  echo.Start();
-  std::string target = "ipv4:" + raw.target() + ",127.0.0.1:" + std::to_string(echo.port());
-  crpc_channel *ch = RoundRobin(target, 2);
+  RefuserAndEcho backends;
+  crpc_channel *ch = RoundRobin(backends.Target(), 2);
   const int kCalls = 60;
   struct Async {
     std::string want;
@@ -204,7 +214,7 @@ TEST_F(LoopsTest, RefusedCallsMoveToAConnectionOnAnotherLoop) {
     EXPECT_EQ(a.code.load(), CRPC_OK);
     EXPECT_EQ(a.got, req);
   }
-  EXPECT_EQ(refused.load(), kCalls) << "each call tried the raw server first";
+  EXPECT_EQ(backends.refused.load(), kCalls) << "each call tried the raw server first";
   crpc_channel_free(ch);
 }
 
@@ -214,16 +224,8 @@ TEST_F(LoopsTest, RefusedCallsMoveToAConnectionOnAnotherLoop) {
 // once its resends are spent, as gRPC's transparent retry does; no other
 // outcome, and never a wrong body.
 TEST_F(LoopsTest, ConcurrentMovesEndOnceEach) {
-  RawServer raw([&](nghttp2_session *s, int32_t id) {
-    nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
-  });
-  TestServer echo;
-  echo.Add("/t.S/Echo", CRPC_UNARY, [](crpc_server_call *call, const crpc_ctx *) {
-    return EchoOnce(call);
-  });
-  echo.Start();
-  std::string target = "ipv4:" + raw.target() + ",127.0.0.1:" + std::to_string(echo.port());
-  crpc_channel *ch = RoundRobin(target, 2);
+  RefuserAndEcho backends;
+  crpc_channel *ch = RoundRobin(backends.Target(), 2);
   std::atomic<int> ok{0}, refused{0}, other{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; t++) {
