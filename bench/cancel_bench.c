@@ -27,7 +27,12 @@
  *             sends_ok_after_ctxdone (sends begun after t1 that returned
  *             OK: crpc promises none). busy-readsN reads -reads-long
  *             messages first, so the stream is in steady state when
- *             cancelled.
+ *             cancelled. For idle and busy, crpc only: t1 - t0 split where
+ *             the RST_STREAM reached the server (the kernel's receive
+ *             stamp, crpc_server_call_cancel_stats's event_ns):
+ *             split_cancel_to_arrival_us (the client's cancel path and the
+ *             wire) and split_arrival_to_ctxdone_us (the server's wake-up
+ *             and its work).
  *   deadline  the idle handler; the client's ctx has a deadline of
  *             start + 5 ms (start = crpc_now_ns() where the deadline is
  *             computed) and never cancels. server_ctxdone_minus_deadline_us =
@@ -94,6 +99,8 @@ typedef struct result {
   long id;
   int64_t t1;     /* the server observed the ctx done */
   int64_t srv_deadline; /* the server ctx's deadline (arrival + grpc-timeout) */
+  int64_t event;  /* the RST_STREAM reached the server (its kernel stamp:
+                     crpc_server_call_cancel_stats); 0 if not known */
   int64_t t1send; /* busy: the first send that failed */
   int64_t after;  /* busy: sends that returned OK while g_t0 was set */
   int64_t sent;   /* busy: sends that returned OK in all */
@@ -233,6 +240,13 @@ static crpc_code recv_id(crpc_server_call *call, long *id) {
   return CRPC_OK;
 }
 
+/* When the cancel reached this server (crpc's own accounting). */
+static int64_t cancel_event(crpc_server_call *call) {
+  crpc_server_cancel_stats st;
+  crpc_server_call_cancel_stats(call, &st);
+  return st.event_ns;
+}
+
 /* idle: one message, then wait (ctx-aware) until the call is over. */
 static crpc_code idle_handler(crpc_server_call *call, const crpc_ctx *ctx,
                               void *user_data) {
@@ -246,7 +260,8 @@ static crpc_code idle_handler(crpc_server_call *call, const crpc_ctx *ctx,
   if (c == CRPC_OK) c = crpc_ctx_wait(ctx);
   result r = {.id = id,
               .t1 = watch_end(&seen, crpc_now_ns()),
-              .srv_deadline = crpc_ctx_deadline(ctx)};
+              .srv_deadline = crpc_ctx_deadline(ctx),
+              .event = cancel_event(call)};
   post_result(&r);
   return c;
 }
@@ -273,6 +288,7 @@ static crpc_code busy_handler(crpc_server_call *call, const crpc_ctx *ctx,
   int64_t t1send = crpc_now_ns();
   result r = {.id = id,
               .t1 = watch_end(&seen, t1send),
+              .event = cancel_event(call),
               .t1send = t1send,
               .after = after,
               .sent = sent,
@@ -291,7 +307,7 @@ typedef struct async_call {
   bool send_failed; /* a send returned an error: stop sending */
   long id;
   int64_t t1, t1send, after, sent, late; /* as in struct result */
-  int64_t srv_deadline;                   /* as in struct result */
+  int64_t srv_deadline, event;            /* as in struct result */
 } async_call;
 
 static const char k_idle_tag, k_busy_tag; /* user_data: which method */
@@ -368,6 +384,7 @@ static void async_on_cancel(crpc_server_call *call, const crpc_cause *cause,
     return;
   }
   a->t1 = now;
+  a->event = cancel_event(call);
   /* A busy reactor stops being asked to send (no on_send_ready after
    * on_cancel), so no send would ever fail by itself. Make the send its
    * pump would make next: it must fail at once (server_async.h), which
@@ -384,6 +401,7 @@ static void async_on_done(crpc_server_call *call, void *state) {
   result r = {.id = a->id,
               .t1 = a->t1,
               .srv_deadline = a->srv_deadline,
+              .event = a->event,
               .t1send = a->t1send,
               .after = a->after,
               .sent = a->sent,
@@ -502,8 +520,28 @@ static int64_t read_then_cancel(crpc_ctx *ctx, crpc_call *call, int reads) {
   return t0;
 }
 
+/* cancel_to_ctxdone_us split where the RST_STREAM reached the server:
+ * the client's cancel path and the wire, then the server's wake-up and
+ * its work (crpc only: the anchors report no such time). */
+typedef struct split {
+  samples wire, server;
+} split;
+
+static void push_split(split *sp, int64_t t0, const result *r) {
+  if (r->event == 0) return;
+  push(&sp->wire, (double)(r->event - t0) / 1e3);
+  push(&sp->server, (double)(r->t1 - r->event) / 1e3);
+}
+
+static void emit_split(const char *scenario, split *sp) {
+  if (sp->wire.n == 0) return; /* no stamp came back: nothing to split */
+  emit(scenario, "split_cancel_to_arrival_us", &sp->wire);
+  emit(scenario, "split_arrival_to_ctxdone_us", &sp->server);
+}
+
 static void run_idle(bench *b) {
   samples lat = {0};
+  split sp = {0};
   for (int i = 0; i < b->warmup + b->iters; i++) {
     atomic_store(&g_t0, 0);
     crpc_ctx *ctx = crpc_ctx_with_cancel(crpc_ctx_background());
@@ -513,13 +551,18 @@ static void run_idle(bench *b) {
     result r = must_result(b->iter);
     crpc_call_free(call);
     crpc_ctx_release(ctx);
-    if (i >= b->warmup) push(&lat, (double)(r.t1 - t0) / 1e3);
+    if (i >= b->warmup) {
+      push(&lat, (double)(r.t1 - t0) / 1e3);
+      push_split(&sp, t0, &r);
+    }
   }
   emit("idle", "cancel_to_ctxdone_us", &lat);
+  emit_split("idle", &sp);
 }
 
 static void run_busy(bench *b, const char *scenario, int reads) {
   samples lat = {0}, lat_send = {0}, after = {0}, sent = {0}, late = {0};
+  split sp = {0};
   for (int i = 0; i < b->warmup + b->iters; i++) {
     atomic_store(&g_t0, 0);
     crpc_ctx *ctx = crpc_ctx_with_cancel(crpc_ctx_background());
@@ -531,6 +574,7 @@ static void run_busy(bench *b, const char *scenario, int reads) {
     crpc_ctx_release(ctx);
     if (i >= b->warmup) {
       push(&lat, (double)(r.t1 - t0) / 1e3);
+      push_split(&sp, t0, &r);
       push(&lat_send, (double)(r.t1send - t0) / 1e3);
       push(&after, (double)r.after);
       push(&sent, (double)r.sent);
@@ -542,6 +586,7 @@ static void run_busy(bench *b, const char *scenario, int reads) {
   emit(scenario, "sends_ok_after_t0", &after);
   emit(scenario, "sends_ok_total", &sent);
   emit(scenario, "sends_ok_after_ctxdone", &late);
+  emit_split(scenario, &sp);
 }
 
 static void run_deadline(bench *b) {

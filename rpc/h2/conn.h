@@ -143,7 +143,8 @@ void crpc_h2_conn_flush(crpc_h2_conn *conn);
  * clock: the kernel's receive timestamp where the socket gives one, else
  * last_read_ns. A server's deadline counts from here, so the loop's own
  * wake-up and queueing do not push a call's deadline later. Loop thread;
- * reads the clocks (call it for calls that carry a timeout only). */
+ * reads the clocks (call it where the time matters: calls that carry a
+ * timeout, a reset's arrival). */
 int64_t crpc_h2_conn_arrival_ns(const crpc_h2_conn *conn);
 
 /* Schedules a flush for later in this loop iteration (coalesced). Loop

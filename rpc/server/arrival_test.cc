@@ -1,6 +1,7 @@
-// Receive timestamps: a call's deadline counts from when its request
-// reached the host (the kernel's stamp, crpc_h2_conn_arrival_ns), not from
-// when a busy loop got to read it; and a listening server keeps the
+// Receive timestamps: a call's deadline and a reset's cancel event count
+// from when the bytes reached the host (the kernel's stamp,
+// crpc_h2_conn_arrival_ns), not from when a busy loop got to read them;
+// and a listening server keeps the
 // kernel stamping packets, so no request of its goes unstamped. Real
 // sockets, a raw HTTP/2 client.
 #include <netinet/in.h>
@@ -103,6 +104,58 @@ TEST_F(AsyncTest, DeadlineCountsFromArrivalNotFromABusyLoopsRead) {
   EXPECT_LT(deadline.load() - sent, 360 * kMs)
       << "deadline counted from the read, "
       << (deadline.load() - sent) / kMs << " ms after the send";
+}
+
+// The same for a client's reset: crpc_server_cancel_stats's event_ns is
+// when the RST_STREAM reached the host, so the time a stalled loop took to
+// read it counts in event -> ctx done (the cancel-path metrics and
+// cancel_bench's split rest on that).
+TEST_F(AsyncTest, ResetEventCountsFromArrivalNotFromABusyLoopsRead) {
+  std::atomic<bool> stalling{false};
+  UnaryAsync stall([&](crpc_server_call *call, const crpc_ctx *,
+                       const crpc_message *) -> crpc_code {
+    stalling = true;
+    int64_t until = crpc_now_ns() + 200 * kMs;
+    while (crpc_now_ns() < until) {
+    }
+    return crpc_server_call_send_async(call, "s", 1, 0);
+  });
+  std::atomic<int64_t> event{0}, cancelled{0};
+  Reactor hang;
+  hang.cancel = [&](crpc_server_call *call, const crpc_cause *, void *) {
+    cancelled = crpc_now_ns();
+    crpc_server_cancel_stats st;
+    crpc_server_call_cancel_stats(call, &st);
+    event = st.event_ns;
+    crpc_server_call_finish(call, CRPC_CANCELLED, nullptr);
+  };
+  crpc_server_options so{};
+  so.loop_threads = 1;
+  TestServer server(&so);
+  ASSERT_EQ(stall.Register(server.get(), "/t.S/Stall"), CRPC_OK);
+  ASSERT_EQ(hang.Register(server.get(), "/t.S/Hang", CRPC_UNARY), CRPC_OK);
+  server.Start();
+  Channel ch(server.target());
+  RawClient raw(server.port());
+  ASSERT_TRUE(raw.PumpUntil([&] { return raw.got_settings(); }, kWait));
+  ASSERT_TRUE(WaitFor(LoopbackPacketsStamped, kWait))
+      << "the kernel does not stamp received packets";
+  std::string body = Frame("x");
+  int32_t id = raw.Request("/t.S/Hang", {}, &body);
+  ASSERT_GT(id, 0);
+  ASSERT_TRUE(raw.PumpUntil([&] { return hang.Count(Ev::kStart) == 1; }, kWait));
+  std::thread stall_call([&] { EXPECT_EQ(Unary(ch, "/t.S/Stall", "x").code, CRPC_OK); });
+  Finally join([&] { stall_call.join(); });
+  ASSERT_TRUE(WaitFor([&] { return stalling.load(); }, kWait));
+  raw.Reset(id);
+  int64_t sent = crpc_now_ns();
+  ASSERT_TRUE(raw.Send());
+  ASSERT_TRUE(hang.WaitCount(Ev::kDone, 1));
+  EXPECT_GE(cancelled.load() - sent, 100 * kMs) << "the loop was not stalled";
+  EXPECT_GE(event.load(), sent - kMs);
+  EXPECT_LT(event.load() - sent, 50 * kMs)
+      << "event counted from the read, " << (event.load() - sent) / kMs
+      << " ms after the reset was sent";
 }
 
 // The kernel stamps received packets only while some socket asks for

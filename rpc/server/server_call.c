@@ -576,9 +576,11 @@ void scall_on_close(scall *call, uint32_t error_code, const char *conn_lost) {
     pthread_mutex_lock(&call->mu);
     call->reset = true;
     scall_drop_queue_locked(call, false);
-    /* When the RST_STREAM was read; a lost connection is noticed now. */
+    /* When the RST_STREAM reached this host (the kernel's stamp: the
+     * loop's own wake-up then counts in event -> ctx done, as it should);
+     * a lost connection is noticed now. */
     int64_t event = conn_lost == NULL && conn != NULL && conn->h2.last_read_ns
-                        ? conn->h2.last_read_ns
+                        ? crpc_h2_conn_arrival_ns(&conn->h2)
                         : crpc_now_ns();
     scall_note_cancel_locked(call, event);
     pthread_cond_broadcast(&call->cond);

@@ -371,8 +371,11 @@ const char *crpc_server_call_method(const crpc_server_call *call);
  * thrown away. Times are CLOCK_MONOTONIC (crpc_now_ns), 0 when it did not
  * happen. interceptors/metrics.h turns them into histograms. */
 typedef struct crpc_server_cancel_stats {
-  /* The cancel reached the server: the client's RST_STREAM was read, the
-   * deadline came due (its due time, so a late timer counts), the
+  /* The cancel reached the server: the client's RST_STREAM arrived (the
+   * kernel's receive stamp where the socket has one, TCP without TLS;
+   * else when it was read; either way the loop's wake-up counts in
+   * ctx_done_ns - event_ns), the deadline came due (its due time, so a
+   * late timer counts), the
    * connection was found lost, or an operator cancelled the call
    * (crpc_server_cancel_call, crpc/calls.h). 0: no such cancel (the call
    * ended on its own, or was cancelled locally: handler, shutdown, a
