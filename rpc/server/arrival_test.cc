@@ -52,53 +52,78 @@ bool LoopbackPacketsStamped() {
   return stamped;
 }
 
-// The deadline counts from when the request reached the host (the kernel's
-// receive timestamp), not from when the loop got to read it: the only loop
-// is stalled 200 ms by an inline handler while a call with grpc-timeout
-// 300m arrives; its ctx deadline is ~300 ms after it was sent, not ~500.
-TEST_F(AsyncTest, DeadlineCountsFromArrivalNotFromABusyLoopsRead) {
-  std::atomic<bool> stalling{false};
-  UnaryAsync stall([&](crpc_server_call *call, const crpc_ctx *,
-                       const crpc_message *) -> crpc_code {
-    stalling = true;
+// One loop that an inline handler (/t.S/Stall) busies for 200 ms on
+// demand, what no handler should do: requests then wait in the socket. The
+// test's reactor serves /t.S/Hang; a raw HTTP/2 client is connected, and
+// the kernel stamps its packets.
+class StalledLoopTest : public AsyncTest {
+ protected:
+  void Start() {
+    crpc_server_options so{};
+    so.loop_threads = 1;
+    server_ = std::make_unique<TestServer>(&so);
+    ASSERT_EQ(stall_.Register(server_->get(), "/t.S/Stall"), CRPC_OK);
+    ASSERT_EQ(hang_.Register(server_->get(), "/t.S/Hang", CRPC_UNARY), CRPC_OK);
+    server_->Start();
+    ch_ = std::make_unique<Channel>(server_->target());
+    // Set up by the server before any stall: else its receive timestamps
+    // are switched on only after a request is already queued unstamped.
+    raw_ = std::make_unique<RawClient>(server_->port());
+    ASSERT_TRUE(raw_->PumpUntil([&] { return raw_->got_settings(); }, kWait));
+    ASSERT_TRUE(WaitFor(LoopbackPacketsStamped, kWait))
+        << "the kernel does not stamp received packets";
+  }
+  // Returns once the loop is stalled (a call to /t.S/Stall is in it).
+  void Stall() {
+    stall_call_ = std::thread([&] { EXPECT_EQ(Unary(*ch_, "/t.S/Stall", "x").code, CRPC_OK); });
+    ASSERT_TRUE(WaitFor([&] { return stalling_.load(); }, kWait));
+  }
+  void TearDown() override {
+    if (stall_call_.joinable()) stall_call_.join();
+    raw_.reset();
+    ch_.reset();
+    server_.reset();
+    AsyncTest::TearDown();
+  }
+  std::atomic<bool> stalling_{false};
+  UnaryAsync stall_{[this](crpc_server_call *call, const crpc_ctx *,
+                           const crpc_message *) -> crpc_code {
+    stalling_ = true;
     int64_t until = crpc_now_ns() + 200 * kMs;
     while (crpc_now_ns() < until) {
     }
     return crpc_server_call_send_async(call, "s", 1, 0);
-  });
+  }};
+  Reactor hang_;
+  std::unique_ptr<TestServer> server_;
+  std::unique_ptr<Channel> ch_;
+  std::unique_ptr<RawClient> raw_;
+  std::thread stall_call_;
+};
+
+// The deadline counts from when the request reached the host (the kernel's
+// receive timestamp), not from when the loop got to read it: a call with
+// grpc-timeout 300m arrives while the loop is stalled 200 ms; its ctx
+// deadline is ~300 ms after it was sent, not ~500.
+TEST_F(StalledLoopTest, DeadlineCountsFromArrivalNotFromABusyLoopsRead) {
   std::atomic<int64_t> deadline{0}, started{0};
-  Reactor hang;
-  hang.start = [&](crpc_server_call *, const crpc_ctx *ctx) -> void * {
+  hang_.start = [&](crpc_server_call *, const crpc_ctx *ctx) -> void * {
     deadline = crpc_ctx_deadline(ctx);
     started = crpc_now_ns();
     return nullptr;
   };
-  hang.cancel = [](crpc_server_call *call, const crpc_cause *, void *) {
+  hang_.cancel = [](crpc_server_call *call, const crpc_cause *, void *) {
     crpc_server_call_finish(call, CRPC_OK, nullptr);
   };
-  crpc_server_options so{};
-  so.loop_threads = 1;
-  TestServer server(&so);
-  ASSERT_EQ(stall.Register(server.get(), "/t.S/Stall"), CRPC_OK);
-  ASSERT_EQ(hang.Register(server.get(), "/t.S/Hang", CRPC_UNARY), CRPC_OK);
-  server.Start();
-  Channel ch(server.target());
-  // Set up by the server before the stall: else its receive timestamps
-  // are switched on only after the request is already queued unstamped.
-  RawClient raw(server.port());
-  ASSERT_TRUE(raw.PumpUntil([&] { return raw.got_settings(); }, kWait));
-  ASSERT_TRUE(WaitFor(LoopbackPacketsStamped, kWait))
-      << "the kernel does not stamp received packets";
-  std::thread stall_call([&] { EXPECT_EQ(Unary(ch, "/t.S/Stall", "x").code, CRPC_OK); });
-  Finally join([&] { stall_call.join(); });
-  ASSERT_TRUE(WaitFor([&] { return stalling.load(); }, kWait));
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_NO_FATAL_FAILURE(Stall());
   std::string body = Frame("x");
   int64_t sent = crpc_now_ns();
-  int32_t id = raw.Request("/t.S/Hang", {{"grpc-timeout", "300m"}}, &body);
+  int32_t id = raw_->Request("/t.S/Hang", {{"grpc-timeout", "300m"}}, &body);
   ASSERT_GT(id, 0);
-  ASSERT_TRUE(raw.PumpUntil([&] { return raw.stream(id).closed; }, kWait));
-  EXPECT_EQ(raw.stream(id).headers["grpc-status"], "4");
-  ASSERT_TRUE(hang.WaitCount(Ev::kDone, 1));
+  ASSERT_TRUE(raw_->PumpUntil([&] { return raw_->stream(id).closed; }, kWait));
+  EXPECT_EQ(raw_->stream(id).headers["grpc-status"], "4");
+  ASSERT_TRUE(hang_.WaitCount(Ev::kDone, 1));
   EXPECT_GE(started.load() - sent, 100 * kMs) << "the loop was not stalled";
   EXPECT_GE(deadline.load(), sent + 300 * kMs);
   EXPECT_LT(deadline.load() - sent, 360 * kMs)
@@ -110,47 +135,25 @@ TEST_F(AsyncTest, DeadlineCountsFromArrivalNotFromABusyLoopsRead) {
 // when the RST_STREAM reached the host, so the time a stalled loop took to
 // read it counts in event -> ctx done (the cancel-path metrics and
 // cancel_bench's split rest on that).
-TEST_F(AsyncTest, ResetEventCountsFromArrivalNotFromABusyLoopsRead) {
-  std::atomic<bool> stalling{false};
-  UnaryAsync stall([&](crpc_server_call *call, const crpc_ctx *,
-                       const crpc_message *) -> crpc_code {
-    stalling = true;
-    int64_t until = crpc_now_ns() + 200 * kMs;
-    while (crpc_now_ns() < until) {
-    }
-    return crpc_server_call_send_async(call, "s", 1, 0);
-  });
+TEST_F(StalledLoopTest, ResetEventCountsFromArrivalNotFromABusyLoopsRead) {
   std::atomic<int64_t> event{0}, cancelled{0};
-  Reactor hang;
-  hang.cancel = [&](crpc_server_call *call, const crpc_cause *, void *) {
+  hang_.cancel = [&](crpc_server_call *call, const crpc_cause *, void *) {
     cancelled = crpc_now_ns();
     crpc_server_cancel_stats st;
     crpc_server_call_cancel_stats(call, &st);
     event = st.event_ns;
     crpc_server_call_finish(call, CRPC_CANCELLED, nullptr);
   };
-  crpc_server_options so{};
-  so.loop_threads = 1;
-  TestServer server(&so);
-  ASSERT_EQ(stall.Register(server.get(), "/t.S/Stall"), CRPC_OK);
-  ASSERT_EQ(hang.Register(server.get(), "/t.S/Hang", CRPC_UNARY), CRPC_OK);
-  server.Start();
-  Channel ch(server.target());
-  RawClient raw(server.port());
-  ASSERT_TRUE(raw.PumpUntil([&] { return raw.got_settings(); }, kWait));
-  ASSERT_TRUE(WaitFor(LoopbackPacketsStamped, kWait))
-      << "the kernel does not stamp received packets";
+  ASSERT_NO_FATAL_FAILURE(Start());
   std::string body = Frame("x");
-  int32_t id = raw.Request("/t.S/Hang", {}, &body);
+  int32_t id = raw_->Request("/t.S/Hang", {}, &body);
   ASSERT_GT(id, 0);
-  ASSERT_TRUE(raw.PumpUntil([&] { return hang.Count(Ev::kStart) == 1; }, kWait));
-  std::thread stall_call([&] { EXPECT_EQ(Unary(ch, "/t.S/Stall", "x").code, CRPC_OK); });
-  Finally join([&] { stall_call.join(); });
-  ASSERT_TRUE(WaitFor([&] { return stalling.load(); }, kWait));
-  raw.Reset(id);
+  ASSERT_TRUE(raw_->PumpUntil([&] { return hang_.Count(Ev::kStart) == 1; }, kWait));
+  ASSERT_NO_FATAL_FAILURE(Stall());
+  raw_->Reset(id);
   int64_t sent = crpc_now_ns();
-  ASSERT_TRUE(raw.Send());
-  ASSERT_TRUE(hang.WaitCount(Ev::kDone, 1));
+  ASSERT_TRUE(raw_->Send());
+  ASSERT_TRUE(hang_.WaitCount(Ev::kDone, 1));
   EXPECT_GE(cancelled.load() - sent, 100 * kMs) << "the loop was not stalled";
   EXPECT_GE(event.load(), sent - kMs);
   EXPECT_LT(event.load() - sent, 50 * kMs)
