@@ -69,6 +69,7 @@
 #include "crpc/ctx.h"
 #include "crpc/server.h"
 #include "crpc/server_async.h"
+#include "bench/cancel_samples.h"
 
 #define IDLE_METHOD "/cancelbench.Bench/Idle"
 #define BUSY_METHOD "/cancelbench.Bench/Busy"
@@ -418,54 +419,12 @@ static const crpc_server_reactor k_reactor = {
     .on_done = async_on_done,
 };
 
-/* ---- statistics and output ---------------------------------------------- */
-
-typedef struct samples {
-  double *v;
-  int n;
-  int cap;
-} samples;
-
-static void push(samples *s, double x) {
-  if (s->n == s->cap) {
-    s->cap = s->cap ? 2 * s->cap : 1024;
-    double *v = realloc(s->v, (size_t)s->cap * sizeof(*v));
-    if (v == NULL) die("out of memory");
-    s->v = v;
-  }
-  s->v[s->n++] = x;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-/* Nearest rank, as the anchors compute it: index round(p * n) - 1. */
-static double pct(const samples *s, double p) {
-  long i = (long)(p * s->n + 0.5) - 1;
-  if (i < 0) i = 0;
-  if (i >= s->n) i = s->n - 1;
-  return s->v[i];
-}
+/* ---- output --------------------------------------------------------------- */
 
 static const char *g_impl = "crpc-blocking";
 
-/* One JSON line with the anchors' keys; frees the samples. */
 static void emit(const char *scenario, const char *metric, samples *s) {
-  if (s->n == 0) die("no samples");
-  qsort(s->v, (size_t)s->n, sizeof(*s->v), cmp_double);
-  double sum = 0;
-  for (int i = 0; i < s->n; i++) sum += s->v[i];
-  printf(
-      "{\"Impl\":\"%s\",\"Scenario\":\"%s\",\"Metric\":\"%s\",\"N\":%d,"
-      "\"P50\":%.3f,\"P90\":%.3f,\"P99\":%.3f,\"Max\":%.3f,\"Min\":%.3f,"
-      "\"Mean\":%.3f}\n",
-      g_impl, scenario, metric, s->n, pct(s, .5), pct(s, .9), pct(s, .99),
-      s->v[s->n - 1], s->v[0], sum / s->n);
-  fflush(stdout);
-  free(s->v);
-  *s = (samples){0};
+  samples_emit(g_impl, scenario, metric, s);
 }
 
 /* ---- client side -------------------------------------------------------- */
@@ -529,8 +488,8 @@ typedef struct split {
 
 static void push_split(split *sp, int64_t t0, const result *r) {
   if (r->event == 0) return;
-  push(&sp->wire, (double)(r->event - t0) / 1e3);
-  push(&sp->server, (double)(r->t1 - r->event) / 1e3);
+  samples_push(&sp->wire, (double)(r->event - t0) / 1e3);
+  samples_push(&sp->server, (double)(r->t1 - r->event) / 1e3);
 }
 
 static void emit_split(const char *scenario, split *sp) {
@@ -552,7 +511,7 @@ static void run_idle(bench *b) {
     crpc_call_free(call);
     crpc_ctx_release(ctx);
     if (i >= b->warmup) {
-      push(&lat, (double)(r.t1 - t0) / 1e3);
+      samples_push(&lat, (double)(r.t1 - t0) / 1e3);
       push_split(&sp, t0, &r);
     }
   }
@@ -573,12 +532,12 @@ static void run_busy(bench *b, const char *scenario, int reads) {
     crpc_call_free(call);
     crpc_ctx_release(ctx);
     if (i >= b->warmup) {
-      push(&lat, (double)(r.t1 - t0) / 1e3);
+      samples_push(&lat, (double)(r.t1 - t0) / 1e3);
       push_split(&sp, t0, &r);
-      push(&lat_send, (double)(r.t1send - t0) / 1e3);
-      push(&after, (double)r.after);
-      push(&sent, (double)r.sent);
-      push(&late, (double)r.late);
+      samples_push(&lat_send, (double)(r.t1send - t0) / 1e3);
+      samples_push(&after, (double)r.after);
+      samples_push(&sent, (double)r.sent);
+      samples_push(&late, (double)r.late);
     }
   }
   emit(scenario, "cancel_to_ctxdone_us", &lat);
@@ -621,13 +580,13 @@ static void run_deadline(bench *b) {
     crpc_call_free(call);
     crpc_ctx_release(ctx);
     if (i >= b->warmup) {
-      push(&lat, (double)(r.t1 - deadline) / 1e3);
-      push(&lat_cli, (double)(tc - deadline) / 1e3);
-      push(&wire, (double)(r.srv_deadline - deadline) / 1e3);
-      push(&timer, (double)(r.t1 - r.srv_deadline) / 1e3);
+      samples_push(&lat, (double)(r.t1 - deadline) / 1e3);
+      samples_push(&lat_cli, (double)(tc - deadline) / 1e3);
+      samples_push(&wire, (double)(r.srv_deadline - deadline) / 1e3);
+      samples_push(&timer, (double)(r.t1 - r.srv_deadline) / 1e3);
     }
   }
-  push(&skipped_s, skipped);
+  samples_push(&skipped_s, skipped);
   emit("deadline", "server_ctxdone_minus_deadline_us", &lat);
   emit("deadline", "client_error_minus_deadline_us", &lat_cli);
   emit("deadline", "skipped_first_msg_late", &skipped_s);
