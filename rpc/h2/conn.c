@@ -22,6 +22,11 @@
  * for a few full DATA frames, small enough to bound memory per connection. */
 #define OUT_HIGH_WATER (64 * 1024)
 #define READ_CHUNK (64 * 1024)
+/* Reads per readiness while each fills the whole chunk (more is likely
+ * waiting): a stream of large messages costs one epoll_wait per few
+ * chunks instead of one per chunk, and the cap keeps one busy peer from
+ * holding the loop thread (level-triggered: the rest comes next turn). */
+#define READ_BURST 4
 /* Reads per readiness while lingering: a peer that keeps sending must not
  * keep the loop thread to itself (the watcher is level-triggered, so what
  * is left is read on the next iteration). */
@@ -415,6 +420,7 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
     conn->reading = true;
     conn->flush_soon = true;
     ssize_t n;
+    int reads = 0;
     do {
       n = conn_read(conn, buf, sizeof(buf), why, sizeof(why));
       if (n <= 0) break;
@@ -433,8 +439,10 @@ static void on_io(crpc_loop *loop, int fd, unsigned events, void *arg) {
         crpc_h2_conn_close(conn, conn->close_why);
         return;
       }
-    } while (conn->tls != NULL && crpc_tls_pending(conn->tls) &&
-             !conn->close_pending);
+    } while (!conn->close_pending &&
+             (conn->tls != NULL ? crpc_tls_pending(conn->tls)
+                                : n == (ssize_t)sizeof(buf) &&
+                                      ++reads < READ_BURST));
     conn->in_io = false;
     conn->reading = false;
     if (conn->ka_ping_sent != 0 && conn->last_read_ns >= conn->ka_ping_sent) {
