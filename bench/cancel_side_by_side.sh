@@ -32,7 +32,8 @@
 #   --iters N           measured iterations per scenario (default 1000)
 #   --warmup M          warm-up iterations per scenario (default 100)
 #   --impls LIST        default go,cpp,py,crpc-blocking,crpc-async,
-#                       crpc-async-poll (async with -poll-us 50: polling loops)
+#                       crpc-async-poll (async with -poll-us 50: a polling
+#                       server loop; the client does not poll)
 #   --anchors DIR       built copy of shared/bench/cancel (default
 #                       /tmp/cancel; copied and built if missing)
 #   --out DIR           results (default ANCHORS/results/side-by-side-<UTC>)
