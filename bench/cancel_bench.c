@@ -8,7 +8,7 @@
  *   cancel_bench [-iters N] [-warmup M] [-mode blocking|async]
  *                [-scenarios idle,busy,busy-reads256,deadline]
  *                [-reads 4] [-reads-long 256] [-deadline-ms 5] [-poll-us N]
- *                [-client-poll-us N]
+ *                [-client-poll-us N] [-late-us N]
  *
  * One process: a crpc server and one crpc channel (one TCP connection, reused
  * by every call) over loopback 127.0.0.1, so both sides read one
@@ -62,6 +62,9 @@
  * cancelling thread hands the RST_STREAM to it instead of writing it, and
  * client, server loop and client loop then share two CPUs (README "Where a
  * cancel's time goes").
+ * -late-us N prints (stderr) each deadline iteration whose server ctx was
+ * done more than N us after the server's deadline, with both
+ * CLOCK_MONOTONIC stamps, to find the cause of a tail in a trace.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -439,6 +442,7 @@ typedef struct bench {
   crpc_channel *ch;
   long iter; /* id of the current call */
   int iters, warmup, reads, reads_long, deadline_ms;
+  int late_us; /* -late-us: report deadline iterations this late; 0: none */
 } bench;
 
 /* Starts a call whose only request is the next iteration number. On an
@@ -590,6 +594,15 @@ static void run_deadline(bench *b) {
       samples_push(&lat_cli, (double)(tc - deadline) / 1e3);
       samples_push(&wire, (double)(r.srv_deadline - deadline) / 1e3);
       samples_push(&timer, (double)(r.t1 - r.srv_deadline) / 1e3);
+      if (b->late_us > 0 && r.t1 - r.srv_deadline > b->late_us * 1000LL) {
+        /* CLOCK_MONOTONIC ns: match them with `perf record -k
+         * CLOCK_MONOTONIC -a -e 'sched:*'` to see who had the CPU. */
+        fprintf(stderr,
+                "late: server deadline %lld ns, ctx done %lld ns: %.1f us "
+                "late\n",
+                (long long)r.srv_deadline, (long long)r.t1,
+                (double)(r.t1 - r.srv_deadline) / 1e3);
+      }
     }
   }
   samples_push(&skipped_s, skipped);
@@ -607,7 +620,7 @@ static void usage(void) {
           "usage: cancel_bench [-iters N] [-warmup M] [-mode blocking|async]\n"
           "         [-scenarios idle,busy,busy-reads256,deadline]\n"
           "         [-reads 4] [-reads-long 256] [-deadline-ms 5] "
-          "[-poll-us N] [-client-poll-us N]\n");
+          "[-poll-us N] [-client-poll-us N] [-late-us N]\n");
   exit(2);
 }
 
@@ -658,6 +671,8 @@ static void parse_flags(int argc, char **argv, options *o) {
       o->scenarios = val;
     } else if (!strcmp(name, "poll-us")) {
       o->poll_us = parse_int(val, 0);
+    } else if (!strcmp(name, "late-us")) {
+      o->b.late_us = parse_int(val, 0);
     } else if (!strcmp(name, "client-poll-us")) {
       o->client_poll_us = parse_int(val, 0);
     } else {
