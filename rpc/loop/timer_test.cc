@@ -311,6 +311,44 @@ TEST_P(Timer, SelfReArmForNowDoesNotStarveIo) {
   crpc_loop_io_stop(&io);
 }
 
+// A batch whose callbacks outlast a timer's deadline: the timer runs
+// between two callbacks of the batch, not after the last one (a loop at
+// full load must not hold a call's deadline for a whole batch).
+TEST_P(Timer, ADueTimerRunsBetweenTheCallbacksOfALongBatch) {
+  Tm tm;
+  Init(&tm, 1);
+  Start(&tm, NowNs() + 2 * kMs);
+  struct Reader {
+    crpc_loop_io io;
+    Tm *tm;
+    int calls_seen = -1;  // the timer's calls when this callback ran
+  };
+  Pipe p1, p2;
+  Reader r1{{}, &tm}, r2{{}, &tm};
+  auto on_readable = [](crpc_loop *, int fd, unsigned, void *ud) {
+    Reader *r = static_cast<Reader *>(ud);
+    char c;
+    EXPECT_EQ(1, read(fd, &c, 1));
+    r->calls_seen = r->tm->calls;
+    // The first of the two runs past the deadline.
+    while (r->tm->calls == 0 && NowNs() < r->tm->deadline + 3 * kMs) {
+    }
+  };
+  crpc_loop_io_init(&r1.io, loop_.get(), p1.r, on_readable, &r1);
+  crpc_loop_io_init(&r2.io, loop_.get(), p2.r, on_readable, &r2);
+  ASSERT_EQ(0, crpc_loop_io_set(&r1.io, CRPC_LOOP_READABLE));
+  ASSERT_EQ(0, crpc_loop_io_set(&r2.io, CRPC_LOOP_READABLE));
+  p1.Fill();
+  p2.Fill();
+  EXPECT_EQ(3, crpc_loop_run_once(loop_.get(), 0)) << "two io, one timer";
+  EXPECT_EQ(1, tm.calls);
+  // One callback ran before the deadline, the other after the timer.
+  EXPECT_EQ(0, std::min(r1.calls_seen, r2.calls_seen));
+  EXPECT_EQ(1, std::max(r1.calls_seen, r2.calls_seen));
+  crpc_loop_io_stop(&r1.io);
+  crpc_loop_io_stop(&r2.io);
+}
+
 TEST_P(Timer, BlockingRunOnceWakesForTheNextDeadline) {
   Tm tm;
   Init(&tm, 1);
