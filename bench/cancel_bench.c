@@ -8,7 +8,7 @@
  *   cancel_bench [-iters N] [-warmup M] [-mode blocking|async]
  *                [-scenarios idle,busy,busy-reads256,deadline]
  *                [-reads 4] [-reads-long 256] [-deadline-ms 5] [-poll-us N]
- *                [-client-poll-us N] [-late-us N]
+ *                [-client-poll-us N] [-late-us N] [-port N] [-load-wait N]
  *
  * One process: a crpc server and one crpc channel (one TCP connection, reused
  * by every call) over loopback 127.0.0.1, so both sides read one
@@ -53,18 +53,13 @@
  * firing the call's grpc-timeout deadline), like the anchors' OnCancel /
  * add_callback. The handler itself waits in crpc_ctx_wait (idle) or sends
  * (busy).
- * t1 in -mode async (crpc/server_async.h, a reactor on the loop thread):
- * entry of the reactor's on_cancel.
- * -poll-us N sets the server's poll_ns (polling loops, crpc/server.h; off
- * by default); the JSON lines' Impl gets "-poll". -client-poll-us N sets
- * the channel's. The two are apart because polling the client's loop slows
- * the client's cancel: a loop that is awake cannot be borrowed, so the
- * cancelling thread hands the RST_STREAM to it instead of writing it, and
- * client, server loop and client loop then share two CPUs (README "Where a
- * cancel's time goes").
- * -late-us N prints (stderr) each deadline iteration whose server ctx was
- * done more than N us after the server's deadline, with both
- * CLOCK_MONOTONIC stamps, to find the cause of a tail in a trace.
+ * t1 in -mode async (a reactor on the loop thread): its on_cancel's entry.
+ * -poll-us N: the server's poll_ns (crpc/server.h; Impl gets "-poll");
+ * -client-poll-us N: the channel's, apart because a polling client loop
+ * cannot be borrowed by the cancelling thread (README "Where a cancel's
+ * time goes"). -late-us N: print each deadline iteration over N us late
+ * with its CLOCK_MONOTONIC stamps (to match with a perf sched trace).
+ * -port N, -load-wait N: h2load may load this server (cancel_load.h).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -78,6 +73,7 @@
 #include "crpc/ctx.h"
 #include "crpc/server.h"
 #include "crpc/server_async.h"
+#include "bench/cancel_load.h"
 #include "bench/cancel_samples.h"
 
 #define IDLE_METHOD "/cancelbench.Bench/Idle"
@@ -620,7 +616,8 @@ static void usage(void) {
           "usage: cancel_bench [-iters N] [-warmup M] [-mode blocking|async]\n"
           "         [-scenarios idle,busy,busy-reads256,deadline]\n"
           "         [-reads 4] [-reads-long 256] [-deadline-ms 5] "
-          "[-poll-us N] [-client-poll-us N] [-late-us N]\n");
+          "[-poll-us N] [-client-poll-us N] [-late-us N]\n"
+          "         [-port N] [-load-wait N]\n");
   exit(2);
 }
 
@@ -637,6 +634,8 @@ typedef struct options {
   const char *scenarios;
   int poll_us;        /* server poll_ns, in us; 0: off (the default) */
   int client_poll_us; /* channel poll_ns, in us; 0: off (the default) */
+  int port;           /* the server's port; 0: any free one */
+  int load_wait;      /* load calls to see answered before measuring */
 } options;
 
 /* Flags as Go's flag package takes them: -name value, -name=value, and
@@ -671,6 +670,10 @@ static void parse_flags(int argc, char **argv, options *o) {
       o->scenarios = val;
     } else if (!strcmp(name, "poll-us")) {
       o->poll_us = parse_int(val, 0);
+    } else if (!strcmp(name, "port")) {
+      o->port = parse_int(val, 0);
+    } else if (!strcmp(name, "load-wait")) {
+      o->load_wait = parse_int(val, 0);
     } else if (!strcmp(name, "late-us")) {
       o->b.late_us = parse_int(val, 0);
     } else if (!strcmp(name, "client-poll-us")) {
@@ -753,8 +756,11 @@ int main(int argc, char **argv) {
   crpc_server *server = crpc_server_new(&so);
   if (server == NULL) die("crpc_server_new failed");
   add_methods(server, o.async);
+  cancel_load_register(server);
   int port = 0;
-  if (crpc_server_listen(server, "127.0.0.1:0", &port) != CRPC_OK ||
+  char addr[32];
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", o.port);
+  if (crpc_server_listen(server, addr, &port) != CRPC_OK ||
       crpc_server_start(server) != CRPC_OK) {
     die("server listen/start failed");
   }
@@ -767,11 +773,13 @@ int main(int argc, char **argv) {
   fprintf(stderr,
           "crpc cancel_bench mode=%s poll_us=%d client_poll_us=%d port=%d\n",
           o.async ? "async" : "blocking", o.poll_us, o.client_poll_us, port);
+  cancel_load_wait(o.load_wait);
 
   if (want[0]) run_idle(&o.b);
   if (want[1]) run_busy(&o.b, "busy", o.b.reads);
   if (want[2]) run_busy(&o.b, long_name, o.b.reads_long);
   if (want[3]) run_deadline(&o.b);
+  cancel_load_report();
 
   crpc_channel_free(o.b.ch);
   crpc_server_free(server);
