@@ -15,14 +15,21 @@
 # server_ctxdone_minus_deadline_us and its split (the request's trip;
 # the server timer's own lateness), and the load each round carried.
 #
+# As bench/side_by_side.sh measures throughput, the server's process is
+# pinned to CPU 0 and h2load to CPU 1 (so the server runs one loop, the
+# default for a process allowed one CPU, and its client's threads share
+# that CPU); --no-pin lets all of them float over every CPU, which on a
+# 2-CPU machine puts two busy loops, h2load and the client on two CPUs.
+#
 # Usage: bench/deadline_full_load.sh [--rounds 3] [--iters 1000]
-#          [--warmup 100] [--clients 4] [--streams 16] [--out DIR]
+#          [--warmup 100] [--clients 4] [--streams 16] [--no-pin]
+#          [--out DIR]
 # Needs h2load (apt-get install nghttp2-client) and python3.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED:-$(cd "$REPO/.." && pwd)/shared}
-ROUNDS=3 ITERS=1000 WARMUP=100 CLIENTS=4 STREAMS=16 LOAD_WAIT=2000
+ROUNDS=3 ITERS=1000 WARMUP=100 CLIENTS=4 STREAMS=16 LOAD_WAIT=2000 PIN=1
 OUT=/tmp/deadline-full-load-$(date -u +%Y%m%dT%H%M%SZ)
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -32,6 +39,7 @@ while [[ $# -gt 0 ]]; do
     --clients) CLIENTS=$2; shift 2 ;;
     --streams) STREAMS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --no-pin) PIN=0; shift ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 done
@@ -44,13 +52,18 @@ cp -f "$bin_dir/bench/cancel_bench" "$OUT/bin/"
 body=$OUT/unary-1024.bin
 python3 "$SHARED/bench/h2/make_body.py" 1024 "$body"
 {
-  echo "command: $0 --rounds $ROUNDS --iters $ITERS --warmup $WARMUP --clients $CLIENTS --streams $STREAMS"
+  echo "command: $0 --rounds $ROUNDS --iters $ITERS --warmup $WARMUP --clients $CLIENTS --streams $STREAMS$([[ $PIN == 1 ]] || echo ' --no-pin')"
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git -C "$REPO" rev-parse --short HEAD)"
   echo "kernel: $(uname -r), cpus: $(nproc), loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/env.txt" >&2
 
 H2LOAD_PID=""
 trap '[[ -n "$H2LOAD_PID" ]] && kill "$H2LOAD_PID" 2>/dev/null; true' EXIT
+server_cpus=() load_cpus=()
+if [[ $PIN == 1 ]]; then
+  [[ $(nproc) -ge 2 ]] || { echo "pinning needs 2 CPUs (or --no-pin)" >&2; exit 1; }
+  server_cpus=(taskset -c 0) load_cpus=(taskset -c 1)
+fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 for r in $(seq 1 "$ROUNDS"); do
@@ -59,7 +72,8 @@ for r in $(seq 1 "$ROUNDS"); do
   for mode in blocking async; do
     echo "== round $r/$ROUNDS: $mode" >&2
     port=$(free_port)
-    "$OUT/bin/cancel_bench" -mode "$mode" -port "$port" -scenarios deadline \
+    "${server_cpus[@]}" "$OUT/bin/cancel_bench" -mode "$mode" -port "$port" \
+      -scenarios deadline \
       -iters "$ITERS" -warmup "$WARMUP" -load-wait "$LOAD_WAIT" \
       >"$d/crpc-$mode.jsonl" 2>"$d/crpc-$mode.err" &
     bench_pid=$!
@@ -68,7 +82,7 @@ for r in $(seq 1 "$ROUNDS"); do
       (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
       sleep 0.05
     done
-    h2load -c"$CLIENTS" -m"$STREAMS" -t1 -D 3600 -d "$body" \
+    "${load_cpus[@]}" h2load -c"$CLIENTS" -m"$STREAMS" -t1 -D 3600 -d "$body" \
       -H 'content-type: application/grpc' -H 'te: trailers' \
       "http://127.0.0.1:$port/grpc.testing.BenchmarkService/UnaryCall" \
       >"$d/h2load-$mode.log" 2>&1 &
