@@ -30,9 +30,11 @@
  * channel. Callbacks cannot fail.
  *
  * Order within one iteration: wait; posted closures; expired timers; I/O
- * callbacks. Cancellation work (closures posted by on_cancel callbacks,
- * deadline timers) therefore runs before the loop reads or writes more
- * bytes for the calls it ends.
+ * callbacks, with the timers that fall due meanwhile run between two of
+ * them (never inside one). Cancellation work (closures posted by
+ * on_cancel callbacks, deadline timers) therefore runs before the loop
+ * reads or writes more bytes for the calls it ends, and a deadline does
+ * not wait for the rest of a long batch.
  */
 #ifndef CRPC_LOOP_LOOP_H
 #define CRPC_LOOP_LOOP_H
@@ -153,7 +155,7 @@ bool crpc_loop_in_loop_thread(const crpc_loop *loop);
 
 /* The loop's clock: crpc_now_ns's clock (CLOCK_MONOTONIC, ns) as read
  * when the loop last woke, and again before it ran its timers if posted
- * closures ran first. One read
+ * closures ran first or I/O callbacks ran before due timers. One read
  * per iteration serves every stamp taken during it (activity, the last
  * read, statistics), as libuv's uv_now does; a callback that runs long
  * makes later stamps of its iteration early by that long, so arm timers
