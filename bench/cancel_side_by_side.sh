@@ -204,6 +204,7 @@ EOF
 {
   echo "command: $CMDLINE"
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "commit: $(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet || echo ' (+ uncommitted changes)')"
   echo "kernel: $(uname -r), cpus: $(nproc)"
   echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/env.txt"
