@@ -59,7 +59,9 @@
  * cannot be borrowed by the cancelling thread (README "Where a cancel's
  * time goes"). -late-us N: print each deadline iteration over N us late
  * with its CLOCK_MONOTONIC stamps (to match with a perf sched trace).
- * -port N, -load-wait N: h2load may load this server (cancel_load.h).
+ * -port N, -load-wait N: h2load may load this server (cancel_load.h);
+ * -client-cpu N keeps the client's threads (this one, the channel's loop,
+ * the ctx timer thread) on CPU N, apart from the server's.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -73,6 +75,7 @@
 #include "crpc/ctx.h"
 #include "crpc/server.h"
 #include "crpc/server_async.h"
+#include "bench/cancel_flags.h"
 #include "bench/cancel_load.h"
 #include "bench/cancel_samples.h"
 
@@ -434,12 +437,6 @@ static void emit(const char *scenario, const char *metric, samples *s) {
 
 /* ---- client side -------------------------------------------------------- */
 
-typedef struct bench {
-  crpc_channel *ch;
-  long iter; /* id of the current call */
-  int iters, warmup, reads, reads_long, deadline_ms;
-  int late_us; /* -late-us: report deadline iterations this late; 0: none */
-} bench;
 
 /* Starts a call whose only request is the next iteration number. On an
  * error *call may still need crpc_call_free (NULL is fine). */
@@ -611,104 +608,6 @@ static void run_deadline(bench *b) {
 
 /* ---- main --------------------------------------------------------------- */
 
-static void usage(void) {
-  fprintf(stderr,
-          "usage: cancel_bench [-iters N] [-warmup M] [-mode blocking|async]\n"
-          "         [-scenarios idle,busy,busy-reads256,deadline]\n"
-          "         [-reads 4] [-reads-long 256] [-deadline-ms 5] "
-          "[-poll-us N] [-client-poll-us N] [-late-us N]\n"
-          "         [-port N] [-load-wait N]\n");
-  exit(2);
-}
-
-static int parse_int(const char *s, int min) {
-  char *end;
-  long v = strtol(s, &end, 10);
-  if (*s == '\0' || *end != '\0' || v < min || v > 100000000) usage();
-  return (int)v;
-}
-
-typedef struct options {
-  bench b;
-  bool async;
-  const char *scenarios;
-  int poll_us;        /* server poll_ns, in us; 0: off (the default) */
-  int client_poll_us; /* channel poll_ns, in us; 0: off (the default) */
-  int port;           /* the server's port; 0: any free one */
-  int load_wait;      /* load calls to see answered before measuring */
-} options;
-
-/* Flags as Go's flag package takes them: -name value, -name=value, and
- * the same with two dashes. */
-static void parse_flags(int argc, char **argv, options *o) {
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (a[0] != '-') usage();
-    a += a[1] == '-' ? 2 : 1;
-    char name[32];
-    const char *eq = strchr(a, '=');
-    size_t len = eq ? (size_t)(eq - a) : strlen(a);
-    if (len >= sizeof(name)) usage();
-    memcpy(name, a, len);
-    name[len] = '\0';
-    const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-    if (val == NULL) usage();
-    if (!strcmp(name, "iters")) {
-      o->b.iters = parse_int(val, 1);
-    } else if (!strcmp(name, "warmup")) {
-      o->b.warmup = parse_int(val, 0);
-    } else if (!strcmp(name, "reads")) {
-      o->b.reads = parse_int(val, 0);
-    } else if (!strcmp(name, "reads-long")) {
-      o->b.reads_long = parse_int(val, 0);
-    } else if (!strcmp(name, "deadline-ms")) {
-      o->b.deadline_ms = parse_int(val, 1);
-    } else if (!strcmp(name, "mode")) {
-      if (strcmp(val, "blocking") && strcmp(val, "async")) usage();
-      o->async = !strcmp(val, "async");
-    } else if (!strcmp(name, "scenarios")) {
-      o->scenarios = val;
-    } else if (!strcmp(name, "poll-us")) {
-      o->poll_us = parse_int(val, 0);
-    } else if (!strcmp(name, "port")) {
-      o->port = parse_int(val, 0);
-    } else if (!strcmp(name, "load-wait")) {
-      o->load_wait = parse_int(val, 0);
-    } else if (!strcmp(name, "late-us")) {
-      o->b.late_us = parse_int(val, 0);
-    } else if (!strcmp(name, "client-poll-us")) {
-      o->client_poll_us = parse_int(val, 0);
-    } else {
-      usage();
-    }
-  }
-}
-
-/* Which of the (up to) four scenarios the comma list asks for; their names
- * are the ones printed, e.g. busy-reads256 for -reads-long 256. */
-static void pick_scenarios(const options *o, const char *long_name,
-                           bool want[4]) {
-  static const char *const fixed[] = {"idle", "busy", NULL, "deadline"};
-  char *list = strdup(o->scenarios);
-  if (list == NULL) die("out of memory");
-  char *save = NULL;
-  for (char *t = strtok_r(list, ",", &save); t != NULL;
-       t = strtok_r(NULL, ",", &save)) {
-    bool known = false;
-    for (int k = 0; k < 4; k++) {
-      const char *name = k == 2 ? long_name : fixed[k];
-      if (!strcmp(t, name)) want[k] = known = true;
-    }
-    if (!known) {
-      fprintf(stderr, "cancel_bench: unknown scenario %s (idle, busy, %s, "
-                      "deadline)\n", t, long_name);
-      free(list);
-      exit(2);
-    }
-  }
-  free(list);
-}
-
 static void add_methods(crpc_server *s, bool async) {
   crpc_code c1, c2;
   if (async) {
@@ -726,16 +625,27 @@ static void add_methods(crpc_server *s, bool async) {
   if (c2 != CRPC_OK) die_code("registering " BUSY_METHOD, c2);
 }
 
+/* The client's threads are made after this (the channel's loop on its
+ * first call, the ctx timer thread on the first deadline) and inherit it. */
+static void pin_client(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+  if (rc != 0) die("-client-cpu: pthread_setaffinity_np failed");
+}
+
 int main(int argc, char **argv) {
   options o = {.b = {.iters = 1000, .warmup = 100, .reads = 4,
                      .reads_long = 256, .deadline_ms = 5},
-               .scenarios = NULL};
-  parse_flags(argc, argv, &o);
+               .scenarios = NULL,
+               .client_cpu = -1};
+  cancel_flags_parse(argc, argv, &o);
   char long_name[32];
   snprintf(long_name, sizeof(long_name), "busy-reads%d", o.b.reads_long);
   bool want[4] = {false, false, false, false};
   if (o.scenarios != NULL) {
-    pick_scenarios(&o, long_name, want);
+    cancel_flags_scenarios(&o, long_name, want);
   } else {
     /* All, as the anchors: a 0 count skips a busy variant. */
     want[0] = want[3] = true;
@@ -764,6 +674,7 @@ int main(int argc, char **argv) {
       crpc_server_start(server) != CRPC_OK) {
     die("server listen/start failed");
   }
+  if (o.client_cpu >= 0) pin_client(o.client_cpu);
   char target[64];
   snprintf(target, sizeof(target), "127.0.0.1:%d", port);
   crpc_channel_options co = {0};

@@ -15,11 +15,12 @@
 # server_ctxdone_minus_deadline_us and its split (the request's trip;
 # the server timer's own lateness), and the load each round carried.
 #
-# As bench/side_by_side.sh measures throughput, the server's process is
-# pinned to CPU 0 and h2load to CPU 1 (so the server runs one loop, the
-# default for a process allowed one CPU, and its client's threads share
-# that CPU); --no-pin lets all of them float over every CPU, which on a
-# 2-CPU machine puts two busy loops, h2load and the client on two CPUs.
+# As bench/side_by_side.sh measures throughput, the server is pinned to
+# CPU 0 (so it runs one loop, the default for a process allowed one CPU)
+# and the load to CPU 1: h2load and cancel_bench's own client threads
+# (-client-cpu 1), as if they were another machine; --no-pin lets all of
+# them float over every CPU, which on a 2-CPU machine puts two busy loops,
+# h2load and the client on two CPUs.
 #
 # Usage: bench/deadline_full_load.sh [--rounds 3] [--iters 1000]
 #          [--warmup 100] [--clients 4] [--streams 16] [--no-pin]
@@ -53,16 +54,16 @@ body=$OUT/unary-1024.bin
 python3 "$SHARED/bench/h2/make_body.py" 1024 "$body"
 {
   echo "command: $0 --rounds $ROUNDS --iters $ITERS --warmup $WARMUP --clients $CLIENTS --streams $STREAMS$([[ $PIN == 1 ]] || echo ' --no-pin')"
-  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git -C "$REPO" rev-parse --short HEAD)"
+  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet || echo ' (+ uncommitted changes)')"
   echo "kernel: $(uname -r), cpus: $(nproc), loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/env.txt" >&2
 
 H2LOAD_PID=""
 trap '[[ -n "$H2LOAD_PID" ]] && kill "$H2LOAD_PID" 2>/dev/null; true' EXIT
-server_cpus=() load_cpus=()
+server_cpus=() load_cpus=() client_cpu=()
 if [[ $PIN == 1 ]]; then
   [[ $(nproc) -ge 2 ]] || { echo "pinning needs 2 CPUs (or --no-pin)" >&2; exit 1; }
-  server_cpus=(taskset -c 0) load_cpus=(taskset -c 1)
+  server_cpus=(taskset -c 0) load_cpus=(taskset -c 1) client_cpu=(-client-cpu 1)
 fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -73,7 +74,7 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "== round $r/$ROUNDS: $mode" >&2
     port=$(free_port)
     "${server_cpus[@]}" "$OUT/bin/cancel_bench" -mode "$mode" -port "$port" \
-      -scenarios deadline \
+      "${client_cpu[@]}" -scenarios deadline \
       -iters "$ITERS" -warmup "$WARMUP" -load-wait "$LOAD_WAIT" \
       >"$d/crpc-$mode.jsonl" 2>"$d/crpc-$mode.err" &
     bench_pid=$!
