@@ -8,12 +8,14 @@
 namespace crpc_e2e {
 namespace {
 
-using CallsTest = E2ETest;
+// Every test that reaches a handler runs against blocking and async ones.
+class CallsTest : public BothHandlers<E2ETest> {};
+using CallsClientTest = E2ETest;  // no handler involved
 
 // Non-ASCII, '%', CR/LF: everything grpc-message must percent-encode.
 const char kNonAscii[] = "nicht gefunden: \xc3\xbc\xc3\x9f \xe2\x98\x83 \xf0\x9f\x99\x82 100% done\r\n";
 
-TEST_F(CallsTest, Unary_EchoesRequest) {
+TEST_P(CallsTest, Unary_EchoesRequest) {
   Start();
   Ctx ctx = WithTimeout(10 * kSec);
   UnaryResult r = Unary(channel_, ctx.get(), M("Echo"), "hello crpc");
@@ -31,7 +33,7 @@ TEST_F(CallsTest, Unary_EchoesRequest) {
   EXPECT_TRUE(r.response == big) << "1 MiB echo differs";
 }
 
-TEST_F(CallsTest, Unary_StepByStepApi) {
+TEST_P(CallsTest, Unary_StepByStepApi) {
   Start();
   Ctx ctx = WithTimeout(10 * kSec);
   crpc_call *raw = nullptr;
@@ -52,7 +54,7 @@ TEST_F(CallsTest, Unary_StepByStepApi) {
   EXPECT_EQ(CRPC_OK, st.s.code);
 }
 
-TEST_F(CallsTest, ServerStreaming_ReceivesEveryMessageInOrder) {
+TEST_P(CallsTest, ServerStreaming_ReceivesEveryMessageInOrder) {
   Start();
   Ctx ctx = WithTimeout(10 * kSec);
   crpc_call *raw = nullptr;
@@ -74,7 +76,7 @@ TEST_F(CallsTest, ServerStreaming_ReceivesEveryMessageInOrder) {
   EXPECT_EQ(CRPC_OK, crpc_call_finish(call.get(), nullptr));
 }
 
-TEST_F(CallsTest, ClientStreaming_ServerSeesEveryMessage) {
+TEST_P(CallsTest, ClientStreaming_ServerSeesEveryMessage) {
   Start();
   Ctx ctx = WithTimeout(10 * kSec);
   crpc_call *raw = nullptr;
@@ -94,7 +96,7 @@ TEST_F(CallsTest, ClientStreaming_ServerSeesEveryMessage) {
   EXPECT_EQ(CRPC_OK, crpc_call_finish(call.get(), st.get())) << st.message();
 }
 
-TEST_F(CallsTest, ClientStreaming_NoMessagesAtAll) {
+TEST_P(CallsTest, ClientStreaming_NoMessagesAtAll) {
   Start();
   Ctx ctx = WithTimeout(10 * kSec);
   crpc_call *raw = nullptr;
@@ -107,7 +109,7 @@ TEST_F(CallsTest, ClientStreaming_NoMessagesAtAll) {
   EXPECT_EQ(CRPC_OK, crpc_call_finish(call.get(), nullptr));
 }
 
-TEST_F(CallsTest, Bidi_PingPong) {
+TEST_P(CallsTest, Bidi_PingPong) {
   Start();
   Ctx ctx = WithTimeout(10 * kSec);
   crpc_call *raw = nullptr;
@@ -128,7 +130,7 @@ TEST_F(CallsTest, Bidi_PingPong) {
   EXPECT_EQ(CRPC_OK, crpc_call_finish(call.get(), nullptr));
 }
 
-TEST_F(CallsTest, Bidi_SendAndReceiveOnTwoThreads) {
+TEST_P(CallsTest, Bidi_SendAndReceiveOnTwoThreads) {
   Start();
   Ctx ctx = WithTimeout(20 * kSec);
   crpc_call *raw = nullptr;
@@ -159,7 +161,7 @@ TEST_F(CallsTest, Bidi_SendAndReceiveOnTwoThreads) {
   EXPECT_EQ(CRPC_OK, crpc_call_finish(call.get(), nullptr));
 }
 
-TEST_F(CallsTest, ConcurrentCalls_MultiplexOnOneChannel) {
+TEST_P(CallsTest, ConcurrentCalls_MultiplexOnOneChannel) {
   Start();
   const int threads = 8, per = 200 / kSlow;
   std::atomic<int> ok{0};
@@ -178,7 +180,7 @@ TEST_F(CallsTest, ConcurrentCalls_MultiplexOnOneChannel) {
   EXPECT_EQ(threads * per, ok.load());
 }
 
-TEST_F(CallsTest, Metadata_BothWaysIncludingBinary) {
+TEST_P(CallsTest, Metadata_BothWaysIncludingBinary) {
   Start();
   const std::string bin("\x00\xff\x01 binary \x80\n", 12);
   Md md = NewMd({{"x-echo-md", "1"},
@@ -208,7 +210,7 @@ TEST_F(CallsTest, Metadata_BothWaysIncludingBinary) {
   EXPECT_EQ("<absent>", MdGet(st.s.trailers, "grpc-status")) << "reserved trailer leaked";
 }
 
-TEST_F(CallsTest, Metadata_UnaryCallReturnsTrailers) {
+TEST_P(CallsTest, Metadata_UnaryCallReturnsTrailers) {
   Start();
   Md md = NewMd({{"x-echo-md", "1"}, {"x-md-k", "v"}});
   Ctx ctx = WithTimeout(10 * kSec);
@@ -217,33 +219,46 @@ TEST_F(CallsTest, Metadata_UnaryCallReturnsTrailers) {
   EXPECT_EQ("v", MdGet(r.trailers.get(), "x-trl-k"));
 }
 
-TEST_F(CallsTest, ServerSeesRequestMetadataAndUserAgent) {
+TEST_P(CallsTest, ServerSeesRequestMetadataAndUserAgent) {
   struct Seen {
     std::string ua, custom, method, peer;
+    void Look(crpc_server_call *call) {
+      const crpc_metadata *md = crpc_server_call_request_metadata(call);
+      ua = MdGet(md, "user-agent");
+      custom = MdGet(md, "x-custom");
+      method = crpc_server_call_method(call);
+      peer = crpc_server_call_peer(call);
+    }
   } seen;
   crpc_channel_options chopts{};
   chopts.user_agent = "e2e-test/1.0";
-  Start(nullptr,
-        [&](crpc_server *s) {
-          ASSERT_EQ(CRPC_OK,
-                    crpc_server_add_method(
-                        s, "/crpc.e2e.Meta/Look", CRPC_UNARY,
-                        [](crpc_server_call *call, const crpc_ctx *, void *ud) {
-                          auto *seen = static_cast<Seen *>(ud);
-                          crpc_message m{};
-                          crpc_code rc = crpc_server_call_recv(call, &m);
-                          free(m.data);
-                          if (rc != CRPC_OK) return rc;
-                          const crpc_metadata *md = crpc_server_call_request_metadata(call);
-                          seen->ua = MdGet(md, "user-agent");
-                          seen->custom = MdGet(md, "x-custom");
-                          seen->method = crpc_server_call_method(call);
-                          seen->peer = crpc_server_call_peer(call);
-                          return crpc_server_call_send(call, "ok", 2);
-                        },
-                        &seen));
-        },
-        &chopts);
+  Start(
+      nullptr,
+      [&](crpc_server *s) {
+        if (Async()) {
+          ASSERT_EQ(CRPC_OK, crpc_server_add_unary_async(
+                                 s, "/crpc.e2e.Meta/Look",
+                                 [](crpc_server_call *call, const crpc_ctx *,
+                                    const crpc_message *, void *ud) {
+                                   static_cast<Seen *>(ud)->Look(call);
+                                   return crpc_server_call_send_async(call, "ok", 2, 0);
+                                 },
+                                 &seen));
+          return;
+        }
+        ASSERT_EQ(CRPC_OK, crpc_server_add_method(
+                               s, "/crpc.e2e.Meta/Look", CRPC_UNARY,
+                               [](crpc_server_call *call, const crpc_ctx *, void *ud) {
+                                 crpc_message m{};
+                                 crpc_code rc = crpc_server_call_recv(call, &m);
+                                 free(m.data);
+                                 if (rc != CRPC_OK) return rc;
+                                 static_cast<Seen *>(ud)->Look(call);
+                                 return crpc_server_call_send(call, "ok", 2);
+                               },
+                               &seen));
+      },
+      &chopts);
   Md md = NewMd({{"x-custom", "yes"}});
   Ctx ctx = WithTimeout(10 * kSec);
   UnaryResult r = Unary(channel_, ctx.get(), "/crpc.e2e.Meta/Look", "", md.get());
@@ -255,7 +270,7 @@ TEST_F(CallsTest, ServerSeesRequestMetadataAndUserAgent) {
   EXPECT_EQ(0u, seen.peer.rfind("ipv4:127.0.0.1:", 0)) << seen.peer;
 }
 
-TEST_F(CallsTest, ReservedRequestHeader_IsRefused) {
+TEST_P(CallsTest, ReservedRequestHeader_IsRefused) {
   Start();
   Md md = NewMd({{"grpc-timeout", "1S"}});
   Ctx ctx = WithTimeout(10 * kSec);
@@ -266,7 +281,7 @@ TEST_F(CallsTest, ReservedRequestHeader_IsRefused) {
   EXPECT_EQ(CRPC_OK, r.code) << r.message;
 }
 
-TEST_F(CallsTest, ErrorStatus_CodeAndNonAsciiMessageRoundTrip) {
+TEST_P(CallsTest, ErrorStatus_CodeAndNonAsciiMessageRoundTrip) {
   Start();
   Md md = NewMd({{"x-status", "5"}, {"x-message-bin", kNonAscii}});
   Ctx ctx = WithTimeout(10 * kSec);
@@ -280,7 +295,7 @@ TEST_F(CallsTest, ErrorStatus_CodeAndNonAsciiMessageRoundTrip) {
   EXPECT_EQ("who are you?", r.message);
 }
 
-TEST_F(CallsTest, ErrorStatus_EveryCodeSurvivesTheWire) {
+TEST_P(CallsTest, ErrorStatus_EveryCodeSurvivesTheWire) {
   Start();
   Ctx ctx = WithTimeout(10 * kSec);
   for (int code = 1; code <= 16; code++) {
@@ -291,7 +306,7 @@ TEST_F(CallsTest, ErrorStatus_EveryCodeSurvivesTheWire) {
   }
 }
 
-TEST_F(CallsTest, Unimplemented_UnknownMethodAndUnknownService) {
+TEST_P(CallsTest, Unimplemented_UnknownMethodAndUnknownService) {
   Start();
   Ctx ctx = WithTimeout(10 * kSec);
   UnaryResult r = Unary(channel_, ctx.get(), M("NoSuchMethod"), "x");
@@ -313,7 +328,7 @@ TEST_F(CallsTest, Unimplemented_UnknownMethodAndUnknownService) {
   EXPECT_EQ(CRPC_OK, r.code);
 }
 
-TEST_F(CallsTest, ServerMaxReceiveSize_ResourceExhausted) {
+TEST_P(CallsTest, ServerMaxReceiveSize_ResourceExhausted) {
   crpc_server_options opts{};
   opts.max_recv_message_size = 1024;
   Start(&opts);
@@ -326,7 +341,7 @@ TEST_F(CallsTest, ServerMaxReceiveSize_ResourceExhausted) {
   EXPECT_EQ(CRPC_OK, r.code) << "channel unusable after the oversized message";
 }
 
-TEST_F(CallsTest, ClientMaxReceiveSize_ResourceExhausted) {
+TEST_P(CallsTest, ClientMaxReceiveSize_ResourceExhausted) {
   crpc_channel_options chopts{};
   chopts.max_recv_message_size = 1024;
   Start(nullptr, {}, &chopts);
@@ -337,7 +352,7 @@ TEST_F(CallsTest, ClientMaxReceiveSize_ResourceExhausted) {
   EXPECT_EQ(CRPC_OK, r.code);
 }
 
-TEST_F(CallsTest, DefaultMaxReceiveSize_Is4MiB) {
+TEST_P(CallsTest, DefaultMaxReceiveSize_Is4MiB) {
   Start();
   Ctx ctx = WithTimeout(20 * kSec);
   UnaryResult r = Unary(channel_, ctx.get(), M("Echo"), std::string(4 << 20, 'a'));
@@ -346,7 +361,7 @@ TEST_F(CallsTest, DefaultMaxReceiveSize_Is4MiB) {
   EXPECT_EQ(CRPC_RESOURCE_EXHAUSTED, r.code) << r.message;
 }
 
-TEST_F(CallsTest, UnixSocketTarget_AllShapesWork) {
+TEST_P(CallsTest, UnixSocketTarget_AllShapesWork) {
   std::string path = "/tmp/crpc-e2e-" + std::to_string(getpid()) + ".sock";
   unlink(path.c_str());
   Start(nullptr, {}, nullptr, "unix:" + path, "unix:" + path);
@@ -376,7 +391,7 @@ TEST_F(CallsTest, UnixSocketTarget_AllShapesWork) {
   unlink(path.c_str());
 }
 
-TEST_F(CallsTest, UnreachableTarget_Unavailable) {
+TEST_F(CallsClientTest, UnreachableTarget_Unavailable) {
   Start();
   // A port nobody listens on: the server's port after it is gone.
   int port = port_;
@@ -388,6 +403,8 @@ TEST_F(CallsTest, UnreachableTarget_Unavailable) {
   EXPECT_EQ(CRPC_UNAVAILABLE, r.code) << r.message;
   crpc_channel_free(ch);
 }
+
+CRPC_E2E_BOTH_HANDLERS(CallsTest);
 
 }  // namespace
 }  // namespace crpc_e2e

@@ -32,6 +32,7 @@
 #include "crpc/ctx.h"
 #include "crpc/metadata.h"
 #include "crpc/server.h"
+#include "crpc/server_async.h"
 #include "crpc/status.h"
 #include "rpc/testing/test_service.h"
 
@@ -229,6 +230,10 @@ inline Percentiles Summarise(std::vector<int64_t> ns) {
 
 // ---- the fixture --------------------------------------------------------------
 
+// Which handlers serve crpc.test.Test: blocking (crpc/server.h) or async
+// reactors on the loop thread (crpc/server_async.h).
+enum class Handlers { kBlocking, kAsync };
+
 // Starts a crpc server with crpc.test.Test (plus whatever the test adds) on
 // 127.0.0.1:0 and a channel to it. TearDown frees everything and checks that
 // crpc_ctx_live_count() is back where it was before the test began.
@@ -253,7 +258,9 @@ class E2ETest : public ::testing::Test {
     ASSERT_NE(nullptr, svc_);
     server_ = crpc_server_new(opts);
     ASSERT_NE(nullptr, server_);
-    ASSERT_EQ(CRPC_OK, crpc_test_service_register(svc_, server_));
+    ASSERT_EQ(CRPC_OK, handlers_ == Handlers::kAsync
+                           ? crpc_test_service_register_async(svc_, server_)
+                           : crpc_test_service_register(svc_, server_));
     if (extra) extra(server_);
     ASSERT_EQ(CRPC_OK, crpc_server_listen(server_, address.c_str(), &port_)) << address;
     ASSERT_EQ(CRPC_OK, crpc_server_start(server_));
@@ -289,6 +296,7 @@ class E2ETest : public ::testing::Test {
   }
 
   size_t baseline_ = 0;
+  Handlers handlers_ = Handlers::kBlocking;
   crpc_test_service *svc_ = nullptr;
   crpc_server *server_ = nullptr;
   crpc_channel *channel_ = nullptr;
@@ -296,6 +304,29 @@ class E2ETest : public ::testing::Test {
   std::string target_;
   int tag_seq_ = 0;
 };
+
+// A fixture whose tests run once per handler style (instantiate with
+// CRPC_E2E_BOTH_HANDLERS): the test service, and the test's own methods
+// where it has both kinds, are served by handlers_.
+template <class Base>
+class BothHandlers : public Base, public ::testing::WithParamInterface<Handlers> {
+ protected:
+  void SetUp() override {
+    Base::SetUp();
+    this->handlers_ = this->GetParam();
+  }
+  bool Async() const { return this->handlers_ == Handlers::kAsync; }
+};
+
+inline std::string HandlersName(const ::testing::TestParamInfo<Handlers> &info) {
+  return info.param == Handlers::kAsync ? "Async" : "Blocking";
+}
+
+#define CRPC_E2E_BOTH_HANDLERS(Fixture)                                       \
+  INSTANTIATE_TEST_SUITE_P(Handlers, Fixture,                                 \
+                           ::testing::Values(::crpc_e2e::Handlers::kBlocking, \
+                                             ::crpc_e2e::Handlers::kAsync),   \
+                           ::crpc_e2e::HandlersName)
 
 }  // namespace crpc_e2e
 

@@ -1,6 +1,7 @@
 /* The crpc.test.Test service on crpc's server API (see test_service.h and
  * README.md). Mirrors py_server.py. */
 #include "rpc/testing/test_service.h"
+#include "rpc/testing/test_service_internal.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -87,38 +88,25 @@ char *crpc_test_service_wait_report(crpc_test_service *svc, const char *tag,
 
 /* ---- per-call bookkeeping ---------------------------------------------- */
 
-typedef struct call_state {
-  crpc_test_service *svc;
-  crpc_server_call *call;
-  const crpc_ctx *ctx;
-  const char *method;
-  char tag[128];
-  int sent, recv, late;
-  long long timeout_ms;
-  crpc_on_cancel reg;
-  atomic_bool cancel_seen; /* set by the on_cancel callback */
-  bool registered;
-} call_state;
-
 static void on_cancel(void *arg, const crpc_cause *cause) {
   (void)cause;
   call_state *cs = arg;
   atomic_store(&cs->cancel_seen, true);
 }
 
-static bool md_get(const call_state *cs, const char *key,
+bool ts_md_get(const call_state *cs, const char *key,
                    crpc_metadata_entry *e) {
   return crpc_metadata_get(crpc_server_call_request_metadata(cs->call), key,
                            e);
 }
 
-static long long md_int(const call_state *cs, const char *key, long long dflt) {
+long long ts_md_int(const call_state *cs, const char *key, long long dflt) {
   crpc_metadata_entry e;
-  if (!md_get(cs, key, &e)) return dflt;
+  if (!ts_md_get(cs, key, &e)) return dflt;
   return strtoll((const char *)e.value, NULL, 10);
 }
 
-static void begin(call_state *cs, crpc_test_service *svc,
+void ts_begin(call_state *cs, crpc_test_service *svc,
                   crpc_server_call *call, const crpc_ctx *ctx,
                   const char *method) {
   memset(cs, 0, sizeof *cs);
@@ -128,7 +116,7 @@ static void begin(call_state *cs, crpc_test_service *svc,
   cs->ctx = ctx;
   cs->method = method;
   crpc_metadata_entry e;
-  if (md_get(cs, "x-tag", &e)) {
+  if (ts_md_get(cs, "x-tag", &e)) {
     snprintf(cs->tag, sizeof cs->tag, "%.*s", (int)e.value_len,
              (const char *)e.value);
   }
@@ -140,7 +128,7 @@ static void begin(call_state *cs, crpc_test_service *svc,
 }
 
 /* Records the observation and ends the call with `code`. */
-static crpc_code end(call_state *cs, crpc_code code) {
+crpc_code ts_end(call_state *cs, crpc_code code) {
   const char *end_name = crpc_code_name(code);
   const char *origin = "none";
   const crpc_cause *cause = crpc_ctx_cause(cs->ctx);
@@ -169,47 +157,45 @@ static crpc_code end(call_state *cs, crpc_code code) {
   return code;
 }
 
-/* Metadata echo and the optional sleep. False if the ctx ended. */
-static bool prologue(call_state *cs) {
-  if (md_int(cs, "x-echo-md", 0) == 1) {
-    const crpc_metadata *req = crpc_server_call_request_metadata(cs->call);
-    crpc_metadata *hdrs = crpc_server_call_response_headers(cs->call);
-    crpc_metadata *trls = crpc_server_call_trailers(cs->call);
-    size_t n = crpc_metadata_count(req);
-    for (size_t i = 0; i < n; i++) {
-      crpc_metadata_entry e;
-      if (!crpc_metadata_at(req, i, &e)) continue;
-      if (strncmp(e.key, "x-md-", 5) != 0) continue;
-      char key[256];
-      snprintf(key, sizeof key, "x-trl-%s", e.key + 5);
-      crpc_metadata_add(hdrs, e.key, e.value, e.value_len);
-      crpc_metadata_add(trls, key, e.value, e.value_len);
-    }
+void ts_echo_metadata(call_state *cs) {
+  if (ts_md_int(cs, "x-echo-md", 0) != 1) return;
+  const crpc_metadata *req = crpc_server_call_request_metadata(cs->call);
+  crpc_metadata *hdrs = crpc_server_call_response_headers(cs->call);
+  crpc_metadata *trls = crpc_server_call_trailers(cs->call);
+  size_t n = crpc_metadata_count(req);
+  for (size_t i = 0; i < n; i++) {
+    crpc_metadata_entry e;
+    if (!crpc_metadata_at(req, i, &e)) continue;
+    if (strncmp(e.key, "x-md-", 5) != 0) continue;
+    char key[256];
+    snprintf(key, sizeof key, "x-trl-%s", e.key + 5);
+    crpc_metadata_add(hdrs, e.key, e.value, e.value_len);
+    crpc_metadata_add(trls, key, e.value, e.value_len);
   }
-  long long sleep_ms = md_int(cs, "x-sleep-ms", 0);
-  if (sleep_ms > 0 &&
-      crpc_ctx_sleep(cs->ctx, (int64_t)sleep_ms * CRPC_MILLISECOND) != CRPC_OK)
-    return false;
-  return true;
 }
 
-/* The final status: x-status / x-message(-bin), else OK. */
-static crpc_code epilogue(call_state *cs) {
-  crpc_code code = (crpc_code)md_int(cs, "x-status", 0);
-  if (code == CRPC_OK) return end(cs, CRPC_OK);
+int64_t ts_sleep_ns(const call_state *cs) {
+  long long ms = ts_md_int(cs, "x-sleep-ms", 0);
+  return ms > 0 ? (int64_t)ms * CRPC_MILLISECOND : 0;
+}
+
+crpc_code ts_epilogue(call_state *cs) {
+  crpc_code code = (crpc_code)ts_md_int(cs, "x-status", 0);
+  if (code == CRPC_OK) return ts_end(cs, CRPC_OK);
   crpc_metadata_entry e;
-  if (md_get(cs, "x-message-bin", &e) || md_get(cs, "x-message", &e)) {
+  if (ts_md_get(cs, "x-message-bin", &e) || ts_md_get(cs, "x-message", &e)) {
     crpc_server_call_error(cs->call, code, "%.*s", (int)e.value_len,
                            (const char *)e.value);
   } else {
     crpc_server_call_error(cs->call, code, "%s", "");
   }
-  return end(cs, code);
+  return ts_end(cs, code);
 }
 
-static crpc_code send_msg(call_state *cs, const void *data, size_t len) {
+crpc_code ts_send(call_state *cs, const void *data, size_t len, bool async) {
   bool was_cancelled = atomic_load(&cs->cancel_seen);
-  crpc_code rc = crpc_server_call_send(cs->call, data, len);
+  crpc_code rc = async ? crpc_server_call_send_async(cs->call, data, len, 0)
+                       : crpc_server_call_send(cs->call, data, len);
   if (rc == CRPC_OK) {
     cs->sent++;
     if (was_cancelled) cs->late++;
@@ -217,49 +203,66 @@ static crpc_code send_msg(call_state *cs, const void *data, size_t len) {
   return rc;
 }
 
+bool ts_parse_count(const crpc_message *m, long long *n, long long *size,
+                    long long *interval_us) {
+  if (m->end) return false;
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.*s", (int)m->len, (const char *)m->data);
+  return sscanf(buf, "%lld %lld %lld", n, size, interval_us) == 3 && *n >= 0 &&
+         *size >= 0 && *size <= (64 << 20);
+}
+
+/* Metadata echo and the optional sleep. False if the ctx ended. */
+static bool prologue(call_state *cs) {
+  ts_echo_metadata(cs);
+  int64_t sleep_ns = ts_sleep_ns(cs);
+  return sleep_ns == 0 || crpc_ctx_sleep(cs->ctx, sleep_ns) == CRPC_OK;
+}
+
+static crpc_code send_msg(call_state *cs, const void *data, size_t len) {
+  return ts_send(cs, data, len, false);
+}
+
 /* ---- handlers ------------------------------------------------------------ */
 
 static crpc_code echo(crpc_server_call *call, const crpc_ctx *ctx, void *ud) {
   call_state cs;
-  begin(&cs, ud, call, ctx, "Echo");
+  ts_begin(&cs, ud, call, ctx, "Echo");
   crpc_message m = {0};
   crpc_code rc = crpc_server_call_recv(call, &m);
-  if (rc != CRPC_OK) return end(&cs, rc);
-  if (m.end) return end(&cs, crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
+  if (rc != CRPC_OK) return ts_end(&cs, rc);
+  if (m.end) return ts_end(&cs, crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
                                                     "no request"));
   cs.recv = 1;
   if (!prologue(&cs)) {
     free(m.data);
-    return end(&cs, crpc_ctx_err(ctx));
+    return ts_end(&cs, crpc_ctx_err(ctx));
   }
   rc = send_msg(&cs, m.data, m.len);
   free(m.data);
-  if (rc != CRPC_OK) return end(&cs, rc);
-  return epilogue(&cs);
+  if (rc != CRPC_OK) return ts_end(&cs, rc);
+  return ts_epilogue(&cs);
 }
 
 static crpc_code count(crpc_server_call *call, const crpc_ctx *ctx, void *ud) {
   call_state cs;
-  begin(&cs, ud, call, ctx, "Count");
+  ts_begin(&cs, ud, call, ctx, "Count");
   crpc_message m = {0};
   crpc_code rc = crpc_server_call_recv(call, &m);
-  if (rc != CRPC_OK) return end(&cs, rc);
+  if (rc != CRPC_OK) return ts_end(&cs, rc);
   long long n = 0, size = 0, interval_us = 0;
-  int got = 0;
+  bool ok = ts_parse_count(&m, &n, &size, &interval_us);
   if (!m.end) {
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.*s", (int)m.len, (const char *)m.data);
-    got = sscanf(buf, "%lld %lld %lld", &n, &size, &interval_us);
     free(m.data);
     cs.recv = 1;
   }
-  if (got != 3 || n < 0 || size < 0 || size > (64 << 20)) {
-    return end(&cs, crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
-                                           "Count wants 'n size interval_us'"));
+  if (!ok) {
+    return ts_end(&cs, crpc_server_call_error(call, CRPC_INVALID_ARGUMENT,
+                                              TS_COUNT_USAGE));
   }
-  if (!prologue(&cs)) return end(&cs, crpc_ctx_err(ctx));
+  if (!prologue(&cs)) return ts_end(&cs, crpc_ctx_err(ctx));
   uint8_t *buf = malloc(size > 0 ? (size_t)size : 1);
-  if (buf == NULL) return end(&cs, CRPC_RESOURCE_EXHAUSTED);
+  if (buf == NULL) return ts_end(&cs, CRPC_RESOURCE_EXHAUSTED);
   for (long long i = 0; n == 0 || i < n; i++) {
     memset(buf, (int)(i & 0xff), (size_t)size);
     rc = send_msg(&cs, buf, (size_t)size);
@@ -270,20 +273,20 @@ static crpc_code count(crpc_server_call *call, const crpc_ctx *ctx, void *ud) {
     }
   }
   free(buf);
-  if (rc != CRPC_OK) return end(&cs, rc);
-  return epilogue(&cs);
+  if (rc != CRPC_OK) return ts_end(&cs, rc);
+  return ts_epilogue(&cs);
 }
 
 static crpc_code collect(crpc_server_call *call, const crpc_ctx *ctx,
                          void *ud) {
   call_state cs;
-  begin(&cs, ud, call, ctx, "Collect");
-  if (!prologue(&cs)) return end(&cs, crpc_ctx_err(ctx));
+  ts_begin(&cs, ud, call, ctx, "Collect");
+  if (!prologue(&cs)) return ts_end(&cs, crpc_ctx_err(ctx));
   size_t total = 0;
   for (;;) {
     crpc_message m = {0};
     crpc_code rc = crpc_server_call_recv(call, &m);
-    if (rc != CRPC_OK) return end(&cs, rc);
+    if (rc != CRPC_OK) return ts_end(&cs, rc);
     if (m.end) break;
     cs.recv++;
     total += m.len;
@@ -292,39 +295,39 @@ static crpc_code collect(crpc_server_call *call, const crpc_ctx *ctx,
   char reply[64];
   int len = snprintf(reply, sizeof reply, "%d %zu", cs.recv, total);
   crpc_code rc = send_msg(&cs, reply, (size_t)len);
-  if (rc != CRPC_OK) return end(&cs, rc);
-  return epilogue(&cs);
+  if (rc != CRPC_OK) return ts_end(&cs, rc);
+  return ts_epilogue(&cs);
 }
 
 static crpc_code chat(crpc_server_call *call, const crpc_ctx *ctx, void *ud) {
   call_state cs;
-  begin(&cs, ud, call, ctx, "Chat");
-  if (!prologue(&cs)) return end(&cs, crpc_ctx_err(ctx));
+  ts_begin(&cs, ud, call, ctx, "Chat");
+  if (!prologue(&cs)) return ts_end(&cs, crpc_ctx_err(ctx));
   for (;;) {
     crpc_message m = {0};
     crpc_code rc = crpc_server_call_recv(call, &m);
-    if (rc != CRPC_OK) return end(&cs, rc);
+    if (rc != CRPC_OK) return ts_end(&cs, rc);
     if (m.end) break;
     cs.recv++;
     rc = send_msg(&cs, m.data, m.len);
     free(m.data);
-    if (rc != CRPC_OK) return end(&cs, rc);
+    if (rc != CRPC_OK) return ts_end(&cs, rc);
   }
-  return epilogue(&cs);
+  return ts_epilogue(&cs);
 }
 
 static crpc_code hang(crpc_server_call *call, const crpc_ctx *ctx, void *ud) {
   call_state cs;
-  begin(&cs, ud, call, ctx, "Hang");
+  ts_begin(&cs, ud, call, ctx, "Hang");
   crpc_message m = {0};
   crpc_code rc = crpc_server_call_recv(call, &m);
-  if (rc != CRPC_OK) return end(&cs, rc);
+  if (rc != CRPC_OK) return ts_end(&cs, rc);
   if (!m.end) {
     cs.recv = 1;
     free(m.data);
   }
   prologue(&cs);
-  return end(&cs, crpc_ctx_wait(ctx));
+  return ts_end(&cs, crpc_ctx_wait(ctx));
 }
 
 static crpc_code report(crpc_server_call *call, const crpc_ctx *ctx,
@@ -362,6 +365,11 @@ crpc_test_service *crpc_test_service_new(void) {
   return svc;
 }
 
+crpc_code ts_add_report(crpc_test_service *svc, crpc_server *server) {
+  return crpc_server_add_method(server, "/" CRPC_TEST_SERVICE "/Report",
+                                CRPC_UNARY, report, svc);
+}
+
 crpc_code crpc_test_service_register(crpc_test_service *svc,
                                      crpc_server *server) {
   static const struct {
@@ -374,14 +382,13 @@ crpc_code crpc_test_service_register(crpc_test_service *svc,
       {"/" CRPC_TEST_SERVICE "/Collect", CRPC_CLIENT_STREAMING, collect},
       {"/" CRPC_TEST_SERVICE "/Chat", CRPC_BIDI_STREAMING, chat},
       {"/" CRPC_TEST_SERVICE "/Hang", CRPC_UNARY, hang},
-      {"/" CRPC_TEST_SERVICE "/Report", CRPC_UNARY, report},
   };
   for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
     crpc_code rc = crpc_server_add_method(server, methods[i].path,
                                           methods[i].kind, methods[i].fn, svc);
     if (rc != CRPC_OK) return rc;
   }
-  return CRPC_OK;
+  return ts_add_report(svc, server);
 }
 
 int crpc_test_service_running(crpc_test_service *svc) {

@@ -34,9 +34,17 @@ typedef struct crpc_test_service crpc_test_service;
 /* A service with no observations yet; NULL if out of memory. */
 crpc_test_service *crpc_test_service_new(void);
 
-/* Registers the six methods on server (before crpc_server_start). */
+/* Registers the six methods on server (before crpc_server_start), with
+ * blocking handlers (crpc/server.h). */
 crpc_code crpc_test_service_register(crpc_test_service *svc,
                                      crpc_server *server);
+
+/* The same methods with async handlers (crpc/server_async.h) running on
+ * the loop thread, Report excepted (blocking: it waits). Same protocol and
+ * observations; x-sleep-ms and Count's interval_us run on a thread of the
+ * call's own (Chat and Hang ignore x-sleep-ms). */
+crpc_code crpc_test_service_register_async(crpc_test_service *svc,
+                                           crpc_server *server);
 
 /* The observation recorded for tag ("method=Hang end=CANCELLED
  * origin=peer_reset sent=0 recv=1 timeout_ms=-1 late=0"), waiting up to
