@@ -67,7 +67,7 @@ measure() { # label argv...
   shift
   local port=$((40000 + RANDOM % 20000))
   local prof="$OUT/callgrind.$label"
-  valgrind --tool=callgrind --callgrind-out-file="$prof" "${@//\{port\}/$port}" \
+  valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-out-file="$prof" "${@//\{port\}/$port}" \
     >"$OUT/$label.log" 2>&1 &
   local pid=$!
   wait_port "$port" || { echo "$label: server did not listen" >&2; kill -9 $pid; return 1; }

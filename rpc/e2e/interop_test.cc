@@ -243,10 +243,11 @@ TEST_F(CrpcClientToPyServer, ServerKilled_InFlightCallsEndUnavailable) {
 
 // ---- grpcio client -> crpc server ----------------------------------------------
 
-class PyClientToCrpcServer : public E2ETest {
+// Every case against blocking and against async handlers.
+class PyClientToCrpcServer : public BothHandlers<E2ETest> {
  protected:
   void SetUp() override {
-    E2ETest::SetUp();
+    BothHandlers<E2ETest>::SetUp();
     std::string why;
     if (!crpc_testing::PythonGrpcAvailable(&why)) GTEST_SKIP() << why;
     Start();
@@ -264,15 +265,15 @@ class PyClientToCrpcServer : public E2ETest {
   std::string output_;
 };
 
-TEST_F(PyClientToCrpcServer, FourShapes) {
+TEST_P(PyClientToCrpcServer, FourShapes) {
   Run({"unary", "server_stream", "client_stream", "bidi"});
 }
 
-TEST_F(PyClientToCrpcServer, MetadataStatusAndUnimplemented) {
+TEST_P(PyClientToCrpcServer, MetadataStatusAndUnimplemented) {
   Run({"metadata", "error", "stream_error", "unimplemented"});
 }
 
-TEST_F(PyClientToCrpcServer, ClientCancel_CrpcHandlerCtxDoneWithPeerReset) {
+TEST_P(PyClientToCrpcServer, ClientCancel_CrpcHandlerCtxDoneWithPeerReset) {
   Run({"cancel", "cancel_unary"});
   EXPECT_NE(std::string::npos, output_.find("PASS cancel: server saw CANCELLED origin=peer_reset"))
       << output_;
@@ -281,9 +282,11 @@ TEST_F(PyClientToCrpcServer, ClientCancel_CrpcHandlerCtxDoneWithPeerReset) {
       << output_;
 }
 
-TEST_F(PyClientToCrpcServer, ClientDeadline_CrpcServerCtxGetsGrpcTimeout) {
+TEST_P(PyClientToCrpcServer, ClientDeadline_CrpcServerCtxGetsGrpcTimeout) {
   Run({"deadline", "deadline_stream"});
 }
+
+CRPC_E2E_BOTH_HANDLERS(PyClientToCrpcServer);
 
 }  // namespace
 }  // namespace crpc_e2e

@@ -40,18 +40,18 @@ const char kLoopThread[] = "crpc-loop";
 const char kHandlerThread[] = "crpc-handler";
 const char kStandbyThread[] = "crpc-standby";
 
-std::string ThreadName() {
+inline std::string ThreadName() {
   char name[32] = {0};
   pthread_getname_np(pthread_self(), name, sizeof(name));
   return name;
 }
 
-std::string View(const crpc_message *m) {
+inline std::string View(const crpc_message *m) {
   return std::string(reinterpret_cast<const char *>(m->data), m->len);
 }
 
 // The value of the first `key` in md, or "<none>".
-std::string Get(const crpc_metadata *md, const char *key) {
+inline std::string Get(const crpc_metadata *md, const char *key) {
   crpc_metadata_entry e;
   if (md == nullptr || !crpc_metadata_get(md, key, &e)) return "<none>";
   return std::string(reinterpret_cast<const char *>(e.value), e.value_len);
@@ -96,7 +96,7 @@ struct Reply {
   std::string trailer;  // the "x-trail" trailer, or "<none>"
 };
 
-Reply Unary(crpc_channel *ch, const char *method, const std::string &req,
+inline Reply Unary(crpc_channel *ch, const char *method, const std::string &req,
             int64_t timeout_ns = kWait) {
   Ctx ctx(crpc_ctx_with_timeout(crpc_ctx_background(), timeout_ns));
   crpc_message resp{};
@@ -170,7 +170,7 @@ inline crpc_code EchoInline(crpc_server_call *call, const crpc_ctx *,
 
 enum class Ev { kStart, kMessage, kEnd, kSendReady, kCancel, kDone };
 
-const char *EvName(Ev e) {
+inline const char *EvName(Ev e) {
   switch (e) {
     case Ev::kStart:
       return "start";

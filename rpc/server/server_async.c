@@ -120,7 +120,7 @@ void scall_async_deliver(scall *call) {
     pthread_mutex_lock(&call->mu);
     bool got = false;
     if (!call->reactor_finished && !call->finished && !call->reset &&
-        call->recv_err == CRPC_OK && !call->end_told) {
+        call->recv_err == CRPC_OK && !call->end_told && !call->recv_paused) {
       got = crpc_h2_msgq_pop(&call->in.q, &msg);
       if (!got && call->recv_end) {
         msg.end = true;
@@ -278,6 +278,24 @@ void crpc_server_call_finish(crpc_server_call *call, crpc_code code,
     scall_kick(call);
   }
   scall_unref(call);
+}
+
+void crpc_server_call_pause_recv(crpc_server_call *call) {
+  pthread_mutex_lock(&call->mu);
+  call->recv_paused = true;
+  pthread_mutex_unlock(&call->mu);
+}
+
+void crpc_server_call_resume_recv(crpc_server_call *call) {
+  pthread_mutex_lock(&call->mu);
+  bool was = call->recv_paused;
+  call->recv_paused = false;
+  pthread_mutex_unlock(&call->mu);
+  if (!was) return;
+  /* Delivery happens on the loop, in the kick: never inside the caller's
+   * own callback (on_send_ready resuming), and never on another thread. */
+  atomic_store_explicit(&call->resume_pending, true, memory_order_release);
+  scall_kick(call);
 }
 
 const crpc_ctx *crpc_server_call_ctx(const crpc_server_call *call) {

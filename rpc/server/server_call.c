@@ -19,6 +19,7 @@ scall *scall_new(sconn *conn, int32_t stream_id) {
   scall *call = crpc_mem_calloc(1, sizeof(*call));
   if (call == NULL) return NULL;
   atomic_init(&call->refs, 1);
+  atomic_init(&call->resume_pending, false);
   call->server = conn->server;
   call->sl = conn->sl;
   call->conn = conn;
@@ -261,6 +262,11 @@ static void kick_fn(crpc_loop *loop, void *arg) {
   scall_live_kick(call); /* the registry notes a ctx just done */
   if (call->dispatched && server_method_is_async(call->method)) {
     scall_async_events(call);
+    if (atomic_load_explicit(&call->resume_pending, memory_order_relaxed) &&
+        atomic_exchange_explicit(&call->resume_pending, false,
+                                 memory_order_acquire)) {
+      scall_async_deliver(call); /* crpc_server_call_resume_recv */
+    }
   } else if (call->dispatched) {
     scall_submit_when_ready(call); /* the ctx may have ended */
     scall_slot_update(call);       /* its handler may have returned */

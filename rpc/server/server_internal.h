@@ -351,6 +351,10 @@ struct crpc_server_call {
    * streaming) waits for it on the loop, costing no thread meanwhile. */
   bool awaiting_request;
   bool reactor_finished, want_ready;
+  /* M: on_message held (crpc_server_call_pause_recv); A: a resume asks
+   * the next kick to deliver what is queued. */
+  bool recv_paused;
+  atomic_bool resume_pending;
   /* L: the deadline from grpc-timeout fires on this loop timer (armed at
    * dispatch, stopped when the stream closes). */
   crpc_loop_timer deadline_timer;

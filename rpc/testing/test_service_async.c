@@ -209,7 +209,13 @@ static void chat_message(astate *a, const crpc_message *msg) {
   }
   a->cs.recv++;
   crpc_code rc = ts_send(&a->cs, msg->data, msg->len, true);
-  if (rc != CRPC_OK) finish_with(a, rc);
+  if (rc != CRPC_OK) {
+    finish_with(a, rc);
+  } else if (!crpc_server_call_can_send(a->cs.call)) {
+    /* A client that sends faster than it reads: hold its messages (flow
+     * control holds the client) until the echoes drain. */
+    crpc_server_call_pause_recv(a->cs.call);
+  }
 }
 
 /* ---- the reactor ------------------------------------------------------------ */
@@ -259,10 +265,10 @@ static void on_message(crpc_server_call *call, const crpc_message *msg,
 }
 
 static void on_send_ready(crpc_server_call *call, void *state) {
-  (void)call;
   astate *a = state;
-  if (a == NULL || a->finished || a->worker || a->kind != A_COUNT) return;
-  count_pump(a);
+  if (a == NULL || a->finished || a->worker) return;
+  if (a->kind == A_COUNT) count_pump(a);
+  if (a->kind == A_CHAT) crpc_server_call_resume_recv(call);
 }
 
 static void on_cancel(crpc_server_call *call, const crpc_cause *cause,

@@ -132,6 +132,19 @@ crpc_code crpc_server_call_send_async_buf(crpc_server_call *call,
  * buffer has drained (or on_cancel, if the call ends first). Any thread. */
 bool crpc_server_call_can_send(crpc_server_call *call);
 
+/* Holds (pause) and restarts (resume) on_message for the call: the
+ * reactor's backpressure on what the client sends. While paused, request
+ * messages stay queued and their flow-control window is not given back, so
+ * a client that keeps sending is held by HTTP/2 flow control (at most the
+ * stream's window is buffered); the end of the request stream (msg->end)
+ * waits too. on_send_ready, on_cancel and on_done still come. A bidi echo,
+ * say, pauses when crpc_server_call_can_send says false and resumes in
+ * on_send_ready. Any thread, any number of times; resume delivers what is
+ * queued on the loop thread, after the callback that called it returns.
+ * No effect once the call has finished. */
+void crpc_server_call_pause_recv(crpc_server_call *call);
+void crpc_server_call_resume_recv(crpc_server_call *call);
+
 /* Ends the call with `code` (and the message set by crpc_server_call_error
  * or NULL: none; this one wins if both). Queued messages go first, then the
  * trailers. If the ctx was already done, the status sent is the cause's.
