@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 
+#include "rpc/e2e/cancel_probe.h"
 #include "rpc/e2e/e2e_util.h"
 #include "rpc/testing/peer.h"
 #include "rpc/testing/tcp_proxy.h"
@@ -16,165 +17,12 @@ namespace {
 // Generous bounds (2-core shared machine, sanitizers): correctness, not speed.
 constexpr int64_t kPromptMs = 2000;
 
-// ---- a handler that reports the instant its ctx ends ----------------------
-
-// Shared between a test and its custom handlers. One call at a time.
-struct Probe {
-  std::mutex mu;
-  Event entered;     // the handler is running
-  Event done;        // the handler saw its ctx done and recorded the cause
-  std::atomic<int64_t> cancel_ns{0};  // when on_cancel ran (transport thread)
-  std::atomic<bool> cancel_seen{false};
-  crpc_cause cause{};
-  int64_t deadline_ns = 0;      // the handler ctx's deadline
-  crpc_code last_send = CRPC_OK;  // the send that failed
-  int64_t sent = 0;             // sends that returned OK
-  int64_t late = 0;             // ... of which after on_cancel had run
-  bool done_at_failure = false;  // ctx already done when a send failed
-  std::atomic<int> remove_state{-1};
-  std::atomic<int64_t> sent_live{0};
-  int64_t msg_size = 1024;
-
-  void Reset() {
-    entered.Reset();
-    done.Reset();
-    cancel_ns = 0;
-    cancel_seen = false;
-    cause = crpc_cause{};
-    deadline_ns = 0;
-    last_send = CRPC_OK;
-    sent = late = 0;
-    done_at_failure = false;
-    sent_live = 0;
-  }
-};
-
-void ProbeOnCancel(void *arg, const crpc_cause *) {
-  auto *p = static_cast<Probe *>(arg);
-  p->cancel_ns = crpc_now_ns();
-  p->cancel_seen = true;
-}
-
-// The on_cancel callback runs on the cancelling thread right after the ctx
-// is marked done, so a waiter woken by the ctx can get ahead of it: the
-// handler removes its registration and, if the callback is running on the
-// other thread, waits (bounded) for its stamp.
-// If the handler removes its registration before the cancelling thread got
-// to it, the callback never runs (REMOVED): then the instant the handler
-// itself saw the ctx done (`seen_ns`) is the measurement.
-void FinishOnCancel(Probe *p, crpc_on_cancel *reg, bool registered, int64_t seen_ns) {
-  if (registered) {
-    crpc_on_cancel_state st = crpc_ctx_remove_on_cancel(reg);
-    p->remove_state = st;
-    if (st == CRPC_ON_CANCEL_RUNNING) Eventually([&] { return p->cancel_ns.load() != 0; }, 1000);
-  }
-  int64_t zero = 0;
-  p->cancel_ns.compare_exchange_strong(zero, seen_ns);
-}
-
-void RecordCause(Probe *p, const crpc_ctx *ctx) {
-  const crpc_cause *c = crpc_ctx_cause(ctx);
-  std::lock_guard<std::mutex> l(p->mu);
-  if (c != nullptr) p->cause = *c;
-}
-
-// Unary, idle: waits for its ctx to end.
-crpc_code IdleHandler(crpc_server_call *call, const crpc_ctx *ctx, void *ud) {
-  auto *p = static_cast<Probe *>(ud);
-  crpc_on_cancel reg;
-  bool registered = crpc_ctx_on_cancel(ctx, &reg, ProbeOnCancel, p);
-  if (!registered) ProbeOnCancel(p, nullptr);
-  crpc_message m{};
-  crpc_code rc = crpc_server_call_recv(call, &m);
-  free(m.data);
-  p->deadline_ns = crpc_ctx_deadline(ctx);
-  p->entered.Set();
-  if (rc == CRPC_OK) rc = crpc_ctx_wait(ctx);
-  int64_t seen_ns = crpc_now_ns();
-  RecordCause(p, ctx);
-  FinishOnCancel(p, &reg, registered, seen_ns);
-  p->done.Set();
-  return rc;
-}
-
-// Server streaming, busy: sends msg_size-byte messages flat out until a
-// send fails; counts sends that succeeded although on_cancel had already run.
-crpc_code FloodHandler(crpc_server_call *call, const crpc_ctx *ctx, void *ud) {
-  auto *p = static_cast<Probe *>(ud);
-  crpc_on_cancel reg;
-  bool registered = crpc_ctx_on_cancel(ctx, &reg, ProbeOnCancel, p);
-  if (!registered) ProbeOnCancel(p, nullptr);
-  crpc_message m{};
-  crpc_code rc = crpc_server_call_recv(call, &m);
-  free(m.data);
-  std::string buf(static_cast<size_t>(p->msg_size), 'f');
-  p->entered.Set();
-  int64_t sent = 0, late = 0;
-  while (rc == CRPC_OK) {
-    bool was_cancelled = p->cancel_seen.load();
-    rc = crpc_server_call_send(call, buf.data(), buf.size());
-    if (rc == CRPC_OK) {
-      sent++;
-      p->sent_live = sent;
-      if (was_cancelled) late++;
-    }
-  }
-  int64_t seen_ns = crpc_now_ns();
-  // One more send after the failure must fail at once too.
-  crpc_code again = crpc_server_call_send(call, buf.data(), buf.size());
-  if (again == CRPC_OK) late++;
-  // A send that failed because the client went away implies the ctx is
-  // done (the contract: sends fail *because* the ctx is done). If it is not,
-  // give it a bounded moment to say so, for the diagnosis.
-  bool done_at_failure = crpc_ctx_is_done(ctx);
-  if (!done_at_failure) {
-    crpc_ctx *limit = crpc_ctx_with_timeout(ctx, 1 * kSec);
-    crpc_ctx_wait(limit);
-    crpc_ctx_release(limit);
-  }
-  {
-    std::lock_guard<std::mutex> l(p->mu);
-    p->last_send = rc;
-    p->sent = sent;
-    p->late = late;
-    p->done_at_failure = done_at_failure;
-  }
-  RecordCause(p, ctx);
-  FinishOnCancel(p, &reg, registered, seen_ns);
-  p->done.Set();
-  return rc;
-}
-
-// Returns the client's address as the server sees it (identifies the
-// connection).
-// Stall (client streaming): reads nothing and returns when its ctx ends.
-crpc_code StallHandler(crpc_server_call *, const crpc_ctx *ctx, void *) {
-  return crpc_ctx_wait(ctx);
-}
-
-crpc_code PeerHandler(crpc_server_call *call, const crpc_ctx *, void *) {
-  crpc_message m{};
-  crpc_code rc = crpc_server_call_recv(call, &m);
-  free(m.data);
-  if (rc != CRPC_OK) return rc;
-  const char *peer = crpc_server_call_peer(call);
-  return crpc_server_call_send(call, peer, strlen(peer));
-}
-
-void AddProbeMethods(crpc_server *s, Probe *p) {
-  ASSERT_EQ(CRPC_OK, crpc_server_add_method(s, "/crpc.e2e.Probe/Idle", CRPC_UNARY, IdleHandler, p));
-  ASSERT_EQ(CRPC_OK, crpc_server_add_method(s, "/crpc.e2e.Probe/Flood", CRPC_SERVER_STREAMING,
-                                            FloodHandler, p));
-  ASSERT_EQ(CRPC_OK, crpc_server_add_method(s, "/crpc.e2e.Probe/Peer", CRPC_UNARY, PeerHandler,
-                                            nullptr));
-  ASSERT_EQ(CRPC_OK, crpc_server_add_method(s, "/crpc.e2e.Probe/Stall", CRPC_CLIENT_STREAMING,
-                                            StallHandler, nullptr));
-}
-
 // The probe outlives the server (fixture members are destroyed after
 // TearDown), so a handler still running when an assertion fails early never
 // touches freed memory.
-class CancelTest : public E2ETest {
+// Every test runs against blocking and async handlers: the test service's
+// and the probe's.
+class CancelTest : public BothHandlers<E2ETest> {
  protected:
   Probe probe;
 };
@@ -204,8 +52,8 @@ std::string PeerOf(crpc_channel *ch) {
 
 // ---- client cancel -----------------------------------------------------------
 
-TEST_F(CancelTest, ClientCancel_ClientGetsCancelledAtOnce_ServerHandlerCtxDoneWithPeerReset) {
-  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe); });
+TEST_P(CancelTest, ClientCancel_ClientGetsCancelledAtOnce_ServerHandlerCtxDoneWithPeerReset) {
+  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe, handlers_); });
   const int n = 200 / kSlow;
   std::vector<int64_t> to_server, to_client;
   for (int i = 0; i < n; i++) {
@@ -247,8 +95,8 @@ TEST_F(CancelTest, ClientCancel_ClientGetsCancelledAtOnce_ServerHandlerCtxDoneWi
   EXPECT_LT(c.p50, 50000.0);
 }
 
-TEST_F(CancelTest, ClientCancel_CallFreeWithoutFinish_ResetsServerCall) {
-  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe); });
+TEST_P(CancelTest, ClientCancel_CallFreeWithoutFinish_ResetsServerCall) {
+  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe, handlers_); });
   Ctx ctx = WithCancel();
   Call call = StartCall(channel_, ctx.get(), "/crpc.e2e.Probe/Idle", "x");
   ASSERT_TRUE(probe.entered.WaitMs(5000));
@@ -259,7 +107,7 @@ TEST_F(CancelTest, ClientCancel_CallFreeWithoutFinish_ResetsServerCall) {
   EXPECT_EQ(CRPC_ORIGIN_PEER_RESET, probe.cause.origin);
 }
 
-TEST_F(CancelTest, ClientCancelBeforeStart_CallNeverLeaves) {
+TEST_P(CancelTest, ClientCancelBeforeStart_CallNeverLeaves) {
   Start();
   Ctx ctx = WithCancel();
   crpc_ctx_cancel(ctx.get(), CRPC_CANCELLED, "too late");
@@ -277,8 +125,8 @@ TEST_F(CancelTest, ClientCancelBeforeStart_CallNeverLeaves) {
   EXPECT_EQ(CRPC_CANCELLED, r.code);
 }
 
-TEST_F(CancelTest, ParentCancel_ReachesCallThroughDerivedCtx) {
-  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe); });
+TEST_P(CancelTest, ParentCancel_ReachesCallThroughDerivedCtx) {
+  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe, handlers_); });
   Ctx parent = WithCancel();
   Ctx child(crpc_ctx_with_timeout(parent.get(), 30 * kSec));
   Call call = StartCall(channel_, child.get(), "/crpc.e2e.Probe/Idle", "x");
@@ -291,8 +139,8 @@ TEST_F(CancelTest, ParentCancel_ReachesCallThroughDerivedCtx) {
 
 // ---- deadlines ---------------------------------------------------------------
 
-TEST_F(CancelTest, ClientDeadline_DeadlineExceededThoughServerNeverAnswers_ServerCtxExpiresToo) {
-  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe); });
+TEST_P(CancelTest, ClientDeadline_DeadlineExceededThoughServerNeverAnswers_ServerCtxExpiresToo) {
+  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe, handlers_); });
   const int64_t timeout = 200 * kMs;
   int server_deadline = 0, server_reset = 0;
   std::vector<int64_t> lateness;
@@ -332,11 +180,11 @@ TEST_F(CancelTest, ClientDeadline_DeadlineExceededThoughServerNeverAnswers_Serve
          p.p50, p.max, server_deadline, rounds, server_reset, rounds);
 }
 
-TEST_F(CancelTest, ServerDeadline_FromGrpcTimeout_ExpiresWithoutClientHelp) {
+TEST_P(CancelTest, ServerDeadline_FromGrpcTimeout_ExpiresWithoutClientHelp) {
   // nghttp (nghttp2-client) sends grpc-timeout but never resets the stream,
   // so only the server's own timer can end the handler's ctx.
   if (access("/usr/bin/nghttp", X_OK) != 0) GTEST_SKIP() << "nghttp not installed";
-  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe); });
+  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe, handlers_); });
   std::string body_path = std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp") +
                           "/grpc-body-" + std::to_string(getpid());
   FILE *f = fopen(body_path.c_str(), "wb");
@@ -372,7 +220,7 @@ TEST_F(CancelTest, ServerDeadline_FromGrpcTimeout_ExpiresWithoutClientHelp) {
          status4 ? "grpc-status 4" : "RST_STREAM");
 }
 
-TEST_F(CancelTest, ClientDeadline_MidServerStream_DeadlineExceededAndServerStops) {
+TEST_P(CancelTest, ClientDeadline_MidServerStream_DeadlineExceededAndServerStops) {
   Start();
   std::string tag = Tag("deadline-stream");
   Md md = NewMd({{"x-tag", tag}});
@@ -394,7 +242,7 @@ TEST_F(CancelTest, ClientDeadline_MidServerStream_DeadlineExceededAndServerStops
   EXPECT_EQ("0", rep["late"]) << rep["text"];
 }
 
-TEST_F(CancelTest, GrpcTimeout_NarrowsToTheCallersDeadline) {
+TEST_P(CancelTest, GrpcTimeout_NarrowsToTheCallersDeadline) {
   Start();
   std::string tag = Tag("timeout");
   Md md = NewMd({{"x-tag", tag}, {"x-sleep-ms", "1"}});
@@ -410,7 +258,7 @@ TEST_F(CancelTest, GrpcTimeout_NarrowsToTheCallersDeadline) {
 
 // ---- server side errors and sends after cancel ----------------------------
 
-TEST_F(CancelTest, ServerErrorMidStream_ClientRecvGetsIt) {
+TEST_P(CancelTest, ServerErrorMidStream_ClientRecvGetsIt) {
   Start();
   Md md = NewMd({{"x-status", "9"}, {"x-message", "stop here"}});
   Ctx ctx = WithTimeout(10 * kSec);
@@ -428,7 +276,7 @@ TEST_F(CancelTest, ServerErrorMidStream_ClientRecvGetsIt) {
   EXPECT_EQ("stop here", st.message());
 }
 
-TEST_F(CancelTest, ServerErrorMidBidi_ClientRecvAndSendSeeIt) {
+TEST_P(CancelTest, ServerErrorMidBidi_ClientRecvAndSendSeeIt) {
   Start();
   Md md = NewMd({{"x-status", "10"}, {"x-message", "aborted"}});
   Ctx ctx = WithTimeout(10 * kSec);
@@ -445,8 +293,8 @@ TEST_F(CancelTest, ServerErrorMidBidi_ClientRecvAndSendSeeIt) {
   EXPECT_EQ("aborted", st.message());
 }
 
-TEST_F(CancelTest, ServerKeepsSending_AfterClientCancel_NextSendCancelled_ClientGetsNothingMore) {
-  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe); });
+TEST_P(CancelTest, ServerKeepsSending_AfterClientCancel_NextSendCancelled_ClientGetsNothingMore) {
+  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe, handlers_); });
   const int n = 50 / kSlow;
   std::vector<int64_t> to_server;
   int64_t late_total = 0;
@@ -483,8 +331,8 @@ TEST_F(CancelTest, ServerKeepsSending_AfterClientCancel_NextSendCancelled_Client
 // channel.h: once the ctx is cancelled, every later function on the call
 // returns the cause's code; messages already buffered are not delivered.
 // The pause lets the channel's loop thread settle the reset stream first.
-TEST_F(CancelTest, ClientCancel_BufferedResponsesDropped_LaterRecvReturnsCancelled) {
-  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe); });
+TEST_P(CancelTest, ClientCancel_BufferedResponsesDropped_LaterRecvReturnsCancelled) {
+  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe, handlers_); });
   Ctx ctx = WithCancel();
   Call call = StartCall(channel_, ctx.get(), "/crpc.e2e.Probe/Flood", "x");
   ASSERT_TRUE(call);
@@ -504,8 +352,8 @@ TEST_F(CancelTest, ClientCancel_BufferedResponsesDropped_LaterRecvReturnsCancell
 // Failure catalog line 11 (DESIGN.md): a send that fails because the client
 // reset the stream must find the handler's ctx already done, so the handler
 // can ask why.
-TEST_F(CancelTest, ServerSendFailsAfterClientCancel_OnlyOnceHandlerCtxIsDoneWithCause) {
-  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe); });
+TEST_P(CancelTest, ServerSendFailsAfterClientCancel_OnlyOnceHandlerCtxIsDoneWithCause) {
+  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe, handlers_); });
   const int n = 200 / kSlow;
   int not_done = 0;
   std::string example;
@@ -529,11 +377,11 @@ TEST_F(CancelTest, ServerSendFailsAfterClientCancel_OnlyOnceHandlerCtxIsDoneWith
   EXPECT_EQ(0, not_done) << not_done << " of " << n << " rounds: " << example;
 }
 
-TEST_F(CancelTest, SlowReader_SenderBlocksWithBoundedBuffer_UnblocksOnCancel) {
+TEST_P(CancelTest, SlowReader_SenderBlocksWithBoundedBuffer_UnblocksOnCancel) {
   probe.msg_size = 16 * 1024;
   crpc_server_options opts{};
   opts.stream_send_buffer = 64 * 1024;
-  Start(&opts, [&](crpc_server *s) { AddProbeMethods(s, &probe); });
+  Start(&opts, [&](crpc_server *s) { AddProbeMethods(s, &probe, handlers_); });
   Ctx ctx = WithCancel();
   Call call = StartCall(channel_, ctx.get(), "/crpc.e2e.Probe/Flood", "x");
   ASSERT_TRUE(call);
@@ -565,11 +413,11 @@ TEST_F(CancelTest, SlowReader_SenderBlocksWithBoundedBuffer_UnblocksOnCancel) {
   EXPECT_EQ(0, probe.late);
 }
 
-TEST_F(CancelTest, SlowServerReader_ClientSendBlocksAndUnblocksOnCancel) {
+TEST_P(CancelTest, SlowServerReader_ClientSendBlocksAndUnblocksOnCancel) {
   // Stall never reads: the client's sends must stall (flow control) and
   // return at once when the client ctx is cancelled. (A client-streaming
   // method: a second message on a unary one would fail the call INTERNAL.)
-  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe); });
+  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe, handlers_); });
   Ctx ctx = WithCancel();
   crpc_call *raw = nullptr;
   ASSERT_EQ(CRPC_OK,
@@ -602,8 +450,8 @@ TEST_F(CancelTest, SlowServerReader_ClientSendBlocksAndUnblocksOnCancel) {
 
 // ---- the connection survives resets ---------------------------------------------
 
-TEST_F(CancelTest, StreamReset_LeavesConnectionUsable_NextCallOnSameChannelSucceeds) {
-  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe); });
+TEST_P(CancelTest, StreamReset_LeavesConnectionUsable_NextCallOnSameChannelSucceeds) {
+  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe, handlers_); });
   std::string peer = PeerOf(channel_);
   // Several concurrent calls; one of them is reset; the others go on.
   Ctx keep = WithTimeout(10 * kSec);
@@ -635,8 +483,8 @@ TEST_F(CancelTest, StreamReset_LeavesConnectionUsable_NextCallOnSameChannelSucce
   EXPECT_EQ(peer, PeerOf(channel_)) << "the channel had to reconnect";
 }
 
-TEST_F(CancelTest, ThousandsOfCancelledCalls_OneChannel_ServerNeverDropsConnection) {
-  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe); });
+TEST_P(CancelTest, ThousandsOfCancelledCalls_OneChannel_ServerNeverDropsConnection) {
+  Start(nullptr, [&](crpc_server *s) { AddProbeMethods(s, &probe, handlers_); });
   std::string peer = PeerOf(channel_);
   const int n = 3000 / kSlow;
   int cancelled = 0;
@@ -668,7 +516,7 @@ TEST_F(CancelTest, ThousandsOfCancelledCalls_OneChannel_ServerNeverDropsConnecti
 
 // ---- connection lost ----------------------------------------------------------
 
-TEST_F(CancelTest, ConnectionCut_InFlightCallsEndUnavailable_ServerCtxsGetConnectionLost) {
+TEST_P(CancelTest, ConnectionCut_InFlightCallsEndUnavailable_ServerCtxsGetConnectionLost) {
   Start();
   crpc_testing::TcpProxy proxy(port_);
   crpc_channel *ch = crpc_channel_new(proxy.target().c_str(), nullptr);
@@ -715,7 +563,7 @@ TEST_F(CancelTest, ConnectionCut_InFlightCallsEndUnavailable_ServerCtxsGetConnec
   crpc_channel_free(ch);
 }
 
-TEST_F(CancelTest, ServerShutdownWithGrace_InFlightCallsCancelledWithOriginShutdown) {
+TEST_P(CancelTest, ServerShutdownWithGrace_InFlightCallsCancelledWithOriginShutdown) {
   Start();
   std::string tag = Tag("shutdown");
   Md md = NewMd({{"x-tag", tag}});
@@ -734,6 +582,8 @@ TEST_F(CancelTest, ServerShutdownWithGrace_InFlightCallsCancelledWithOriginShutd
   crpc_code rc = Recv(hang.get(), &m);
   EXPECT_TRUE(rc == CRPC_UNAVAILABLE || rc == CRPC_CANCELLED) << crpc_code_name(rc);
 }
+
+CRPC_E2E_BOTH_HANDLERS(CancelTest);
 
 }  // namespace
 }  // namespace crpc_e2e

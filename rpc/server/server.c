@@ -259,15 +259,20 @@ void server_count(crpc_server *s, atomic_size_t *counter, int delta) {
     atomic_fetch_add(counter, 1);
     return;
   }
-  if (atomic_fetch_sub(counter, 1) != 1) return;
-  /* Only shutdown waits for these counters, and it sets draining before it
-   * looks at them: both sides are seq_cst (store then load here, RMW then
-   * load there), so either it sees our zero or we see draining. Until
-   * then a call dropping the count to zero (every call of a 1x1 client)
-   * takes no lock. */
-  if (!atomic_load(&s->draining)) return;
+  size_t cur = atomic_load(counter);
+  while (cur > 1) {
+    if (atomic_compare_exchange_weak(counter, &cur, cur - 1)) return;
+  }
+  /* The last one is taken under mu. Shutdown reads these counters under
+   * mu and frees the server once they are zero; a thread the server never
+   * joins (an async reactor's own thread whose crpc_server_call_finish
+   * drops a call's last reference) must be done with s before shutdown
+   * can see its zero, so the decrement, the draining test and the wake-up
+   * all happen before mu is released. Only shutdown waits for a zero, and
+   * it sets draining before it looks. */
   pthread_mutex_lock(&s->mu);
-  pthread_cond_broadcast(&s->idle_cond);
+  atomic_fetch_sub(counter, 1);
+  if (atomic_load(&s->draining)) pthread_cond_broadcast(&s->idle_cond);
   pthread_mutex_unlock(&s->mu);
 }
 

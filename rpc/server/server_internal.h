@@ -135,10 +135,11 @@ struct crpc_server {
   int n_waking; /* signalled, not yet awake */
   uint64_t pool_taken; /* calls workers have taken, ever */
   bool pool_stop;
-  /* Counted without the mutex (per call, from every loop); once draining
-   * is set, whoever takes one to zero broadcasts idle_cond under mu, and
-   * waiters (shutdown, after setting draining) test it under mu, so no
-   * wakeup is lost (server_count). */
+  /* Counted without the mutex (per call, from every loop) down to one;
+   * the step to zero is made under mu, broadcasting idle_cond once
+   * draining is set, and waiters (shutdown, after setting draining) test
+   * them under mu: no wakeup is lost, and no thread still uses the server
+   * when shutdown sees zero (server_count). */
   atomic_size_t live_calls;   /* dispatched calls not finished */
   atomic_size_t live_structs; /* scall structs not yet freed */
   size_t live_conns;   /* connections not yet closed (shutdown waits) */
@@ -402,8 +403,9 @@ typedef struct crpc_server_call scall;
 
 /* ---- server.c ---- */
 
-/* Adds delta (+1 or -1) to *counter; the step to zero wakes the
- * shutdown waiters. Any thread, not with mu held. */
+/* Adds delta (+1 or -1) to *counter; the step to zero, under mu, wakes
+ * the shutdown waiters, and the caller must not touch the server after
+ * it. Any thread, not with mu held. */
 void server_count(crpc_server *s, atomic_size_t *counter, int delta);
 
 /* Queues a dispatched call for a handler thread; if none is idle, sl's
