@@ -43,6 +43,60 @@ crpc_code EchoHandler(crpc_server_call *call, const crpc_ctx *, void *) {
   }
 }
 
+// The same echo as a reactor on the loop thread (crpc/server_async.h). A
+// client that sends faster than it reads is held by pausing its messages
+// while the echoes drain.
+struct AsyncEcho {
+  bool failed = false;
+};
+
+void *AsyncEchoStart(crpc_server_call *call, const crpc_ctx *, void *) {
+  auto *st = new AsyncEcho;
+  crpc_metadata_entry e;
+  if (crpc_metadata_get(crpc_server_call_request_metadata(call), "x-compress", &e)) {
+    std::string enc(reinterpret_cast<const char *>(e.value), e.value_len);
+    crpc_code c = crpc_server_call_set_compression(call, enc.c_str());
+    if (c != CRPC_OK) {
+      st->failed = true;
+      crpc_server_call_finish(call, crpc_server_call_error(call, c, "set_compression"), nullptr);
+    }
+  }
+  return st;
+}
+
+void AsyncEchoMessage(crpc_server_call *call, const crpc_message *m, void *state) {
+  auto *st = static_cast<AsyncEcho *>(state);
+  if (st->failed) return;
+  if (m->end) {
+    crpc_server_call_finish(call, CRPC_OK, nullptr);
+    return;
+  }
+  std::string reply(1, m->compressed ? '\1' : '\0');
+  reply.append(reinterpret_cast<const char *>(m->data), m->len);
+  unsigned flags = m->len > 0 && m->data[0] == 'n' ? CRPC_SEND_NO_COMPRESS : 0;
+  crpc_code c = crpc_server_call_send_async(call, reply.data(), reply.size(), flags);
+  if (c == CRPC_OK && crpc_server_call_set_compression(call, "gzip") != CRPC_FAILED_PRECONDITION) {
+    c = crpc_server_call_error(call, CRPC_INTERNAL, "set_compression after send");
+  }
+  if (c != CRPC_OK) {
+    st->failed = true;
+    crpc_server_call_finish(call, c, nullptr);
+  } else if (!crpc_server_call_can_send(call)) {
+    crpc_server_call_pause_recv(call);
+  }
+}
+
+void AsyncEchoReady(crpc_server_call *call, void *) { crpc_server_call_resume_recv(call); }
+
+void AsyncEchoCancel(crpc_server_call *call, const crpc_cause *cause, void *state) {
+  auto *st = static_cast<AsyncEcho *>(state);
+  if (st->failed) return;
+  st->failed = true;
+  crpc_server_call_finish(call, cause->code, nullptr);
+}
+
+void AsyncEchoDone(crpc_server_call *, void *state) { delete static_cast<AsyncEcho *>(state); }
+
 struct Received {
   crpc_code code = CRPC_OK;
   std::string data;
@@ -63,7 +117,7 @@ Received RecvOne(crpc_call *call) {
   return r;
 }
 
-class CompressionTest : public ::testing::Test {
+class CompressionFixture : public ::testing::Test {
  protected:
   void SetUp() override { baseline_ = crpc_ctx_live_count(); }
   void TearDown() override {
@@ -80,8 +134,13 @@ class CompressionTest : public ::testing::Test {
     so.max_recv_message_size = server_max_recv;
     server_ = crpc_server_new(&so);
     ASSERT_NE(nullptr, server_);
-    ASSERT_EQ(CRPC_OK,
-              crpc_server_add_method(server_, kEcho, CRPC_BIDI_STREAMING, EchoHandler, nullptr));
+    static const crpc_server_reactor kAsyncEcho = {AsyncEchoStart, AsyncEchoMessage, AsyncEchoReady,
+                                                   AsyncEchoCancel, AsyncEchoDone};
+    ASSERT_EQ(CRPC_OK, handlers_ == Handlers::kAsync
+                           ? crpc_server_add_async_method(server_, kEcho, CRPC_BIDI_STREAMING,
+                                                          &kAsyncEcho, nullptr)
+                           : crpc_server_add_method(server_, kEcho, CRPC_BIDI_STREAMING,
+                                                    EchoHandler, nullptr));
     ASSERT_EQ(CRPC_OK, crpc_server_listen(server_, "127.0.0.1:0", &port_));
     ASSERT_EQ(CRPC_OK, crpc_server_start(server_));
     crpc_channel_options co{};
@@ -102,12 +161,18 @@ class CompressionTest : public ::testing::Test {
   }
 
   size_t baseline_ = 0;
+  Handlers handlers_ = Handlers::kBlocking;
   crpc_server *server_ = nullptr;
   crpc_channel *channel_ = nullptr;
   int port_ = 0;
 };
 
-TEST_F(CompressionTest, ClientCompressesEachMessageUnlessOptedOut) {
+// Tests against crpc's server run with blocking and with async handlers;
+// those against grpcio's server have no crpc handler.
+class CompressionTest : public BothHandlers<CompressionFixture> {};
+using CompressionToPythonTest = CompressionFixture;
+
+TEST_P(CompressionTest, ClientCompressesEachMessageUnlessOptedOut) {
   StartServer();
   for (const char *enc : {"gzip", "deflate"}) {
     Ctx ctx = WithTimeout(10 * kSec);
@@ -135,7 +200,7 @@ TEST_F(CompressionTest, ClientCompressesEachMessageUnlessOptedOut) {
   }
 }
 
-TEST_F(CompressionTest, UncompressedCallsStayUncompressed) {
+TEST_P(CompressionTest, UncompressedCallsStayUncompressed) {
   StartServer();
   Ctx ctx = WithTimeout(10 * kSec);
   for (const char *enc : {static_cast<const char *>(nullptr), "identity"}) {
@@ -156,7 +221,7 @@ TEST_F(CompressionTest, UncompressedCallsStayUncompressed) {
 
 // A channel-wide default reaches calls that do not choose, unary included
 // (what generated stubs use); a call can still opt out.
-TEST_F(CompressionTest, ChannelDefaultCompressesCallsThatDoNotChoose) {
+TEST_P(CompressionTest, ChannelDefaultCompressesCallsThatDoNotChoose) {
   StartServer();
   crpc_channel_options co{};
   co.default_compression = "gzip";
@@ -179,7 +244,7 @@ TEST_F(CompressionTest, ChannelDefaultCompressesCallsThatDoNotChoose) {
   EXPECT_EQ(nullptr, crpc_channel_new("127.0.0.1:1", &co));
 }
 
-TEST_F(CompressionTest, UnknownEncodingIsRefusedAtStart) {
+TEST_P(CompressionTest, UnknownEncodingIsRefusedAtStart) {
   StartServer();
   Ctx ctx = WithTimeout(10 * kSec);
   crpc_call *raw = nullptr;
@@ -197,7 +262,7 @@ TEST_F(CompressionTest, UnknownEncodingIsRefusedAtStart) {
   EXPECT_EQ(CRPC_INVALID_ARGUMENT, crpc_call_finish(call.get(), nullptr));
 }
 
-TEST_F(CompressionTest, ServerCompressesEachResponseUnlessOptedOut) {
+TEST_P(CompressionTest, ServerCompressesEachResponseUnlessOptedOut) {
   StartServer();
   for (const char *enc : {"gzip", "deflate"}) {
     Ctx ctx = WithTimeout(10 * kSec);
@@ -223,7 +288,7 @@ TEST_F(CompressionTest, ServerCompressesEachResponseUnlessOptedOut) {
   }
 }
 
-TEST_F(CompressionTest, BothWaysAtOnce) {
+TEST_P(CompressionTest, BothWaysAtOnce) {
   StartServer();
   Ctx ctx = WithTimeout(10 * kSec);
   Call call = Start(ctx.get(), "deflate", "gzip");
@@ -242,7 +307,7 @@ TEST_F(CompressionTest, BothWaysAtOnce) {
 
 // The receive limit applies after decompression: a small compressed message
 // that inflates past it is RESOURCE_EXHAUSTED, on either side.
-TEST_F(CompressionTest, DecompressedSizeOverTheLimitIsResourceExhausted) {
+TEST_P(CompressionTest, DecompressedSizeOverTheLimitIsResourceExhausted) {
   StartServer(/*server_max_recv=*/10000, /*client_max_recv=*/10000);
   Ctx ctx = WithTimeout(10 * kSec);
   std::string bomb(1 << 20, '\0');  // ~1 KiB once gzipped
@@ -358,7 +423,7 @@ class PyCompressionServer {
 
 // grpcio client -> crpc server: gzip and deflate requests are seen as
 // compressed; crpc's gzip/deflate responses decode in grpcio.
-TEST_F(CompressionTest, PythonClientToCrpcServer) {
+TEST_P(CompressionTest, PythonClientToCrpcServer) {
   std::string why;
   if (!crpc_testing::PythonGrpcAvailable(&why)) GTEST_SKIP() << why;
   StartServer();
@@ -372,7 +437,7 @@ TEST_F(CompressionTest, PythonClientToCrpcServer) {
 
 // crpc client -> grpcio server: a gzip request and a gzip response (the
 // server compresses when the request starts with "gz").
-TEST_F(CompressionTest, CrpcClientToPythonServer) {
+TEST_F(CompressionToPythonTest, CrpcClientToPythonServer) {
   std::string why;
   if (!crpc_testing::PythonGrpcAvailable(&why)) GTEST_SKIP() << why;
   PyCompressionServer py;
@@ -400,7 +465,7 @@ TEST_F(CompressionTest, CrpcClientToPythonServer) {
 // grpc-accept-encoding, a gzip call fails UNIMPLEMENTED (grpcio's rejection
 // does not list what it accepts). Once a response has said "identity",
 // gzip calls on the channel go uncompressed and succeed.
-TEST_F(CompressionTest, ClientFallsBackToWhatTheServerAccepts) {
+TEST_F(CompressionToPythonTest, ClientFallsBackToWhatTheServerAccepts) {
   std::string why;
   if (!crpc_testing::PythonGrpcAvailable(&why)) GTEST_SKIP() << why;
   PyCompressionServer py;
@@ -427,6 +492,8 @@ TEST_F(CompressionTest, ClientFallsBackToWhatTheServerAccepts) {
     EXPECT_EQ(CRPC_OK, crpc_call_finish(call.get(), st.get())) << st.message();
   }
 }
+
+CRPC_E2E_BOTH_HANDLERS(CompressionTest);
 
 }  // namespace
 }  // namespace crpc_e2e
