@@ -53,8 +53,9 @@ void ccall_deliver(ccall *call) {
      * the loop has settled the cause (after the RST_STREAM left). */
     bool cut = (!call->ended || call->ended_by_ctx) &&
                crpc_ctx_is_done(call->ctx);
-    if (!cut) have = crpc_h2_msgq_pop(&call->in.q, &msg);
-    if (!have && call->ended) {
+    if (!cut && !call->recv_paused) have = crpc_h2_msgq_pop(&call->in.q, &msg);
+    /* A paused call's status waits behind the messages it holds. */
+    if (!have && call->ended && (cut || call->in.q.count == 0)) {
       done = true;
     } else if (!have && call->want_send_ready &&
                call->out.bytes < CHANNEL_SEND_BUFFER && !cut) {
@@ -77,6 +78,22 @@ void ccall_deliver(ccall *call) {
     }
   }
   tl_delivering = outer;
+}
+
+void crpc_call_pause_recv(crpc_call *call) {
+  pthread_mutex_lock(&call->mu);
+  call->recv_paused = true;
+  pthread_mutex_unlock(&call->mu);
+}
+
+void crpc_call_resume_recv(crpc_call *call) {
+  pthread_mutex_lock(&call->mu);
+  bool was = call->recv_paused;
+  call->recv_paused = false;
+  pthread_mutex_unlock(&call->mu);
+  /* Inside this call's own callback the delivery loop goes on by itself
+   * once the callback returns; elsewhere the kick delivers, on the loop. */
+  if (was && call->async) ccall_kick_from_user(call);
 }
 
 /* ---- the connecting helper -----------------------------------------------*/

@@ -235,6 +235,7 @@ struct crpc_call {
   void *reactor_data;
   bool keeps_messages;  /* on_message takes msg->data (unary: no copy) */
   bool want_send_ready; /* M: can_send said false */
+  bool recv_paused;     /* M: crpc_call_pause_recv */
   bool done_delivered;  /* L: on_done ran */
   ccall *aq_next;       /* channel mutex: waiting for a connection */
 

@@ -119,6 +119,19 @@ crpc_code crpc_call_send_async_buf(crpc_call *call, crpc_buf *buf,
  * drained (or on_done, if the call ends first). Any thread. */
 bool crpc_call_can_send(crpc_call *call);
 
+/* Holds (pause) and restarts (resume) on_message for an async call: the
+ * reactor's backpressure on what the server sends. While paused, response
+ * messages stay queued and their flow-control window is not given back,
+ * so a server that keeps sending is held by HTTP/2 flow control (at most
+ * the stream's window is buffered); on_done waits behind the messages
+ * held (none is lost), unless the ctx ends the call, which drops them as
+ * it always does. on_send_ready still comes. Any thread, any number of
+ * times; resume delivers on the loop thread, after the callback that
+ * called it returns. No effect on a blocking call (its reader sets the
+ * pace) or once on_done has run. */
+void crpc_call_pause_recv(crpc_call *call);
+void crpc_call_resume_recv(crpc_call *call);
+
 /* Completion of crpc_unary_call_async, on the loop thread. On CRPC_OK
  * `response` holds the reply, owned by the callee (free response->data);
  * otherwise response->data is NULL. `status` (code, message, trailers) is
