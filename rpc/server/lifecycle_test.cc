@@ -4,7 +4,9 @@
 // max_connection_age_grace (a call outliving it ends UNAVAILABLE on both
 // sides) and max_connection_idle (an idle connection is closed; an open
 // call keeps it). Real sockets, a real crpc server and channel; every test
-// ends with the ctx count back at its start (LeakCheckTest).
+// ends with the ctx count back at its start (LeakCheckTest). Every test
+// reaches a handler, so every test runs twice: against blocking handlers
+// and against their async twins (lifecycle_handlers.h).
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,6 +23,7 @@
 #include "crpc/channel.h"
 #include "crpc/server.h"
 #include "rpc/channel/test_util.h"
+#include "rpc/server/lifecycle_handlers.h"
 #include "rpc/server/raw_client.h"
 
 namespace crpc_test {
@@ -31,7 +34,17 @@ constexpr int32_t kMaxStreamId = 0x7fffffff;  // the first GOAWAY's last id
 // Scheduling slack for loaded CI boxes and sanitizers.
 constexpr int64_t kSlack = 2000 * kMs;
 
-class ServerLifecycleTest : public LeakCheckTest {};
+// Parametrised over the handler style that serves the test's methods.
+class ServerLifecycleTest : public LeakCheckTest,
+                            public ::testing::WithParamInterface<Handlers> {
+ protected:
+  Handlers style() const { return GetParam(); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Handlers, ServerLifecycleTest,
+                         ::testing::Values(Handlers::kBlocking,
+                                           Handlers::kAsync),
+                         HandlersName);
 
 // Records the distinct client addresses (one per connection) calls came on.
 struct Peers {
@@ -136,22 +149,11 @@ bool ReadToEof(int fd, std::string *out, int64_t timeout_ns) {
 // it read that GOAWAY (here: sent after the server queued it) is served;
 // only the PING's ACK brings the final GOAWAY, naming that stream. With a
 // one-shot GOAWAY(last processed) that stream would be refused.
-TEST_F(ServerLifecycleTest, TwoPhaseGoawayServesStreamSentInBetween) {
+TEST_P(ServerLifecycleTest, TwoPhaseGoawayServesStreamSentInBetween) {
   std::atomic<bool> started{false}, release{false};
-  TestServer server;
-  server.Add("/life.S/Hold", CRPC_UNARY,
-             [&](crpc_server_call *call, const crpc_ctx *ctx) {
-               started = true;
-               while (!release.load()) {
-                 crpc_code c = crpc_ctx_sleep(ctx, kMs);
-                 if (c != CRPC_OK) return c;
-               }
-               return EchoOnce(call);
-             });
-  server.Add("/life.S/Echo", CRPC_UNARY,
-             [](crpc_server_call *call, const crpc_ctx *) {
-               return EchoOnce(call);
-             });
+  TwinServer server(style());
+  server.Hold("/life.S/Hold", &started, &release);
+  server.Echo("/life.S/Echo");
   server.Start();
   RawClient raw(server.port());
   std::string a = Frame("a"), b = Frame("b");
@@ -204,18 +206,10 @@ TEST_F(ServerLifecycleTest, TwoPhaseGoawayServesStreamSentInBetween) {
 
 // A client that never answers the GOAWAY's PING still gets the final
 // GOAWAY, after the bounded wait (1 s), and its open call runs on.
-TEST_F(ServerLifecycleTest, FinalGoawayFollowsWithoutPingAck) {
+TEST_P(ServerLifecycleTest, FinalGoawayFollowsWithoutPingAck) {
   std::atomic<bool> started{false}, release{false};
-  TestServer server;
-  server.Add("/life.S/Hold", CRPC_UNARY,
-             [&](crpc_server_call *call, const crpc_ctx *ctx) {
-               started = true;
-               while (!release.load()) {
-                 crpc_code c = crpc_ctx_sleep(ctx, kMs);
-                 if (c != CRPC_OK) return c;
-               }
-               return EchoOnce(call);
-             });
+  TwinServer server(style());
+  server.Hold("/life.S/Hold", &started, &release);
   server.Start();
   RawClient raw(server.port());
   std::string a = Frame("a");
@@ -246,38 +240,17 @@ TEST_F(ServerLifecycleTest, FinalGoawayFollowsWithoutPingAck) {
 // Graceful shutdown on a unix socket: an in-flight server stream finishes
 // OK within the grace, while a second server already listening on the same
 // path gets the channel's next call on a new connection.
-TEST_F(ServerLifecycleTest, ShutdownMovesNextCallToNewServer) {
+TEST_P(ServerLifecycleTest, ShutdownMovesNextCallToNewServer) {
   std::string path = "/tmp/crpc-life-" + std::to_string(getpid()) + ".sock";
   std::string target = "unix:" + path;
   unlink(path.c_str());
   std::atomic<bool> go{false};
   std::atomic<int> echo1{0}, echo2{0};
-  TestServer s2;
-  s2.Add("/life.S/Echo", CRPC_UNARY,
-         [&](crpc_server_call *call, const crpc_ctx *) {
-           echo2++;
-           return EchoOnce(call);
-         });
-  TestServer s1;
-  s1.Add("/life.S/Echo", CRPC_UNARY,
-         [&](crpc_server_call *call, const crpc_ctx *) {
-           echo1++;
-           return EchoOnce(call);
-         });
-  s1.Add("/life.S/Stream", CRPC_SERVER_STREAMING,
-         [&](crpc_server_call *call, const crpc_ctx *ctx) {
-           crpc_message m;
-           crpc_code c = crpc_server_call_recv(call, &m);
-           if (c != CRPC_OK) return c;
-           free(m.data);
-           if ((c = crpc_server_call_send(call, "first", 5)) != CRPC_OK) {
-             return c;
-           }
-           while (!go.load()) {
-             if ((c = crpc_ctx_sleep(ctx, kMs)) != CRPC_OK) return c;
-           }
-           return crpc_server_call_send(call, "second", 6);
-         });
+  TwinServer s2(style());
+  s2.Echo("/life.S/Echo", [&](crpc_server_call *) { echo2++; });
+  TwinServer s1(style());
+  s1.Echo("/life.S/Echo", [&](crpc_server_call *) { echo1++; });
+  s1.Stream("/life.S/Stream", &go);
   s1.Start(target.c_str());
   crpc_channel *ch = crpc_channel_new(target.c_str(), nullptr);
   ASSERT_NE(ch, nullptr);
@@ -339,18 +312,16 @@ TEST_F(ServerLifecycleTest, ShutdownMovesNextCallToNewServer) {
 
 // max_connection_age 200 ms under steady load from four threads: every
 // call succeeds while the channel moves from connection to connection.
-TEST_F(ServerLifecycleTest, MaxConnectionAgeCyclesWithoutFailedCalls) {
+TEST_P(ServerLifecycleTest, MaxConnectionAgeCyclesWithoutFailedCalls) {
   crpc_server_options so{};
   so.max_connection_age_ns = 200 * kMs;
   Peers peers;
   std::atomic<int> served{0};
-  TestServer server(&so);
-  server.Add("/life.S/Echo", CRPC_UNARY,
-             [&](crpc_server_call *call, const crpc_ctx *) {
-               served++;
-               peers.Add(call);
-               return EchoOnce(call);
-             });
+  TwinServer server(style(), &so);
+  server.Echo("/life.S/Echo", [&](crpc_server_call *call) {
+    served++;
+    peers.Add(call);
+  });
   server.Start();
   crpc_channel *ch = crpc_channel_new(server.target().c_str(), nullptr);
   std::atomic<int> ok{0}, failed{0};
@@ -389,7 +360,7 @@ TEST_F(ServerLifecycleTest, MaxConnectionAgeCyclesWithoutFailedCalls) {
 // the connection, the handler's ctx is cancelled (UNAVAILABLE, origin
 // connection lost, naming the grace) and the client sees UNAVAILABLE.
 // Meanwhile a new call made after the age GOAWAY goes to a new connection.
-TEST_F(ServerLifecycleTest, MaxConnectionAgeGraceEndsLongCall) {
+TEST_P(ServerLifecycleTest, MaxConnectionAgeGraceEndsLongCall) {
   crpc_server_options so{};
   so.max_connection_age_ns = 200 * kMs;
   so.max_connection_age_grace_ns = 600 * kMs;
@@ -401,28 +372,25 @@ TEST_F(ServerLifecycleTest, MaxConnectionAgeGraceEndsLongCall) {
     std::string message, peer;
   } seen;
   Peers peers;
-  TestServer server(&so);
-  server.Add("/life.S/Hang", CRPC_UNARY,
-             [&](crpc_server_call *call, const crpc_ctx *ctx) {
-               {
-                 std::lock_guard<std::mutex> l(seen.mu);
-                 seen.peer = crpc_server_call_peer(call);
-               }
-               seen.started = true;
-               crpc_code c = crpc_ctx_wait(ctx);
-               std::lock_guard<std::mutex> l(seen.mu);
-               const crpc_cause *cause = crpc_ctx_cause(ctx);
-               seen.code = c;
-               seen.origin = cause->origin;
-               seen.message = cause->message;
-               seen.done = true;
-               return c;
-             });
-  server.Add("/life.S/Echo", CRPC_UNARY,
-             [&](crpc_server_call *call, const crpc_ctx *) {
-               peers.Add(call);
-               return EchoOnce(call);
-             });
+  TwinServer server(style(), &so);
+  server.Hang(
+      "/life.S/Hang",
+      [&](crpc_server_call *call) {
+        {
+          std::lock_guard<std::mutex> l(seen.mu);
+          seen.peer = crpc_server_call_peer(call);
+        }
+        seen.started = true;
+      },
+      [&](crpc_code c, const crpc_cause *cause) {  // the ctx's cause
+        std::lock_guard<std::mutex> l(seen.mu);
+        seen.code = c;
+        seen.origin = cause->origin;
+        seen.message = cause->message;
+        seen.done = true;
+      });
+  server.Echo("/life.S/Echo",
+              [&](crpc_server_call *call) { peers.Add(call); });
   server.Start();
   crpc_channel *ch = crpc_channel_new(server.target().c_str(), nullptr);
   Result hang;
@@ -464,14 +432,11 @@ TEST_F(ServerLifecycleTest, MaxConnectionAgeGraceEndsLongCall) {
 
 // An idle connection (raw client, after one call) gets the two-phase
 // GOAWAY no sooner than max_connection_idle and is then closed.
-TEST_F(ServerLifecycleTest, MaxConnectionIdleClosesIdleConnection) {
+TEST_P(ServerLifecycleTest, MaxConnectionIdleClosesIdleConnection) {
   crpc_server_options so{};
   so.max_connection_idle_ns = 200 * kMs;
-  TestServer server(&so);
-  server.Add("/life.S/Echo", CRPC_UNARY,
-             [](crpc_server_call *call, const crpc_ctx *) {
-               return EchoOnce(call);
-             });
+  TwinServer server(style(), &so);
+  server.Echo("/life.S/Echo");
   server.Start();
   RawClient raw(server.port());
   std::string a = Frame("a");
@@ -496,28 +461,15 @@ TEST_F(ServerLifecycleTest, MaxConnectionIdleClosesIdleConnection) {
 // Through a channel: an open (silent) call keeps its connection however
 // long it lasts; once no call is open for max_connection_idle the server
 // closes it and the next call succeeds on a new connection.
-TEST_F(ServerLifecycleTest, MaxConnectionIdleSparesOpenCallsAndReconnects) {
+TEST_P(ServerLifecycleTest, MaxConnectionIdleSparesOpenCallsAndReconnects) {
   crpc_server_options so{};
   so.max_connection_idle_ns = 200 * kMs;
   Peers peers;
-  TestServer server(&so);
-  server.Add("/life.S/Chat", CRPC_BIDI_STREAMING,
-             [&](crpc_server_call *call, const crpc_ctx *) {
-               peers.Add(call);
-               for (;;) {
-                 crpc_message m;
-                 crpc_code c = crpc_server_call_recv(call, &m);
-                 if (c != CRPC_OK || m.end) return c;
-                 c = crpc_server_call_send(call, m.data, m.len);
-                 free(m.data);
-                 if (c != CRPC_OK) return c;
-               }
-             });
-  server.Add("/life.S/Echo", CRPC_UNARY,
-             [&](crpc_server_call *call, const crpc_ctx *) {
-               peers.Add(call);
-               return EchoOnce(call);
-             });
+  TwinServer server(style(), &so);
+  server.Chat("/life.S/Chat",
+              [&](crpc_server_call *call) { peers.Add(call); });
+  server.Echo("/life.S/Echo",
+              [&](crpc_server_call *call) { peers.Add(call); });
   server.Start();
   crpc_channel *ch = crpc_channel_new(server.target().c_str(), nullptr);
   Ctx ctx(crpc_ctx_with_timeout(crpc_ctx_background(), 20 * CRPC_SECOND));
