@@ -34,6 +34,7 @@
 #include "crpc/server.h"
 #include "crpc/server_async.h"
 #include "crpc/status.h"
+#include "rpc/testing/handlers.h"
 #include "rpc/testing/test_service.h"
 
 namespace crpc_e2e {
@@ -230,9 +231,8 @@ inline Percentiles Summarise(std::vector<int64_t> ns) {
 
 // ---- the fixture --------------------------------------------------------------
 
-// Which handlers serve crpc.test.Test: blocking (crpc/server.h) or async
-// reactors on the loop thread (crpc/server_async.h).
-enum class Handlers { kBlocking, kAsync };
+// Which handlers serve crpc.test.Test (rpc/testing/handlers.h).
+using crpc_testing::Handlers;
 
 // Starts a crpc server with crpc.test.Test (plus whatever the test adds) on
 // 127.0.0.1:0 and a channel to it. TearDown frees everything and checks that
@@ -318,15 +318,7 @@ class BothHandlers : public Base, public ::testing::WithParamInterface<Handlers>
   bool Async() const { return this->handlers_ == Handlers::kAsync; }
 };
 
-inline std::string HandlersName(const ::testing::TestParamInfo<Handlers> &info) {
-  return info.param == Handlers::kAsync ? "Async" : "Blocking";
-}
-
-#define CRPC_E2E_BOTH_HANDLERS(Fixture)                                       \
-  INSTANTIATE_TEST_SUITE_P(Handlers, Fixture,                                 \
-                           ::testing::Values(::crpc_e2e::Handlers::kBlocking, \
-                                             ::crpc_e2e::Handlers::kAsync),   \
-                           ::crpc_e2e::HandlersName)
+#define CRPC_E2E_BOTH_HANDLERS(Fixture) CRPC_BOTH_HANDLERS(Fixture)
 
 }  // namespace crpc_e2e
 

@@ -29,16 +29,13 @@
 #include "crpc/server.h"
 #include "crpc/server_async.h"
 #include "rpc/channel/test_util.h"
+#include "rpc/testing/handlers.h"
 
 namespace crpc_test {
 namespace {
 
-// Which handlers serve the test's methods.
-enum class Handlers { kBlocking, kAsync };
-
-std::string HandlersName(const ::testing::TestParamInfo<Handlers> &info) {
-  return info.param == Handlers::kAsync ? "Async" : "Blocking";
-}
+// Which handlers serve the test's methods (rpc/testing/handlers.h).
+using crpc_testing::Handlers;
 
 // A test's look at a call: on a handler thread (blocking) or on the loop
 // thread (async), so it must not block.

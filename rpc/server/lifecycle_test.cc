@@ -41,10 +41,7 @@ class ServerLifecycleTest : public LeakCheckTest,
   Handlers style() const { return GetParam(); }
 };
 
-INSTANTIATE_TEST_SUITE_P(Handlers, ServerLifecycleTest,
-                         ::testing::Values(Handlers::kBlocking,
-                                           Handlers::kAsync),
-                         HandlersName);
+CRPC_BOTH_HANDLERS(ServerLifecycleTest);
 
 // Records the distinct client addresses (one per connection) calls came on.
 struct Peers {
