@@ -8,9 +8,16 @@ client and server implementations, and prints a table.
     conformance/run_matrix.py --transport=both (plaintext, then TLS)
 
 Columns are pairings "client->server" of crpc, python (grpcio) and, when its
-binaries exist, c++ (gRPC C++ from Debian's libgrpc++). Each cell is PASS,
-FAIL or n/a; n/a only where the *peer library's* API cannot express the case
-(listed in PEER_LIMITS, printed under the table), never for a crpc gap.
+binaries exist, c++ (gRPC C++ from Debian's libgrpc++). crpc's server runs
+twice, once per handler style (README "Two handler styles"): "crpc" is
+interop_server with its default blocking handlers, "crpc-async" the same
+binary with --handlers=async (every TestService method served by async
+handlers on the loop threads). crpc-async is a server only: every client
+(crpc, python, c++) runs every case against it as against "crpc", and each
+of its cells must pass wherever the blocking server's does. Each cell is
+PASS, FAIL or n/a; n/a only where the *peer library's* API cannot express
+the case (listed in PEER_LIMITS, printed under the table), never for a crpc
+gap.
 Exits 1 if any cell failed. With --junit (default: $XML_OUTPUT_FILE, as Bazel
 sets for tests) it writes one <testcase> per cell; TLS cells are named
 "tls/<case> <client>-><server>".
@@ -61,11 +68,15 @@ LINE = re.compile(r"^(PASS|FAIL|N/A) (\w+)(?:: (.*))?$")
 
 
 def implementations(args):
-    """name -> (server argv, client argv); c++ only if built."""
+    """name -> (server argv, client argv or None for a server only); c++
+    only if built."""
     pydir = args.python_dir
+    crpc_server = os.path.join(args.bin_dir, "interop_server")
     impls = {
-        "crpc": ([os.path.join(args.bin_dir, "interop_server")],
+        "crpc": ([crpc_server],
                  [os.path.join(args.bin_dir, "interop_client")]),
+        # The same server with async handlers: served by, never a client.
+        "crpc-async": ([crpc_server, "--handlers=async"], None),
         "python": ([PY, os.path.join(pydir, "interop_server.py")],
                    [PY, os.path.join(pydir, "interop_client.py")]),
     }
@@ -121,7 +132,7 @@ def transport_flags(pki_dir):
              "--server_host_override=" + TLS_HOST])
 
 
-def start_server(argv, env, flags):
+def start_server(name, argv, env, flags):
     proc = subprocess.Popen(argv + ["--port=0"] + flags,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env)
@@ -138,7 +149,7 @@ def start_server(argv, env, flags):
     proc.kill()
     proc.wait()
     raise RuntimeError("server %s did not start: %s" % (
-        os.path.basename(argv[-1]), " | ".join(seen[-3:]) or "no output"))
+        name, " | ".join(seen[-3:]) or "no output"))
 
 
 def stop_servers(servers):
@@ -199,8 +210,8 @@ def run_matrix(impls, pairings, env_of, pki_dir):
     try:
         for name in sorted({s for _, s in pairings}):
             try:
-                servers[name] = start_server(impls[name][0], env_of(name),
-                                             server_flags)
+                servers[name] = start_server(name, impls[name][0],
+                                             env_of(name), server_flags)
             except RuntimeError as e:  # its cells fail; the others still run
                 start_errors[name] = str(e)
         for client, server in pairings:
@@ -230,10 +241,13 @@ def print_table(title, cells, pairings):
     the counts {"PASS": n, "FAIL": n, "n/a": n}."""
     cols = ["%s->%s" % p for p in pairings]
     width = max(len(c) for c in CASES)
-    print("%-*s  %s" % (width, title, "  ".join("%-12s" % c for c in cols)))
+    colw = max([12] + [len(c) for c in cols])
+    print("%-*s  %s" % (width, title,
+                        "  ".join("%-*s" % (colw, c) for c in cols)))
     for case in CASES:
         row = [cells[(case, c, s)][0] for c, s in pairings]
-        print("%-*s  %s" % (width, case, "  ".join("%-12s" % r for r in row)))
+        print("%-*s  %s" % (width, case,
+                            "  ".join("%-*s" % (colw, r) for r in row)))
     counts = {"PASS": 0, "FAIL": 0, "n/a": 0}
     notes = []
     for case in CASES:
@@ -273,12 +287,16 @@ def main():
     peer_env = dict(env)
     peer_env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
     impls = implementations(args)
-    env_of = lambda name: env if name == "crpc" else peer_env
-    pairings = [("crpc", "crpc"), ("crpc", "python"), ("python", "crpc")]
+    crpc_names = ("crpc", "crpc-async")
+    env_of = lambda name: env if name in crpc_names else peer_env
+    # Every client against both of crpc's server styles, and crpc's client
+    # against every peer server.
+    pairings = [("crpc", "crpc"), ("crpc", "crpc-async"), ("crpc", "python"),
+                ("python", "crpc"), ("python", "crpc-async")]
     if "c++" in impls:
-        pairings += [("crpc", "c++"), ("c++", "crpc")]
+        pairings += [("crpc", "c++"), ("c++", "crpc"), ("c++", "crpc-async")]
     if args.controls:
-        peers = [n for n in impls if n != "crpc"]
+        peers = [n for n in impls if n not in crpc_names]
         pairings += [(c, s) for c in peers for s in peers]
 
     # (prefix, cells) per matrix run; the prefix names TLS cells in JUnit.

@@ -3,6 +3,7 @@
  *
  *   interop_server --port=PORT [--use_tls=false]
  *                  [--tls_cert_file=PEM --tls_key_file=PEM]
+ *                  [--handlers=blocking|async]
  *
  * Serves grpc.testing.TestService (every method but CacheableUnaryCall and
  * UnimplementedCall, which stay UNIMPLEMENTED as the interop descriptions
@@ -13,9 +14,22 @@
  * --use_tls=true serves TLS with the certificate chain and key given, or, if
  * both flags are absent, gRPC's own test server certificate (server1.pem,
  * server1.key) where gRPC's interop runners keep it (interop_common.h).
+ *
+ * --handlers picks crpc's handler style for every TestService method
+ * (README "Two handler styles"); both answer every case alike:
+ *   blocking  (the default) crpc/server.h handlers on handler threads
+ *             (server_unary.c, server_streaming.c);
+ *   async     crpc/server_async.h handlers on the connection's loop thread:
+ *             inline unary handlers and reactors that never block, send
+ *             under flow control (crpc_server_call_can_send /
+ *             on_send_ready), and hand response_parameters' interval_us
+ *             waits to a worker thread of their own with the call's ctx
+ *             (server_async_unary.c, server_async_streaming.c).
+ * Health and reflection (crpc/admin.h) are the same in both.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "conformance/server_internal.h"
 #include "crpc/admin.h"
@@ -23,7 +37,10 @@
 
 static const char kUsage[] =
     "usage: interop_server --port=PORT [--use_tls=false]\n"
-    "                      [--tls_cert_file=PEM --tls_key_file=PEM]\n";
+    "                      [--tls_cert_file=PEM --tls_key_file=PEM]\n"
+    "                      [--handlers=blocking|async]\n"
+    "  --handlers  TestService's handler style: blocking (default; handler\n"
+    "              threads) or async (non-blocking, on the loop threads)\n";
 
 /* TLS credentials from the flags or gRPC's test certificate; NULL (after
  * saying why on stderr) if there are none or they do not load. */
@@ -65,12 +82,31 @@ static bool listen_on(crpc_server *server, const char *addr,
   return rc == CRPC_OK;
 }
 
+/* TestService with blocking handlers: the generated stubs, and UnaryCall
+ * by hand (it needs the request's compressed flag). */
+static crpc_code register_blocking_handlers(crpc_server *server) {
+  static const grpc_testing_test_service_handlers handlers = {
+      .empty_call = interop_empty_call,
+      .streaming_output_call = interop_streaming_output_call,
+      .streaming_input_call = interop_streaming_input_call,
+      .full_duplex_call = interop_full_duplex_call,
+      .half_duplex_call = interop_half_duplex_call,
+  };
+  crpc_code code = grpc_testing_test_service_register_handlers(server,
+                                                               &handlers);
+  if (code != CRPC_OK) return code;
+  return crpc_server_add_method(server, INTEROP_UNARY_CALL_PATH, CRPC_UNARY,
+                                interop_unary_call, NULL);
+}
+
 int main(int argc, char **argv) {
   const char *port_s = NULL, *use_tls = NULL, *cert = NULL, *key = NULL;
+  const char *handlers = "blocking";
   const interop_flag flags[] = {{"port", &port_s},
                                 {"use_tls", &use_tls},
                                 {"tls_cert_file", &cert},
-                                {"tls_key_file", &key}};
+                                {"tls_key_file", &key},
+                                {"handlers", &handlers}};
   if (!interop_parse_flags(argc, argv, flags, sizeof(flags) / sizeof(flags[0]),
                            kUsage)) {
     return 2;
@@ -85,6 +121,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "interop_server: bad --port \"%s\"\n", port_s);
     return 2;
   }
+  bool async = strcmp(handlers, "async") == 0;
+  if (!async && strcmp(handlers, "blocking") != 0) {
+    fprintf(stderr, "interop_server: bad --handlers \"%s\"\n%s", handlers,
+            kUsage);
+    return 2;
+  }
   crpc_server_credentials *creds = NULL;
   if (interop_flag_true(use_tls)) {
     creds = server_credentials(cert, key);
@@ -97,22 +139,13 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  static const grpc_testing_test_service_handlers handlers = {
-      .empty_call = interop_empty_call,
-      .streaming_output_call = interop_streaming_output_call,
-      .streaming_input_call = interop_streaming_input_call,
-      .full_duplex_call = interop_full_duplex_call,
-      .half_duplex_call = interop_half_duplex_call,
-  };
   crpc_server *server = crpc_server_new(NULL);
   if (server == NULL) {
     fprintf(stderr, "interop_server: out of memory\n");
     return 1;
   }
-  if (grpc_testing_test_service_register_handlers(server, &handlers) !=
-          CRPC_OK ||
-      crpc_server_add_method(server, INTEROP_UNARY_CALL_PATH, CRPC_UNARY,
-                             interop_unary_call, NULL) != CRPC_OK) {
+  if ((async ? interop_register_async_handlers(server)
+             : register_blocking_handlers(server)) != CRPC_OK) {
     fprintf(stderr, "interop_server: cannot register TestService\n");
     return 1;
   }
@@ -139,13 +172,16 @@ int main(int argc, char **argv) {
     fprintf(stderr, "interop_server: cannot start\n");
     return 1;
   }
-  printf("interop_server: listening on port %d%s\n", bound,
-         interop_flag_true(use_tls) ? " (TLS)" : "");
+  printf("interop_server: listening on port %d%s, %s handlers\n", bound,
+         interop_flag_true(use_tls) ? " (TLS)" : "", handlers);
   fflush(stdout);
 
   /* Until SIGINT/SIGTERM, then a graceful shutdown with one second of
    * grace for calls still running. */
   crpc_code code = crpc_server_serve_until_signal(server, CRPC_SECOND);
+  /* Every call has had on_done; a worker thread of the async handlers may
+   * still be between its finish and its end. */
+  interop_async_wait_workers();
   crpc_server_free(server);
   return code == CRPC_OK ? 0 : 1;
 }

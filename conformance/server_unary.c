@@ -1,5 +1,7 @@
-/* conformance/server_unary.c - EmptyCall and UnaryCall, and the server
- * features every shape shares (Echo Metadata, Echo Status). */
+/* conformance/server_unary.c - EmptyCall and UnaryCall (blocking), and
+ * what both handler styles share: Echo Metadata, Echo Status, the
+ * compression checks, sending a message, and EmptyCall's and UnaryCall's
+ * answers. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,13 +34,19 @@ crpc_code interop_echo_status(crpc_server_call *call,
                                 st->message ? st->message : "");
 }
 
-crpc_code interop_empty_call(crpc_server_call *call, const crpc_ctx *ctx,
-                             const Grpc__Testing__Empty *req, void *ud) {
-  (void)ctx, (void)req, (void)ud;
+crpc_code interop_empty_reply(crpc_server_call *call,
+                              interop_empty_send_fn send) {
   crpc_code code = interop_echo_metadata(call);
   if (code != CRPC_OK) return code;
   Grpc__Testing__Empty resp = GRPC__TESTING__EMPTY__INIT;
-  return grpc_testing_test_service_empty_call_server_send(call, &resp);
+  return send(call, &resp);
+}
+
+crpc_code interop_empty_call(crpc_server_call *call, const crpc_ctx *ctx,
+                             const Grpc__Testing__Empty *req, void *ud) {
+  (void)ctx, (void)req, (void)ud;
+  return interop_empty_reply(call,
+                             grpc_testing_test_service_empty_call_server_send);
 }
 
 crpc_code interop_check_compressed(crpc_server_call *call,
@@ -52,40 +60,31 @@ crpc_code interop_check_compressed(crpc_server_call *call,
 }
 
 crpc_code interop_server_send(crpc_server_call *call,
-                              const ProtobufCMessage *m, bool no_compress) {
+                              const ProtobufCMessage *m, bool no_compress,
+                              interop_send_fn send) {
   size_t len = protobuf_c_message_get_packed_size(m);
   uint8_t *buf = malloc(len ? len : 1);
   if (buf == NULL) {
     return crpc_server_call_error(call, CRPC_RESOURCE_EXHAUSTED, "no memory");
   }
   protobuf_c_message_pack(m, buf);
-  crpc_code code = crpc_server_call_send_flags(
-      call, buf, len, no_compress ? CRPC_SEND_NO_COMPRESS : 0);
+  crpc_code code = send(call, buf, len, no_compress ? CRPC_SEND_NO_COMPRESS : 0);
   free(buf);
   return code;
 }
 
-crpc_code interop_unary_call(crpc_server_call *call, const crpc_ctx *ctx,
-                             void *ud) {
-  (void)ctx, (void)ud;
-  crpc_code code = interop_echo_metadata(call);
-  if (code != CRPC_OK) return code;
-  crpc_message msg = {0};
-  code = crpc_server_call_recv(call, &msg);
-  if (code != CRPC_OK) return code;
-  if (msg.end) {
-    return crpc_server_call_error(call, CRPC_INTERNAL, "missing request");
-  }
+crpc_code interop_unary_reply(crpc_server_call *call, const crpc_message *msg,
+                              interop_send_fn send) {
   Grpc__Testing__SimpleRequest *req =
-      grpc__testing__simple_request__unpack(NULL, msg.len, msg.data);
-  free(msg.data);
+      grpc__testing__simple_request__unpack(NULL, msg->len, msg->data);
   if (req == NULL) {
     return crpc_server_call_error(call, CRPC_INTERNAL,
                                   "cannot parse SimpleRequest");
   }
   /* CompressedRequest, then CompressedResponse (gzip, which every gRPC
    * client accepts; identity if this one does not). */
-  code = interop_check_compressed(call, req->expect_compressed, msg.compressed);
+  crpc_code code =
+      interop_check_compressed(call, req->expect_compressed, msg->compressed);
   bool compress = req->response_compressed && req->response_compressed->value;
   if (code == CRPC_OK && compress) {
     code = crpc_server_call_set_compression(call, "gzip");
@@ -109,9 +108,25 @@ crpc_code interop_unary_call(crpc_server_call *call, const crpc_ctx *ctx,
   } else if (code == CRPC_OK) {
     Grpc__Testing__SimpleResponse resp = GRPC__TESTING__SIMPLE_RESPONSE__INIT;
     resp.payload = &payload;
-    code = interop_server_send(call, &resp.base, !compress);
+    code = interop_server_send(call, &resp.base, !compress, send);
     interop_payload_free(&payload);
   }
   protobuf_c_message_free_unpacked(&req->base, NULL);
+  return code;
+}
+
+crpc_code interop_unary_call(crpc_server_call *call, const crpc_ctx *ctx,
+                             void *ud) {
+  (void)ctx, (void)ud;
+  crpc_code code = interop_echo_metadata(call);
+  if (code != CRPC_OK) return code;
+  crpc_message msg = {0};
+  code = crpc_server_call_recv(call, &msg);
+  if (code != CRPC_OK) return code;
+  if (msg.end) {
+    return crpc_server_call_error(call, CRPC_INTERNAL, "missing request");
+  }
+  code = interop_unary_reply(call, &msg, crpc_server_call_send_flags);
+  free(msg.data);
   return code;
 }
