@@ -1,7 +1,8 @@
 /*
- * async_client - calls the three methods of asyncdemo.Jobs with the blocking
+ * async_client - calls the four methods of asyncdemo.Jobs with the blocking
  * generated client stubs, then starts one more long Work call and cancels
- * it midway.
+ * it midway. Its Shout call sends every request before reading a reply, so
+ * that the server has to pause receiving.
  *
  *   async_client [--target host:port]     (default localhost:50051)
  *
@@ -145,6 +146,81 @@ static int work(crpc_channel *ch, int32_t steps, int32_t step_ms,
   return rc;
 }
 
+/* Shout's sizes. The replies (1000 x 4000 bytes) fill the server's send
+ * buffer (64 KiB) many times over; the requests (about 20 bytes each, 20 KB
+ * in all) fit in the server's receive window (64 KiB), which is what lets
+ * this client send them all before reading (see shout). */
+#define SHOUT_REQUESTS 1000
+#define SHOUT_TIMES 400
+
+/* Whether reply is request i's text ("shout %04d") shouted SHOUT_TIMES
+ * times: also checks that replies come in request order. */
+static bool shouted(const char *reply, int i) {
+  char upper[32];
+  int len = snprintf(upper, sizeof upper, "SHOUT %04d", i);
+  if (strlen(reply) != (size_t)len * SHOUT_TIMES) return false;
+  for (int t = 0; t < SHOUT_TIMES; t++)
+    if (memcmp(reply + (size_t)t * (size_t)len, upper, (size_t)len) != 0)
+      return false;
+  return true;
+}
+
+/* All requests first, then the replies: the client the server's pause is
+ * for, one that does not read while it sends. Its replies stop at its own
+ * stream window (64 KiB) since it is not reading; the server's send buffer
+ * fills behind them and the server stops taking requests until we read.
+ * That is safe here only because every request fits in the server's
+ * receive window, so no send waits for the server. A client sending more
+ * than that must read while it sends, from a second thread (route_guide's
+ * RouteChat): sending alone, its send would wait for the server to read,
+ * and the server would wait for it to read, until the deadline. */
+static int shout(crpc_channel *ch) {
+  crpc_ctx *ctx = crpc_ctx_with_timeout(crpc_ctx_background(), CALL_TIMEOUT);
+  if (ctx == NULL) return 1;
+  crpc_call *call = NULL;
+  crpc_code code = asyncdemo_jobs_shout_start(ch, ctx, NULL, &call);
+  int sent = 0;
+  while (code == CRPC_OK && sent < SHOUT_REQUESTS) {
+    char text[32];
+    snprintf(text, sizeof text, "shout %04d", sent);
+    Asyncdemo__ShoutRequest req = ASYNCDEMO__SHOUT_REQUEST__INIT;
+    req.text = text;
+    req.times = SHOUT_TIMES;
+    code = asyncdemo_jobs_shout_send(call, &req);
+    if (code == CRPC_OK) sent++;
+  }
+  /* The server finishes once it has seen the end of our stream. */
+  if (code == CRPC_OK) code = crpc_call_close_send(call);
+  int got = 0;
+  uint64_t bytes = 0;
+  bool in_order = true;
+  while (code == CRPC_OK) {
+    Asyncdemo__ShoutReply *reply;
+    code = asyncdemo_jobs_shout_recv(call, &reply);
+    if (code != CRPC_OK || reply == NULL) break;
+    if (!shouted(reply->text, got)) in_order = false;
+    got++;
+    bytes += strlen(reply->text);
+    protobuf_c_message_free_unpacked(&reply->base, NULL);
+  }
+  crpc_status st = {0};
+  if (call != NULL) code = crpc_call_finish(call, &st);
+  int rc = 0;
+  if (code != CRPC_OK) {
+    rc = failed("Shout", code, &st);
+  } else {
+    printf("Shout: sent %d requests, received %d replies, %llu text bytes, "
+           "%s: %s\n",
+           sent, got, (unsigned long long)bytes,
+           in_order ? "in order" : "OUT OF ORDER", crpc_code_name(code));
+    if (sent != SHOUT_REQUESTS || got != sent || !in_order) rc = 1;
+  }
+  crpc_status_clear(&st);
+  crpc_call_free(call);
+  crpc_ctx_release(ctx);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   const char *target = "localhost:50051";
@@ -162,6 +238,7 @@ int main(int argc, char **argv) {
   failures += echo(ch, "hello from the loop thread");
   failures += count(ch, 2000, 1024);
   failures += work(ch, 5, 20, 0);
+  failures += shout(ch);
   /* 50 steps of 100 ms would take 5 s; we stop after 3. */
   failures += work(ch, 50, 100, 3);
   crpc_channel_free(ch);

@@ -12,26 +12,31 @@
  *
  *   loop threads (crpc's, one per CPU): each owns some connections. It reads
  *     and writes their sockets, fires their calls' deadlines and runs every
- *     callback below (echo, the Count and Work reactors) for their calls, one
- *     at a time. While a callback runs, nothing else on those connections
- *     moves: no request is read, no queued response drains, no cancel is
- *     seen. A callback that slept, waited for a lock held by slow code, did
- *     blocking I/O or waited on a ctx would stall every other call sharing
- *     its loop, including the very cancel that should stop it.
+ *     callback below (echo, the Count, Work and Shout reactors) for their
+ *     calls, one at a time. While a callback runs, nothing else on those
+ *     connections moves: no request is read, no queued response drains, no
+ *     cancel is seen. A callback that slept, waited for a lock held by slow
+ *     code, did blocking I/O or waited on a ctx would stall every other call
+ *     sharing its loop, including the very cancel that should stop it.
  *   worker threads (ours, one per Work call): run the slow part of Work. They
  *     may block, always in ctx-aware waits so a cancel wakes them, and touch
  *     the call only through send_async, can_send and finish, which crpc
  *     allows from any thread.
  *   main thread: set-up, then waits for the stop signal, shuts down.
  *
- * The three methods, one per style:
+ * The four methods, one per style:
  *   Echo   inline unary handler: the reply is computed and queued inside the
  *          callback, with no thread hop at all.
  *   Count  server-streaming reactor: sends while the call's send buffer has
  *          room, resumes from on_send_ready once it drains (flow control).
  *   Work   reactor that hands the work, with the call's ctx, to a thread of
  *          its own; that thread sends progress and finishes the call.
+ *   Shout  bidi reactor, a reply per request: stops taking requests
+ *          (pause_recv) while the send buffer is full and takes them again
+ *          (resume_recv) from on_send_ready, so a client that sends faster
+ *          than it reads is held by HTTP/2 flow control, not by our memory.
  */
+#include <ctype.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -367,6 +372,117 @@ static const asyncdemo_jobs_work_reactor work_reactor = {
     .on_done = work_done,
 };
 
+/* ---- Shout: a bidi stream with backpressure both ways --------------------
+ * Each request is answered at once with a reply many times its size. Count
+ * shows the sending half of flow control: stop sending when the buffer is
+ * full. A reply-per-request stream cannot stop sending on its own: every
+ * request that comes in produces a reply, so the only way to stop producing
+ * is to stop taking requests. Without the pause, a client that keeps
+ * sending and does not read would have us queue replies without bound:
+ * send_async never blocks, and on_message would keep coming as fast as the
+ * client writes, each bringing another reply for a buffer that cannot
+ * drain. While paused, crpc leaves the requests queued and does not return
+ * their flow-control window, so the client is held by HTTP/2 after at most
+ * one window (64 KiB) of requests: memory stays bounded by the send limit
+ * plus that window, however the client behaves. As with Count, all state
+ * here is touched on the loop thread only. */
+
+typedef struct shout_state {
+  int32_t replies;
+  int pauses; /* how often the send buffer filled and we stopped reading */
+} shout_state;
+
+static void *shout_start(crpc_server_call *call, const crpc_ctx *ctx,
+                         void *user_data) {
+  (void)ctx;
+  (void)user_data;
+  shout_state *s = calloc(1, sizeof *s);
+  if (s == NULL) crpc_server_call_finish(call, CRPC_RESOURCE_EXHAUSTED, NULL);
+  return s;
+}
+
+static void shout_message(crpc_server_call *call,
+                          const Asyncdemo__ShoutRequest *req, void *state) {
+  shout_state *s = state;
+  if (req == NULL) {
+    /* The client has half-closed, and this comes only once every request
+     * before it was answered (it waits out a pause too), so every reply is
+     * queued: finish sends them, then the trailers. */
+    printf("Shout: answered %d requests, paused receiving %d times\n",
+           s->replies, s->pauses);
+    crpc_server_call_finish(call, CRPC_OK, NULL);
+    return;
+  }
+  size_t len = strlen(req->text);
+  if (len > 1024 || req->times < 1 || req->times > 1000) {
+    crpc_server_call_finish(call, CRPC_INVALID_ARGUMENT,
+                            "text must be 0..1024 bytes, times 1..1000");
+    return;
+  }
+  char *text = malloc(len * (size_t)req->times + 1);
+  if (text == NULL) {
+    crpc_server_call_finish(call, CRPC_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  /* Bytes, not characters: only ASCII changes, so UTF-8 stays UTF-8. */
+  for (size_t i = 0; i < len; i++)
+    text[i] = (char)toupper((unsigned char)req->text[i]);
+  for (int32_t t = 1; t < req->times; t++) memcpy(text + t * len, text, len);
+  text[len * (size_t)req->times] = '\0';
+  Asyncdemo__ShoutReply reply = ASYNCDEMO__SHOUT_REPLY__INIT;
+  reply.text = text;
+  crpc_code code = asyncdemo_jobs_shout_send_async(call, &reply);
+  free(text); /* send_async copied it */
+  if (code != CRPC_OK) {
+    /* A done ctx means on_cancel is on its way and will finish. */
+    if (!crpc_ctx_is_done(crpc_server_call_ctx(call)))
+      crpc_server_call_finish(call, code, "cannot send a reply");
+    return;
+  }
+  s->replies++;
+  /* Full: take no more requests until it drains, since each would queue
+   * another reply. Waiting here instead would deadlock, as in Count. The
+   * false answer is also what arms on_send_ready. Requests crpc has
+   * already read stay queued for us; those behind them wait at the client
+   * for window. */
+  if (!crpc_server_call_can_send(call)) {
+    s->pauses++;
+    crpc_server_call_pause_recv(call);
+  }
+}
+
+/* The buffer has drained: take requests again. They are delivered once
+ * this returns, never inside it. */
+static void shout_send_ready(crpc_server_call *call, void *state) {
+  (void)state;
+  crpc_server_call_resume_recv(call);
+}
+
+/* Paused or not, a reset, deadline, lost connection or shutdown ends the
+ * call here (a bad request message too, as INTERNAL): the client gets the
+ * cause's status. */
+static void shout_cancel(crpc_server_call *call, const crpc_cause *cause,
+                         void *state) {
+  shout_state *s = state;
+  printf("Shout: cancelled after %d replies, paused %d times: %s (%s)\n",
+         s->replies, s->pauses, crpc_code_name(cause->code),
+         crpc_origin_name(cause->origin));
+  crpc_server_call_finish(call, cause->code, NULL);
+}
+
+static void shout_done(crpc_server_call *call, void *state) {
+  (void)call;
+  free(state);
+}
+
+static const asyncdemo_jobs_shout_reactor shout_reactor = {
+    .on_start = shout_start,
+    .on_message = shout_message,
+    .on_send_ready = shout_send_ready,
+    .on_cancel = shout_cancel,
+    .on_done = shout_done,
+};
+
 /* ---- main --------------------------------------------------------------- */
 
 static int parse_port(int argc, char **argv) {
@@ -399,7 +515,10 @@ int main(int argc, char **argv) {
   }
   /* Must outlive the server: static storage. */
   static const asyncdemo_jobs_async_handlers handlers = {
-      .echo = echo, .count = &count_reactor, .work = &work_reactor};
+      .echo = echo,
+      .count = &count_reactor,
+      .work = &work_reactor,
+      .shout = &shout_reactor};
   char address[32];
   snprintf(address, sizeof address, "127.0.0.1:%d", port);
   crpc_code code = asyncdemo_jobs_register_async_handlers(server, &handlers);
