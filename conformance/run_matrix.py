@@ -36,8 +36,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import xml.etree.ElementTree as ET
+
+from interop_procs import sanitizer_report, start_server, stop_server
 
 CASES = (
     "empty_unary", "large_unary", "client_streaming", "server_streaming",
@@ -132,42 +133,14 @@ def transport_flags(pki_dir):
              "--server_host_override=" + TLS_HOST])
 
 
-def start_server(name, argv, env, flags):
-    proc = subprocess.Popen(argv + ["--port=0"] + flags,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
-    deadline = time.monotonic() + 60
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        m = re.search(r"listening on port (\d+)", line)
-        if m:
-            return proc, int(m.group(1))
-        seen.append(line.strip())
-    proc.kill()
-    proc.wait()
-    raise RuntimeError("server %s did not start: %s" % (
-        name, " | ".join(seen[-3:]) or "no output"))
-
-
 def stop_servers(servers):
     """SIGTERM each server; name -> problem for those that did not exit
     cleanly (status, or a sanitizer report in their output)."""
     errors = {}
     for name, (proc, _) in servers.items():
-        proc.terminate()
-        try:
-            out, _ = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-            errors[name] = "server %s did not exit within 20 s of SIGTERM" % name
-            continue
-        if "Sanitizer" in out or proc.returncode not in (0, -15):
-            errors[name] = "server %s exited with %s: %s" % (
-                name, proc.returncode, " | ".join(out.strip().splitlines()[-5:]))
+        problem = stop_server(name, proc)
+        if problem:
+            errors[name] = problem
     return errors
 
 
@@ -187,9 +160,9 @@ def run_client(argv, port, env, flags):
         m = LINE.match(line.strip())
         if m:
             results[m.group(2)] = (m.group(1), m.group(3) or "")
-    if "Sanitizer" in out:
+    report = sanitizer_report(out)[:300]
+    if report:
         # A leak or memory error in the client: no cell of this run is clean.
-        report = " | ".join(l for l in out.splitlines() if "Sanitizer" in l)[:300]
         for case, (outcome, _) in list(results.items()):
             if outcome == "PASS":
                 results[case] = ("FAIL", "client sanitizer report: " + report)
