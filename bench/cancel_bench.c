@@ -59,7 +59,9 @@
  * cannot be borrowed by the cancelling thread (README "Where a cancel's
  * time goes"). -late-us N: print each deadline iteration over N us late
  * with its CLOCK_MONOTONIC stamps (to match with a perf sched trace).
- * -port N, -load-wait N: h2load may load this server (cancel_load.h);
+ * -port N (default: any free port; the first stderr line says which, once
+ * it listens: bench/bench_lib.sh), -load-wait N: h2load may load this
+ * server (cancel_load.h);
  * -client-cpu N keeps the client's threads (this one, the channel's loop,
  * the ctx timer thread) on CPU N, apart from the server's.
  */

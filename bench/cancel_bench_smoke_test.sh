@@ -8,6 +8,8 @@
 set -euo pipefail
 bench=$1
 client=$2
+# shellcheck source=bench/bench_lib.sh
+source "$3"
 fails=0
 
 for mode in async blocking; do
@@ -28,15 +30,13 @@ for mode in async blocking; do
   echo "ok   $mode: $n JSON lines"
 done
 
-# The load path: -port, -load-wait, and the load report.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$bench" -mode async -port "$port" -scenarios deadline -iters 20 -warmup 2 \
+# The load path (as bench/deadline_full_load.sh runs it): the port
+# cancel_bench prints, -load-wait, and the load report.
+"$bench" -mode async -scenarios deadline -iters 20 -warmup 2 \
   -load-wait 100 >"$TEST_TMPDIR/load.jsonl" 2>"$TEST_TMPDIR/load.err" &
 pid=$!
-for _ in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.05
-done
+port=$(cancel_bench_port "$TEST_TMPDIR/load.err" "$pid") || {
+  echo "FAIL load: cancel_bench never listened"; cat "$TEST_TMPDIR/load.err"; exit 1; }
 "$client" --target=127.0.0.1:"$port" --rpc=unary --channels=1 --outstanding=4 \
   --req-size=0 --resp-size=0 --warmup=0.1 --duration=4 >"$TEST_TMPDIR/client.out" 2>&1 &
 cpid=$!

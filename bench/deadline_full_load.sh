@@ -65,24 +65,24 @@ if [[ $PIN == 1 ]]; then
   [[ $(nproc) -ge 2 ]] || { echo "pinning needs 2 CPUs (or --no-pin)" >&2; exit 1; }
   server_cpus=(taskset -c 0) load_cpus=(taskset -c 1) client_cpu=(-client-cpu 1)
 fi
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/bench_lib.sh
+source "$(dirname "$0")/bench_lib.sh"
 
 for r in $(seq 1 "$ROUNDS"); do
   d=$OUT/run-$r
   mkdir -p "$d"
   for mode in blocking async; do
     echo "== round $r/$ROUNDS: $mode" >&2
-    port=$(free_port)
-    "${server_cpus[@]}" "$OUT/bin/cancel_bench" -mode "$mode" -port "$port" \
+    "${server_cpus[@]}" "$OUT/bin/cancel_bench" -mode "$mode" \
       "${client_cpu[@]}" -scenarios deadline \
       -iters "$ITERS" -warmup "$WARMUP" -load-wait "$LOAD_WAIT" \
       >"$d/crpc-$mode.jsonl" 2>"$d/crpc-$mode.err" &
     bench_pid=$!
     # h2load gives up on a refused connection: start it once we listen.
-    for _ in $(seq 100); do
-      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-      sleep 0.05
-    done
+    port=$(cancel_bench_port "$d/crpc-$mode.err" "$bench_pid") || {
+      echo "cancel_bench -mode $mode never listened: $d/crpc-$mode.err" >&2
+      exit 1
+    }
     "${load_cpus[@]}" h2load -c"$CLIENTS" -m"$STREAMS" -t1 -D 3600 -d "$body" \
       -H 'content-type: application/grpc' -H 'te: trailers' \
       "http://127.0.0.1:$port/grpc.testing.BenchmarkService/UnaryCall" \
