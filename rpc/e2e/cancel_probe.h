@@ -73,15 +73,24 @@ inline void RecordCause(Probe *p, const crpc_ctx *ctx) {
   if (c != nullptr) p->cause = *c;
 }
 
+// A blocking probe handler's start: watch the ctx (ProbeOnCancel, at once
+// if it is done already), then read the one request. Returns recv's code.
+inline crpc_code ProbeStart(Probe *p, crpc_server_call *call, const crpc_ctx *ctx,
+                            crpc_on_cancel *reg, bool *registered) {
+  *registered = crpc_ctx_on_cancel(ctx, reg, ProbeOnCancel, p);
+  if (!*registered) ProbeOnCancel(p, nullptr);
+  crpc_message m{};
+  crpc_code rc = crpc_server_call_recv(call, &m);
+  free(m.data);
+  return rc;
+}
+
 // Unary, idle: waits for its ctx to end.
 inline crpc_code IdleHandler(crpc_server_call *call, const crpc_ctx *ctx, void *ud) {
   auto *p = static_cast<Probe *>(ud);
   crpc_on_cancel reg;
-  bool registered = crpc_ctx_on_cancel(ctx, &reg, ProbeOnCancel, p);
-  if (!registered) ProbeOnCancel(p, nullptr);
-  crpc_message m{};
-  crpc_code rc = crpc_server_call_recv(call, &m);
-  free(m.data);
+  bool registered;
+  crpc_code rc = ProbeStart(p, call, ctx, &reg, &registered);
   p->deadline_ns = crpc_ctx_deadline(ctx);
   p->entered.Set();
   if (rc == CRPC_OK) rc = crpc_ctx_wait(ctx);
@@ -97,11 +106,8 @@ inline crpc_code IdleHandler(crpc_server_call *call, const crpc_ctx *ctx, void *
 inline crpc_code FloodHandler(crpc_server_call *call, const crpc_ctx *ctx, void *ud) {
   auto *p = static_cast<Probe *>(ud);
   crpc_on_cancel reg;
-  bool registered = crpc_ctx_on_cancel(ctx, &reg, ProbeOnCancel, p);
-  if (!registered) ProbeOnCancel(p, nullptr);
-  crpc_message m{};
-  crpc_code rc = crpc_server_call_recv(call, &m);
-  free(m.data);
+  bool registered;
+  crpc_code rc = ProbeStart(p, call, ctx, &reg, &registered);
   std::string buf(static_cast<size_t>(p->msg_size), 'f');
   p->entered.Set();
   int64_t sent = 0, late = 0;
