@@ -143,8 +143,9 @@ static void post_result(const result *r) {
   } else {
     g_results.head = (g_results.head + 1) % RESULT_RING;
   }
-  pthread_cond_signal(&g_results.cv);
   pthread_mutex_unlock(&g_results.mu);
+  /* After the unlock: the woken client thread would block on the mutex. */
+  pthread_cond_signal(&g_results.cv);
 }
 
 /* Waits up to timeout_ns for the result of call `id`, dropping older ones.

@@ -402,7 +402,8 @@ crpc_code ccall_recv_core(ccall *call, crpc_message *msg) {
       break;
     }
     if (crpc_h2_msgq_pop(&call->in.q, msg)) {
-      kick = call->in.q.count == 0 && call->in.held > 0 && !call->ended;
+      kick = !call->ended &&
+             crpc_h2_inbound_return_due(&call->in, call->ch->stream_window);
       break;
     }
     if (call->ended) {
@@ -432,9 +433,10 @@ const crpc_metadata *crpc_call_response_headers(crpc_call *call) {
       resend_locked(call);
       continue;
     }
-    if (crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu) != CRPC_OK) {
-      break;
-    }
+    call->hdr_waiters++;
+    crpc_code code = crpc_ctx_wait_cond(call->ctx, &call->cond, &call->mu);
+    call->hdr_waiters--;
+    if (code != CRPC_OK) break;
   }
   if (call->got_headers) md = call->resp_md;
   pthread_mutex_unlock(&call->mu);

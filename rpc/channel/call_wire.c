@@ -28,8 +28,10 @@ void ccall_settle(ccall *call, crpc_code code, const char *msg) {
     call->message = strdup(msg ? msg : "");
     crpc_h2_outq_clear(&call->out);
   }
-  pthread_cond_broadcast(&call->cond);
   pthread_mutex_unlock(&call->mu);
+  /* After the unlock, so a woken waiter does not block on the mutex; the
+   * caller's reference keeps the call. */
+  pthread_cond_broadcast(&call->cond);
   if (call->async) ccall_kick(call); /* on_done */
 }
 
@@ -524,8 +526,11 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *f,
       call->got_headers = true;
       call->resp_md = call->hdr_md ? call->hdr_md : crpc_metadata_new();
       call->hdr_md = NULL;
-      pthread_cond_broadcast(&call->cond);
+      /* Only crpc_call_response_headers waits for them: a recv woken
+       * here would find no message yet (it comes in the same read). */
+      bool wake = call->hdr_waiters > 0;
       pthread_mutex_unlock(&call->mu);
+      if (wake) pthread_cond_broadcast(&call->cond);
     } else if (end) {
       settle_from_trailers(call); /* trailers, or Trailers-Only */
     }

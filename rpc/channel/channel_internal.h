@@ -203,6 +203,7 @@ struct crpc_call {
    * the other waiter, per message. */
   int send_waiters;
   int recv_waiters;
+  int hdr_waiters; /* in crpc_call_response_headers */
   crpc_h2_inbound in;
   crpc_h2_outq out;
   bool send_closed;

@@ -31,10 +31,11 @@
  * on one field over 64 KiB as encoded. */
 #define CRPC_H2_MAX_SEND_HEADER_LIST (64 * 1024)
 
-/* HTTP/2 window bounds: 2^31-1 at most; the connection window starts at
- * 65535 and can only be raised (WINDOW_UPDATE), never lowered. */
+/* HTTP/2 window bounds: 2^31-1 at most; every window starts at 65535 and
+ * the connection's can only be raised (WINDOW_UPDATE), never lowered. */
 #define CRPC_H2_MAX_WINDOW 0x7fffffffu
-#define CRPC_H2_MIN_CONN_WINDOW 65535u
+#define CRPC_H2_INITIAL_WINDOW 65535u
+#define CRPC_H2_MIN_CONN_WINDOW CRPC_H2_INITIAL_WINDOW
 
 /* The largest header list the peer of `session` accepts from us: its
  * SETTINGS_MAX_HEADER_LIST_SIZE (unlimited until its SETTINGS arrive),

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rpc/h2/limits.h"
 #include "rpc/mem/mem.h"
 
 crpc_h2_chunk *crpc_h2_chunk_frame(const void *msg, size_t len) {
@@ -307,6 +308,14 @@ size_t crpc_h2_inbound_take_consumable(crpc_h2_inbound *in) {
   size_t n = in->held;
   in->held = 0;
   return n;
+}
+
+bool crpc_h2_inbound_return_due(const crpc_h2_inbound *in,
+                                uint32_t stream_window) {
+  uint32_t w = stream_window == 0 || stream_window > CRPC_H2_INITIAL_WINDOW
+                   ? CRPC_H2_INITIAL_WINDOW
+                   : stream_window;
+  return in->q.count == 0 && in->held > 0 && in->held >= w / 2;
 }
 
 nghttp2_nv *crpc_h2_nv_from(const crpc_wire_headers *h, nghttp2_nv *buf,

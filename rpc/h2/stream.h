@@ -183,6 +183,19 @@ crpc_code crpc_h2_inbound_feed(crpc_h2_inbound *in, const uint8_t *data,
  * Resets `held` by what it returns. */
 size_t crpc_h2_inbound_take_consumable(crpc_h2_inbound *in);
 
+/* For a reader off the loop that has just taken a message: whether the loop
+ * should be asked now to give the held bytes back. Only once they come to
+ * half the stream's window (stream_window as advertised, 0 = HTTP/2's
+ * 65535; counted against at most 65535, the window in force until the
+ * peer acknowledges our SETTINGS): nghttp2 sends no WINDOW_UPDATE for
+ * less, so an earlier request would wake the loop for nothing. It cannot
+ * stall the peer: the peer stops only with a whole window unreturned, and
+ * the reader that empties the queue then holds all of it, at least half.
+ * Smaller amounts go back with a later request, or with the loop's own
+ * take when a partial message arrives to an empty queue. */
+bool crpc_h2_inbound_return_due(const crpc_h2_inbound *in,
+                                uint32_t stream_window);
+
 /* ---- headers -------------------------------------------------------------*/
 
 /* An nghttp2_nv array pointing into h (valid while h is): buf if h has at

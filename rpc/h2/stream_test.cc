@@ -62,6 +62,57 @@ TEST(InboundTest, DecodesAndReturnsWindowOnlyWhenReaderKeepsUp) {
   crpc_h2_inbound_destroy(&in);
 }
 
+// A reader off the loop asks for its window back only when nghttp2 would
+// send a WINDOW_UPDATE for it (half the stream window, counted against at
+// most HTTP/2's initial 65535) and only once it has emptied the queue.
+TEST(InboundTest, WindowReturnIsDueAtHalfTheStreamWindow) {
+  crpc_h2_inbound in;
+  crpc_h2_inbound_init(&in, 1 << 20, false);
+  EXPECT_FALSE(crpc_h2_inbound_return_due(&in, 0));  // nothing held
+  std::string msg = Framed(std::string(1000, 'x'));  // 1005 bytes
+  crpc_wire_error err;
+  crpc_message m;
+  size_t fed = 0;
+  // Default window (0 = 65535): due from 32767 held bytes on.
+  while (fed + msg.size() < 65535 / 2) {
+    ASSERT_EQ(crpc_h2_inbound_feed(&in, (const uint8_t *)msg.data(),
+                                   msg.size(), &err),
+              CRPC_OK);
+    fed += msg.size();
+    ASSERT_TRUE(crpc_h2_msgq_pop(&in.q, &m));
+    free(m.data);
+    EXPECT_FALSE(crpc_h2_inbound_return_due(&in, 0)) << fed;
+  }
+  ASSERT_EQ(crpc_h2_inbound_feed(&in, (const uint8_t *)msg.data(), msg.size(),
+                                 &err),
+            CRPC_OK);
+  fed += msg.size();
+  EXPECT_FALSE(crpc_h2_inbound_return_due(&in, 0));  // queued: not yet
+  ASSERT_TRUE(crpc_h2_msgq_pop(&in.q, &m));
+  free(m.data);
+  EXPECT_TRUE(crpc_h2_inbound_return_due(&in, 0));
+  // A larger advertised window still counts against 65535 (the window in
+  // force until the peer acknowledges our SETTINGS).
+  EXPECT_TRUE(crpc_h2_inbound_return_due(&in, 1u << 30));
+  EXPECT_EQ(crpc_h2_inbound_take_consumable(&in), fed);
+  EXPECT_FALSE(crpc_h2_inbound_return_due(&in, 1));
+  // A smaller one counts by itself.
+  ASSERT_EQ(crpc_h2_inbound_feed(&in, (const uint8_t *)msg.data(), msg.size(),
+                                 &err),
+            CRPC_OK);
+  ASSERT_TRUE(crpc_h2_msgq_pop(&in.q, &m));
+  free(m.data);
+  EXPECT_TRUE(crpc_h2_inbound_return_due(&in, 2 * 1005));
+  EXPECT_FALSE(crpc_h2_inbound_return_due(&in, 2 * 1005 + 2));
+  EXPECT_EQ(crpc_h2_inbound_take_consumable(&in), 1005u);
+  // A 1-byte window wants every byte back.
+  ASSERT_EQ(crpc_h2_inbound_feed(&in, (const uint8_t *)msg.data(), 1, &err),
+            CRPC_OK);  // a partial message: the queue is empty
+  EXPECT_TRUE(crpc_h2_inbound_return_due(&in, 1));
+  EXPECT_FALSE(crpc_h2_inbound_return_due(&in, 0));
+  crpc_h2_inbound_destroy(&in);
+}
+
 // A compressed chunk carries the flag and round-trips through the inbound
 // side, which reports the message as compressed; identity stays plain.
 TEST(InboundTest, CompressedChunksRoundTripWithTheirFlag) {

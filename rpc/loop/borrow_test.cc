@@ -128,6 +128,42 @@ TEST(Borrow, PostsAndEarlierTimersWakeTheLoop) {
   EXPECT_EQ(0, crpc_loop_stop_and_join(loop.get()));
 }
 
+// A borrow is a batch: what fn queues for the batch's end (a connection's
+// flush) runs on the borrowing thread before crpc_loop_borrow returns, and
+// the loop thread is not woken for it.
+TEST(Borrow, WorkQueuedForTheBatchEndRunsBeforeTheBorrowReturns) {
+  LoopPtr loop = NewLoop();
+  ASSERT_EQ(0, crpc_loop_start_thread(loop.get()));
+  struct Ctx {
+    crpc_loop_closure end;
+    std::atomic<int> ran{0};
+    std::thread::id ran_on;
+    bool queued = false;
+  } c;
+  crpc_loop_closure_init(
+      &c.end,
+      [](crpc_loop *, void *arg) {
+        auto *c = static_cast<Ctx *>(arg);
+        c->ran_on = std::this_thread::get_id();
+        ++c->ran;
+      },
+      &c);
+  auto fn = [](crpc_loop *loop, void *arg) {
+    auto *c = static_cast<Ctx *>(arg);
+    c->queued = crpc_loop_post_closure_after_batch(loop, &c->end);
+    EXPECT_EQ(c->ran.load(), 0);  // at the end, not at once
+  };
+  ASSERT_TRUE(BorrowSoon(loop.get(), fn, &c));
+  EXPECT_TRUE(c.queued);
+  EXPECT_EQ(c.ran.load(), 1);
+  EXPECT_EQ(c.ran_on, std::this_thread::get_id());
+  // Nothing was left for the loop: a second borrow finds it still asleep.
+  Borrowed again;
+  EXPECT_TRUE(crpc_loop_borrow(loop.get(), Note, &again));
+  EXPECT_EQ(c.ran.load(), 1);
+  EXPECT_EQ(0, crpc_loop_stop_and_join(loop.get()));
+}
+
 // A watcher the borrower stops and reuses while its old fd has already
 // woken the loop (the loop thread holds the event and waits for the
 // borrower) never sees that event: the loop drops what it fetched during

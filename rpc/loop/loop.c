@@ -378,7 +378,12 @@ bool crpc_loop_borrow(crpc_loop *loop, crpc_loop_fn fn, void *arg) {
   crpc_loop *saved = crpc_loop__current;
   crpc_loop__current = loop;
   loop->now = crpc_loop__now(); /* the loop's stamp is from before it slept */
+  /* fn is a batch of its own: what it queues for the batch's end (a
+   * connection's flush) runs before the loop is handed back, instead of
+   * waking the loop for it. */
+  loop->in_batch = true;
   fn(loop, arg);
+  crpc_loop__end_batch(loop);
   crpc_loop__current = saved;
   /* Posts made by fn woke the loop already (it is "sleeping"); a timer
    * due before the one its wait ends for needs a wake-up too. */

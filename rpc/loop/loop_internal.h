@@ -144,6 +144,9 @@ void crpc_loop__poke(crpc_loop *loop);
 /* post.c */
 bool crpc_loop__has_posted(crpc_loop *loop);
 int crpc_loop__run_posted(crpc_loop *loop);
+/* Ends the batch begun by setting in_batch: runs what was queued for its
+ * end (crpc_loop_post_closure_after_batch) and returns how many ran. */
+int crpc_loop__end_batch(crpc_loop *loop);
 void crpc_loop__wake(crpc_loop *loop);
 
 #endif /* CRPC_LOOP_LOOP_INTERNAL_H */

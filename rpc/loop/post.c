@@ -151,9 +151,14 @@ int crpc_loop__run_posted(crpc_loop *loop) {
     ran++;
     fifo = next;
   }
+  return ran + crpc_loop__end_batch(loop);
+}
+
+int crpc_loop__end_batch(crpc_loop *loop) {
   loop->in_batch = false;
   crpc_loop_closure *after = loop->after_head;
   loop->after_head = loop->after_tail = NULL;
+  int ran = 0;
   while (after != NULL) {
     crpc_loop_closure *next = after->next_;
     run_one(loop, after);

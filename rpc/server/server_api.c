@@ -27,22 +27,6 @@ static crpc_code dead_code_locked(scall *call) {
   return CRPC_OK;
 }
 
-/* Request bytes a call with one request message (unary, server streaming)
- * may keep from the connection's window until its next kick (the first
- * send, or the status) instead of kicking the loop to give them back as
- * the handler takes them: its stream needs no more window, and strace of a
- * blocking unary server showed that kick costing an eventfd write and a
- * loop wake-up per call. Small against the 16 MiB connection window even
- * with every handler thread holding it; nghttp2 sends no WINDOW_UPDATE
- * for so little anyway. */
-#define WINDOW_RETURN_DEFER_MAX (16 * 1024)
-
-static bool window_return_can_wait(const scall *call) {
-  crpc_method_kind k = call->method->kind;
-  return (k == CRPC_UNARY || k == CRPC_SERVER_STREAMING) &&
-         call->in.held <= WINDOW_RETURN_DEFER_MAX;
-}
-
 crpc_code scall_recv_core(scall *call, crpc_message *msg) {
   msg->data = NULL;
   msg->len = 0;
@@ -55,9 +39,8 @@ crpc_code scall_recv_core(scall *call, crpc_message *msg) {
     code = dead_code_locked(call);
     if (code != CRPC_OK) break;
     if (crpc_h2_msgq_pop(&call->in.q, msg)) {
-      /* Emptied the queue: the loop can give the window back. */
-      kick = call->in.q.count == 0 && call->in.held > 0 &&
-             !window_return_can_wait(call);
+      kick = crpc_h2_inbound_return_due(
+          &call->in, call->server->opts.initial_stream_window_size);
       break;
     }
     if (call->recv_err != CRPC_OK) {

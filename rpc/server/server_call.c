@@ -82,18 +82,6 @@ void scall_unref(scall *call) {
 
 static void kick_fn(crpc_loop *loop, void *arg);
 
-/* kick_fn and the write, on a borrowed loop (below). */
-static void kick_borrowed(crpc_loop *loop, void *arg) {
-  scall *call = arg;
-  sconn *conn = call->conn; /* NULL once the stream has closed */
-  if (conn != NULL) conn->h2.flush_soon = true; /* one write, below */
-  kick_fn(loop, call);                          /* drops the reference */
-  if (conn != NULL) {
-    conn->h2.flush_soon = false;
-    crpc_h2_conn_flush(&conn->h2);
-  }
-}
-
 /* A blocking handler has returned: its thread writes the status itself
  * when the loop sleeps (crpc_loop_borrow), instead of waking the loop for
  * it, one hand-off less per call. Only then: a streaming handler's sends
@@ -105,7 +93,7 @@ static bool kick_by_borrowing(scall *call) {
    * thread (an admin cancel) may come before the flag is written. */
   return atomic_load_explicit(&call->handler_done, memory_order_acquire) &&
          !call->pool_backlog &&
-         crpc_loop_borrow(call->sl->loop, kick_borrowed, call);
+         crpc_loop_borrow(call->sl->loop, kick_fn, call);
 }
 
 /* Queues a kick holding the caller's reference: on the connection's
