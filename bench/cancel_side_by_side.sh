@@ -27,6 +27,13 @@
 # over the same CPUs. The achieved req/s and the load server's CPU share are
 # measured and printed with the table.
 #
+# --cpus LIST runs every implementation under taskset -c LIST (--cpus 0: one
+# CPU for client and server alike). It answers what the two-CPU rows cannot:
+# how each stack compares once the cross-CPU wake-up is out of the cancel's
+# path for every implementation, not only for those whose one-process
+# runtime reads the reset on the CPU that wrote it (grpc-go: README,
+# "Cancellation").
+#
 # Usage: bench/cancel_side_by_side.sh [options]
 #   --rounds R          rounds (default 3)
 #   --iters N           measured iterations per scenario (default 1000)
@@ -39,6 +46,7 @@
 #   --out DIR           results (default ANCHORS/results/side-by-side-<UTC>)
 #   --crpc-bin PATH     use this cancel_bench instead of building it
 #   --under-load        the second load condition described above
+#   --cpus LIST         pin every implementation to these CPUs (taskset -c)
 #   --load-rps N        total UnaryCall req/s (default 4000)
 #   --load-clients C    h2load connections (default 4)
 #   --load-server CMD   load server command, {port} replaced (default: crpc's
@@ -56,7 +64,7 @@ CMDLINE="$0 $*"
 ROUNDS=3 ITERS=1000 WARMUP=100
 IMPLS=go,cpp,py,crpc-blocking,crpc-async,crpc-async-poll
 ANCHORS=/tmp/cancel OUT="" CRPC_BIN=""
-UNDER_LOAD=0 LOAD_RPS=4000 LOAD_CLIENTS=4 LOAD_SERVER=""
+UNDER_LOAD=0 LOAD_RPS=4000 LOAD_CLIENTS=4 LOAD_SERVER="" CPUS=""
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-2}"; }
 while [[ $# -gt 0 ]]; do
@@ -69,6 +77,7 @@ while [[ $# -gt 0 ]]; do
     --out) OUT=$2; shift 2 ;;
     --crpc-bin) CRPC_BIN=$2; shift 2 ;;
     --under-load) UNDER_LOAD=1; shift ;;
+    --cpus) CPUS=$2; shift 2 ;;
     --load-rps) LOAD_RPS=$2; shift 2 ;;
     --load-clients) LOAD_CLIENTS=$2; shift 2 ;;
     --load-server) LOAD_SERVER=$2; shift 2 ;;
@@ -115,6 +124,7 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 if [[ -z "$OUT" ]]; then
   OUT=$ANCHORS/results/side-by-side-$stamp
   [[ $UNDER_LOAD == 1 ]] && OUT+=-under-load
+  [[ -n $CPUS ]] && OUT+=-cpus-${CPUS//,/_}
 fi
 mkdir -p "$OUT/bin"
 need_crpc=0
@@ -212,16 +222,21 @@ if [[ $UNDER_LOAD == 1 ]]; then
   start_load
   echo "load: $LOAD_CMD" >>"$OUT/env.txt"
 fi
+PIN=()
+if [[ -n $CPUS ]]; then
+  PIN=(taskset -c "$CPUS")
+  echo "every implementation pinned: taskset -c $CPUS" >>"$OUT/env.txt"
+fi
 
 run_impl() {  # impl outdir
   local impl=$1 d=$2 args=(-iters "$ITERS" -warmup "$WARMUP")
   case "$impl" in
-    go) "$ANCHORS/build/cancel_bench_go" "${args[@]}" ;;
-    cpp) "$ANCHORS/build/cancel_bench_cpp" "${args[@]}" ;;
-    py) /usr/bin/python3 "$ANCHORS/py/cancel_bench.py" "${args[@]}" ;;
-    crpc-blocking) "$CRPC" -mode blocking "${args[@]}" ;;
-    crpc-async) "$CRPC" -mode async "${args[@]}" ;;
-    crpc-async-poll) "$CRPC" -mode async -poll-us 50 "${args[@]}" ;;
+    go) "${PIN[@]}" "$ANCHORS/build/cancel_bench_go" "${args[@]}" ;;
+    cpp) "${PIN[@]}" "$ANCHORS/build/cancel_bench_cpp" "${args[@]}" ;;
+    py) "${PIN[@]}" /usr/bin/python3 "$ANCHORS/py/cancel_bench.py" "${args[@]}" ;;
+    crpc-blocking) "${PIN[@]}" "$CRPC" -mode blocking "${args[@]}" ;;
+    crpc-async) "${PIN[@]}" "$CRPC" -mode async "${args[@]}" ;;
+    crpc-async-poll) "${PIN[@]}" "$CRPC" -mode async -poll-us 50 "${args[@]}" ;;
     *) echo "unknown implementation $impl" >&2; return 2 ;;
   esac >"$d/$impl.jsonl" 2>"$d/$impl.err"
 }
