@@ -57,8 +57,9 @@
  * -poll-us N: the server's poll_ns (crpc/server.h; Impl gets "-poll");
  * -client-poll-us N: the channel's, apart because a polling client loop
  * cannot be borrowed by the cancelling thread (README "Where a cancel's
- * time goes"). -late-us N: print each deadline iteration over N us late
- * with its CLOCK_MONOTONIC stamps (to match with a perf sched trace).
+ * time goes"). -late-us N: print each deadline iteration over N us late,
+ * and each busy cancel the server saw over N us after t0, with their
+ * CLOCK_MONOTONIC stamps (to match with a perf sched trace).
  * -port N (default: any free port; the first stderr line says which, once
  * it listens: bench/bench_lib.sh), -load-wait N: h2load may load this
  * server (cancel_load.h);
@@ -498,6 +499,18 @@ static void push_split(split *sp, int64_t t0, const result *r) {
   samples_push(&sp->server, (double)(r->t1 - r->event) / 1e3);
 }
 
+/* -late-us for the cancel scenarios: a cancel the server saw over N us
+ * after t0, with its CLOCK_MONOTONIC stamps (see the deadline's). */
+static void note_late_cancel(const bench *b, const char *scenario, int64_t t0,
+                             const result *r) {
+  if (b->late_us <= 0 || r->t1 - t0 <= b->late_us * 1000LL) return;
+  fprintf(stderr,
+          "late: %s cancel t0 %lld ns, reset arrived %lld ns, ctx done %lld "
+          "ns: %.1f us\n",
+          scenario, (long long)t0, (long long)r->event, (long long)r->t1,
+          (double)(r->t1 - t0) / 1e3);
+}
+
 static void emit_split(const char *scenario, split *sp) {
   if (sp->wire.n == 0) return; /* no stamp came back: nothing to split */
   emit(scenario, "split_cancel_to_arrival_us", &sp->wire);
@@ -540,6 +553,7 @@ static void run_busy(bench *b, const char *scenario, int reads) {
     if (i >= b->warmup) {
       samples_push(&lat, (double)(r.t1 - t0) / 1e3);
       push_split(&sp, t0, &r);
+      note_late_cancel(b, scenario, t0, &r);
       samples_push(&lat_send, (double)(r.t1send - t0) / 1e3);
       samples_push(&after, (double)r.after);
       samples_push(&sent, (double)r.sent);

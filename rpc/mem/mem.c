@@ -1,6 +1,9 @@
-/* rpc/mem/mem.c - size-class blocks with thread-local free lists (mem.h). */
+/* rpc/mem/mem.c - size-class blocks with thread-local free lists and a
+ * shared depot between them (mem.h). */
 #include "rpc/mem/mem.h"
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,10 +53,89 @@ typedef struct cache {
 
 static _Thread_local cache tl;
 
+/* Blocks on their way from the threads that free them to the threads that
+ * allocate them (mem.h, "the depot"). Cached threads trade in batches of
+ * half a cache, others one block at a time; `count` is read without the
+ * lock only as a hint. */
+typedef struct depot {
+  pthread_mutex_t mu;
+  header *head[NCLASS];
+  _Atomic uint32_t count[NCLASS];
+} depot;
+
+static depot g_depot = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
 static size_t class_bytes(unsigned cls) { return (size_t)1 << (MIN_SHIFT + cls); }
 
 static uint32_t class_cap(unsigned cls) {
   return (uint32_t)(CRPC_MEM_CACHE_BYTES / class_bytes(cls));
+}
+
+static uint32_t depot_cap(unsigned cls) {
+  return (uint32_t)(CRPC_MEM_DEPOT_BYTES / class_bytes(cls));
+}
+
+static bool depot_on(void) {
+#ifdef CRPC_MEM_NO_CACHE
+  return false;
+#else
+  return true;
+#endif
+}
+
+/* Moves up to `max` blocks of cls from the depot onto *list; how many. */
+static uint32_t depot_take(unsigned cls, header **list, uint32_t max) {
+  if (!depot_on() || g_depot.count[cls] == 0) return 0;
+  uint32_t n = 0;
+  pthread_mutex_lock(&g_depot.mu);
+  while (n < max && g_depot.head[cls] != NULL) {
+    header *h = g_depot.head[cls];
+    g_depot.head[cls] = h->u.next;
+    h->u.next = *list;
+    *list = h;
+    n++;
+  }
+  g_depot.count[cls] -= n;
+  pthread_mutex_unlock(&g_depot.mu);
+  return n;
+}
+
+/* Puts the n blocks of *list (cached, poisoned) into the depot while it
+ * has room; returns those it had no room for, still linked. */
+static header *depot_put(unsigned cls, header *list, uint32_t n) {
+  if (!depot_on()) return list;
+  pthread_mutex_lock(&g_depot.mu);
+  uint32_t room = depot_cap(cls) - g_depot.count[cls];
+  uint32_t put = 0;
+  while (list != NULL && put < room && put < n) {
+    header *next = list->u.next;
+    list->u.next = g_depot.head[cls];
+    g_depot.head[cls] = list;
+    list = next;
+    put++;
+  }
+  g_depot.count[cls] += put;
+  pthread_mutex_unlock(&g_depot.mu);
+  return list;
+}
+
+/* Frees a list of cached blocks to malloc. */
+static void release_list(unsigned cls, header *h) {
+  while (h != NULL) {
+    UNPOISON(h, class_bytes(cls));
+    header *next = h->u.next;
+    free(h);
+    h = next;
+  }
+}
+
+/* A freed block as the caches and the depot keep it. */
+static void mark_cached(header *h, unsigned cls) {
+  h->magic = CACHED;
+  /* The payload only: LeakSanitizer does not follow pointers held in
+   * poisoned memory, and the header's link is what keeps a cached block
+   * reachable. */
+  POISON(h + 1, class_bytes(cls) - sizeof(header));
 }
 
 /* The class whose blocks hold n payload bytes, or LARGE. */
@@ -67,7 +149,12 @@ static unsigned class_of(size_t n) {
 
 void *crpc_mem_alloc(size_t n) {
   unsigned cls = class_of(n);
-  header *h;
+  header *h = NULL;
+  if (cls != LARGE && tl.head[cls] == NULL) {
+    /* A cached thread refills half its cache at once; another takes one. */
+    tl.count[cls] +=
+        depot_take(cls, &tl.head[cls], tl.depth > 0 ? class_cap(cls) / 2 : 1);
+  }
   if (cls != LARGE && (h = tl.head[cls]) != NULL) {
     tl.head[cls] = h->u.next;
     tl.count[cls]--;
@@ -124,19 +211,35 @@ void crpc_mem_free(void *p) {
   if (p == NULL) return;
   header *h = header_of(p);
   unsigned cls = h->cls;
-  if (cls == LARGE || tl.depth == 0 || tl.count[cls] >= class_cap(cls)) {
+  if (cls == LARGE) {
     h->magic = 0; /* a second free of this block aborts in header_of */
     free(h);
     return;
   }
-  h->magic = CACHED;
+  mark_cached(h, cls);
+  h->u.next = NULL;
+  if (tl.depth == 0) {
+    /* No cache here: to the depot if it has room, else to malloc. */
+    release_list(cls, depot_put(cls, h, 1));
+    return;
+  }
+  if (tl.count[cls] >= class_cap(cls)) {
+    /* Full: half the cache goes to the depot in one batch (what does not
+     * fit goes to malloc), so a thread that only frees (a loop writing
+     * what another thread queued) hands its blocks to the one that only
+     * allocates, instead of to malloc, whose trimming then costs that
+     * thread a page fault per 4 KiB it allocates again. */
+    uint32_t half = class_cap(cls) / 2;
+    header *batch = tl.head[cls], *last = batch;
+    for (uint32_t i = 1; i < half; i++) last = last->u.next;
+    tl.head[cls] = last->u.next;
+    last->u.next = NULL;
+    tl.count[cls] -= half;
+    release_list(cls, depot_put(cls, batch, half));
+  }
   h->u.next = tl.head[cls];
   tl.head[cls] = h;
   tl.count[cls]++;
-  /* The payload only: LeakSanitizer does not follow pointers held in
-   * poisoned memory, and the header's link is what keeps a cached block
-   * reachable while its thread lives. */
-  POISON(h + 1, class_bytes(cls) - sizeof(header));
 }
 
 void crpc_mem_cache_begin(void) {
@@ -148,13 +251,7 @@ void crpc_mem_cache_begin(void) {
 void crpc_mem_cache_end(void) {
   if (tl.depth == 0 || --tl.depth > 0) return;
   for (unsigned cls = 0; cls < NCLASS; cls++) {
-    header *h = tl.head[cls];
-    while (h != NULL) {
-      UNPOISON(h, class_bytes(cls));
-      header *next = h->u.next;
-      free(h);
-      h = next;
-    }
+    release_list(cls, tl.head[cls]);
     tl.head[cls] = NULL;
     tl.count[cls] = 0;
   }
@@ -164,4 +261,20 @@ size_t crpc_mem_cached_blocks(void) {
   size_t n = 0;
   for (unsigned cls = 0; cls < NCLASS; cls++) n += tl.count[cls];
   return n;
+}
+
+size_t crpc_mem_depot_blocks(size_t n) {
+  unsigned cls = class_of(n);
+  return cls == LARGE ? 0 : g_depot.count[cls];
+}
+
+void crpc_mem_depot_release(void) {
+  for (unsigned cls = 0; cls < NCLASS; cls++) {
+    pthread_mutex_lock(&g_depot.mu);
+    header *h = g_depot.head[cls];
+    g_depot.head[cls] = NULL;
+    g_depot.count[cls] = 0;
+    pthread_mutex_unlock(&g_depot.mu);
+    release_list(cls, h);
+  }
 }

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <set>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -25,6 +26,7 @@ void OnThread(Fn fn) {
   t.join();
 }
 
+// (What it frees goes to the process's depot, not to the thread.)
 TEST(Mem, ThreadWithoutCacheKeepsNothing) {
   OnThread([] {
     void* p = crpc_mem_alloc(100);
@@ -79,16 +81,68 @@ TEST(Mem, LargeBlocksAreNeverCached) {
   });
 }
 
-TEST(Mem, CacheStopsAtItsBoundPerClass) {
+// A full cache passes half of itself to the depot: it holds between half
+// its bound and its bound, and nothing freed is lost while the depot has
+// room.
+TEST(Mem, CacheStopsAtItsBoundPerClassAndPassesTheRestToTheDepot) {
   OnThread([] {
     crpc_mem_cache_begin();
     // 2048-byte blocks: CRPC_MEM_CACHE_BYTES / 2048 of them are kept.
     const size_t cap = CRPC_MEM_CACHE_BYTES / 2048;
+    const size_t depot_before = crpc_mem_depot_blocks(2000);
+    ASSERT_LE(depot_before + cap, CRPC_MEM_DEPOT_BYTES / 2048) << "depot room";
     std::vector<void*> blocks;
     for (size_t i = 0; i < cap + 10; i++) blocks.push_back(crpc_mem_alloc(2000));
     for (void* p : blocks) crpc_mem_free(p);
-    EXPECT_EQ(crpc_mem_cached_blocks(), cap);
+    EXPECT_LE(crpc_mem_cached_blocks(), cap);
+    EXPECT_GE(crpc_mem_cached_blocks(), cap / 2);
+    EXPECT_EQ(crpc_mem_cached_blocks() + crpc_mem_depot_blocks(2000) - depot_before, cap + 10);
     crpc_mem_cache_end();
+  });
+}
+
+// The depot holds at most CRPC_MEM_DEPOT_BYTES per class; the rest goes to
+// malloc.
+TEST(Mem, DepotIsBoundedPerClass) {
+  const size_t bound = CRPC_MEM_DEPOT_BYTES / 1024;  // 1024-byte blocks
+  OnThread([&] {
+    std::vector<void*> blocks;
+    for (size_t i = 0; i < 2 * bound; i++) blocks.push_back(crpc_mem_alloc(1000));
+    for (void* p : blocks) crpc_mem_free(p);  // no cache here: all to the depot
+    EXPECT_EQ(crpc_mem_cached_blocks(), 0u);
+    EXPECT_EQ(crpc_mem_depot_blocks(1000), bound);
+  });
+  // Another class is not affected; sizes over 2048 bytes never get there.
+  EXPECT_LT(crpc_mem_depot_blocks(100), CRPC_MEM_DEPOT_BYTES / 128);
+  EXPECT_EQ(crpc_mem_depot_blocks(5000), 0u);
+}
+
+// What a loop thread frees once its cache is full reaches a sending thread
+// without a cache through the depot, instead of going back to malloc (whose
+// trimming would make the sender fault the memory in again).
+TEST(Mem, DepotHandsWhatALoopFreesToASenderWithoutCache) {
+  const size_t cap = CRPC_MEM_CACHE_BYTES / 2048;  // 1100 bytes: 2 KiB class
+  std::vector<void*> sent;
+  OnThread([&] {  // the sender
+    for (size_t i = 0; i < 2 * cap; i++) sent.push_back(crpc_mem_alloc(1100));
+  });
+  const size_t before = crpc_mem_depot_blocks(1100);
+  ASSERT_LE(before + cap, CRPC_MEM_DEPOT_BYTES / 2048) << "depot room";
+  OnThread([&] {  // the loop: caches what it frees
+    crpc_mem_cache_begin();
+    for (void* p : sent) crpc_mem_free(p);
+    EXPECT_LE(crpc_mem_cached_blocks(), cap);
+    crpc_mem_cache_end();
+  });
+  const size_t passed = crpc_mem_depot_blocks(1100) - before;
+  EXPECT_GE(passed, cap / 2);
+  std::set<void*> freed(sent.begin(), sent.end());
+  OnThread([&] {  // the sender again: served from the depot first
+    void* p = crpc_mem_alloc(1100);
+    EXPECT_EQ(crpc_mem_depot_blocks(1100), before + passed - 1);
+    EXPECT_EQ(freed.count(p), 1u) << "not one of the loop's blocks (LIFO)";
+    crpc_mem_free(p);  // back to the depot
+    EXPECT_EQ(crpc_mem_depot_blocks(1100), before + passed);
   });
 }
 
@@ -139,7 +193,7 @@ TEST(Mem, NestedBeginsKeepTheCacheUntilTheLastEnd) {
 }
 
 // A block allocated by one caching thread and freed by another goes to the
-// freeing thread's cache, up to its bound; the rest go back to malloc.
+// freeing thread's cache, up to its bound; the rest to the depot or malloc.
 TEST(Mem, BlocksMoveBetweenThreads) {
   std::vector<void*> made(1000);
   OnThread([&] {
@@ -153,7 +207,8 @@ TEST(Mem, BlocksMoveBetweenThreads) {
   OnThread([&] {
     crpc_mem_cache_begin();
     for (void* p : made) crpc_mem_free(p);
-    EXPECT_EQ(crpc_mem_cached_blocks(), CRPC_MEM_CACHE_BYTES / 512);
+    EXPECT_LE(crpc_mem_cached_blocks(), CRPC_MEM_CACHE_BYTES / 512);
+    EXPECT_GE(crpc_mem_cached_blocks(), CRPC_MEM_CACHE_BYTES / 512 / 2);
     void* again = crpc_mem_alloc(300);
     EXPECT_NE(again, nullptr);
     crpc_mem_free(again);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "crpc/metadata.h"
+#include "rpc/mem/mem.h"
 #include "rpc/wire/compress.h"
 #include "rpc/wire/frame.h"
 #include "rpc/wire/metadata_wire.h"
@@ -47,6 +48,7 @@ namespace {
 template <typename Op>
 long ForEachFailure(Op op) {
   for (long n = 0;; n++) {
+    crpc_mem_depot_release();  // every allocation reaches malloc
     g_calls = 0;
     g_fail_at = n;
     bool ok = op(/*may_fail=*/true);
