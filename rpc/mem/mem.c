@@ -3,6 +3,7 @@
 #include "rpc/mem/mem.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -71,6 +72,10 @@ static uint32_t class_cap(unsigned cls) {
   return (uint32_t)(CRPC_MEM_CACHE_BYTES / class_bytes(cls));
 }
 
+/* Blocks a cached thread moves to or from the depot at once: enough to
+ * amortise the lock, few enough that the list walk stays short. */
+#define DEPOT_BATCH 16u
+
 static uint32_t depot_cap(unsigned cls) {
   return (uint32_t)(CRPC_MEM_DEPOT_BYTES / class_bytes(cls));
 }
@@ -83,9 +88,19 @@ static bool depot_on(void) {
 #endif
 }
 
+/* Counts change under the lock only; the atomic is for lock-free hints. */
+static void depot_count_add(unsigned cls, int32_t delta) {
+  uint32_t c = atomic_load_explicit(&g_depot.count[cls], memory_order_relaxed);
+  atomic_store_explicit(&g_depot.count[cls], c + (uint32_t)delta,
+                        memory_order_relaxed);
+}
+
 /* Moves up to `max` blocks of cls from the depot onto *list; how many. */
 static uint32_t depot_take(unsigned cls, header **list, uint32_t max) {
-  if (!depot_on() || g_depot.count[cls] == 0) return 0;
+  if (!depot_on() ||
+      atomic_load_explicit(&g_depot.count[cls], memory_order_relaxed) == 0) {
+    return 0;
+  }
   uint32_t n = 0;
   pthread_mutex_lock(&g_depot.mu);
   while (n < max && g_depot.head[cls] != NULL) {
@@ -95,7 +110,7 @@ static uint32_t depot_take(unsigned cls, header **list, uint32_t max) {
     *list = h;
     n++;
   }
-  g_depot.count[cls] -= n;
+  depot_count_add(cls, -(int32_t)n);
   pthread_mutex_unlock(&g_depot.mu);
   return n;
 }
@@ -105,7 +120,8 @@ static uint32_t depot_take(unsigned cls, header **list, uint32_t max) {
 static header *depot_put(unsigned cls, header *list, uint32_t n) {
   if (!depot_on()) return list;
   pthread_mutex_lock(&g_depot.mu);
-  uint32_t room = depot_cap(cls) - g_depot.count[cls];
+  uint32_t room = depot_cap(cls) -
+                  atomic_load_explicit(&g_depot.count[cls], memory_order_relaxed);
   uint32_t put = 0;
   while (list != NULL && put < room && put < n) {
     header *next = list->u.next;
@@ -114,7 +130,7 @@ static header *depot_put(unsigned cls, header *list, uint32_t n) {
     list = next;
     put++;
   }
-  g_depot.count[cls] += put;
+  depot_count_add(cls, (int32_t)put);
   pthread_mutex_unlock(&g_depot.mu);
   return list;
 }
@@ -147,30 +163,78 @@ static unsigned class_of(size_t n) {
   return bits - MIN_SHIFT;
 }
 
-void *crpc_mem_alloc(size_t n) {
-  unsigned cls = class_of(n);
-  header *h = NULL;
-  if (cls != LARGE && tl.head[cls] == NULL) {
-    /* A cached thread refills half its cache at once; another takes one. */
-    tl.count[cls] +=
-        depot_take(cls, &tl.head[cls], tl.depth > 0 ? class_cap(cls) / 2 : 1);
-  }
-  if (cls != LARGE && (h = tl.head[cls]) != NULL) {
-    tl.head[cls] = h->u.next;
-    tl.count[cls]--;
-    h->magic = MAGIC;
-  } else {
-    if (cls == LARGE && n > SIZE_MAX - sizeof(header)) return NULL;
-    /* A class block is malloc'd at its full class size so that whichever
-     * thread frees it can cache it. */
-    h = malloc(cls == LARGE ? sizeof(header) + n : class_bytes(cls));
-    if (h == NULL) return NULL;
-    h->cls = cls;
-    h->magic = MAGIC;
-  }
+/* Out of line, as the trades with the depot below: the fast paths stay
+ * small enough not to spill registers. */
+static void refill(unsigned cls) {
+  /* A cached thread refills a batch at once; another takes one. */
+  tl.count[cls] += depot_take(cls, &tl.head[cls], tl.depth > 0 ? DEPOT_BATCH : 1);
+}
+
+/* Frees on a thread without a cache: to the depot if it has room, else to
+ * malloc. */
+__attribute__((noinline)) static void free_uncached(header *h, unsigned cls) {
+  release_list(cls, depot_put(cls, h, 1));
+}
+
+/* A full cache: a batch goes to the depot (what does not fit goes to
+ * malloc), so a thread that only frees (a loop writing what another thread
+ * queued) hands its blocks to the one that only allocates, instead of to
+ * malloc, whose trimming then costs that thread a page fault per 4 KiB it
+ * allocates again. */
+static void push_cached(header *h, unsigned cls) {
+  h->u.next = tl.head[cls];
+  tl.head[cls] = h;
+  tl.count[cls]++;
+}
+
+/* Then caches h. */
+__attribute__((noinline)) static void spill_and_push(header *h, unsigned cls) {
+  header *batch = tl.head[cls], *last = batch;
+  for (uint32_t i = 1; i < DEPOT_BATCH; i++) last = last->u.next;
+  tl.head[cls] = last->u.next;
+  last->u.next = NULL;
+  tl.count[cls] -= DEPOT_BATCH;
+  release_list(cls, depot_put(cls, batch, DEPOT_BATCH));
+  push_cached(h, cls);
+}
+
+static void *hand_out(header *h, size_t n) {
   h->u.size = n;
   UNPOISON(h + 1, n);
   return h + 1;
+}
+
+/* An empty class (the depot first, then malloc), or a large block. */
+__attribute__((noinline)) static void *alloc_slow(size_t n, unsigned cls) {
+  if (cls != LARGE) {
+    refill(cls);
+    header *h = tl.head[cls];
+    if (h != NULL) {
+      tl.head[cls] = h->u.next;
+      tl.count[cls]--;
+      h->magic = MAGIC;
+      return hand_out(h, n);
+    }
+  } else if (n > SIZE_MAX - sizeof(header)) {
+    return NULL;
+  }
+  /* A class block is malloc'd at its full class size so that whichever
+   * thread frees it can cache it. */
+  header *h = malloc(cls == LARGE ? sizeof(header) + n : class_bytes(cls));
+  if (h == NULL) return NULL;
+  h->cls = cls;
+  h->magic = MAGIC;
+  return hand_out(h, n);
+}
+
+void *crpc_mem_alloc(size_t n) {
+  unsigned cls = class_of(n);
+  header *h;
+  if (cls == LARGE || (h = tl.head[cls]) == NULL) return alloc_slow(n, cls);
+  tl.head[cls] = h->u.next;
+  tl.count[cls]--;
+  h->magic = MAGIC;
+  return hand_out(h, n);
 }
 
 void *crpc_mem_calloc(size_t count, size_t size) {
@@ -217,29 +281,17 @@ void crpc_mem_free(void *p) {
     return;
   }
   mark_cached(h, cls);
-  h->u.next = NULL;
   if (tl.depth == 0) {
-    /* No cache here: to the depot if it has room, else to malloc. */
-    release_list(cls, depot_put(cls, h, 1));
+    h->u.next = NULL;
+    free_uncached(h, cls);
     return;
   }
+  /* Tail calls only: the fast path saves no registers. */
   if (tl.count[cls] >= class_cap(cls)) {
-    /* Full: half the cache goes to the depot in one batch (what does not
-     * fit goes to malloc), so a thread that only frees (a loop writing
-     * what another thread queued) hands its blocks to the one that only
-     * allocates, instead of to malloc, whose trimming then costs that
-     * thread a page fault per 4 KiB it allocates again. */
-    uint32_t half = class_cap(cls) / 2;
-    header *batch = tl.head[cls], *last = batch;
-    for (uint32_t i = 1; i < half; i++) last = last->u.next;
-    tl.head[cls] = last->u.next;
-    last->u.next = NULL;
-    tl.count[cls] -= half;
-    release_list(cls, depot_put(cls, batch, half));
+    spill_and_push(h, cls);
+    return;
   }
-  h->u.next = tl.head[cls];
-  tl.head[cls] = h;
-  tl.count[cls]++;
+  push_cached(h, cls);
 }
 
 void crpc_mem_cache_begin(void) {

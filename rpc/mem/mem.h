@@ -22,9 +22,9 @@
  * and the sender pays a page fault per 4 KiB it allocates again (traced:
  * 15-33 faults of ~18 us each, on a VM, in the busy handler behind each
  * 0.4-0.7 ms cancel tail of cancel_bench -mode blocking). So a full cache
- * hands half its blocks to a process-wide depot, and an empty one refills
- * from it, each in one locked batch; threads without a cache put and take
- * single blocks there.
+ * hands 16 blocks to a process-wide depot, and an empty one refills 16
+ * from it, each batch under one lock; threads without a cache put and
+ * take single blocks there.
  *
  * Rules:
  *   - A block from crpc_mem_alloc / _calloc / _realloc is freed with

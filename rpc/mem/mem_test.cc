@@ -81,9 +81,9 @@ TEST(Mem, LargeBlocksAreNeverCached) {
   });
 }
 
-// A full cache passes half of itself to the depot: it holds between half
-// its bound and its bound, and nothing freed is lost while the depot has
-// room.
+// A full cache passes a batch of 16 blocks (half, for 2 KiB blocks) to the
+// depot: it holds between half its bound and its bound, and nothing freed
+// is lost while the depot has room.
 TEST(Mem, CacheStopsAtItsBoundPerClassAndPassesTheRestToTheDepot) {
   OnThread([] {
     crpc_mem_cache_begin();
