@@ -1,8 +1,10 @@
-# bench/bench_lib.sh - sourced by the bench scripts that start cancel_bench
-# as a server for a load generator (deadline_full_load.sh and its smoke
-# test). cancel_bench picks a free port itself and prints it on its first
-# stderr line once it listens, so nobody guesses a port another process
-# may take first, and nobody polls the socket.
+# bench/bench_lib.sh - sourced by the bench scripts.
+#
+# cancel_bench_port: for the scripts that start cancel_bench as a server for
+# a load generator (deadline_full_load.sh and its smoke test). cancel_bench
+# picks a free port itself and prints it on its first stderr line once it
+# listens, so nobody guesses a port another process may take first, and
+# nobody polls the socket.
 
 # cancel_bench_port ERRFILE PID: prints the port cancel_bench (running as
 # PID, stderr to ERRFILE) listens on, once it says so; fails if it exits
@@ -19,4 +21,13 @@ cancel_bench_port() {
     sleep 0.05
   done
   return 1
+}
+
+# bench_stop_bazel REPO: stops the Bazel server the build left running, so
+# its JVM does not share the CPUs with what is measured (a traced 0.5 ms
+# cancel tail, 2026-12-04: its "G1 Service" GC thread held the server's CPU
+# while the server's loop thread waited, runnable). A later bazel command
+# starts it again.
+bench_stop_bazel() {
+  (cd "$1" && ./crpc.sh bazel shutdown >/dev/null 2>&1) || true
 }

@@ -58,6 +58,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/bench_lib.sh
+source "$REPO/bench/bench_lib.sh"
 SHARED=${SHARED:-$(cd "$REPO/.." && pwd)/shared}
 CMDLINE="$0 $*"
 
@@ -139,6 +141,7 @@ if [[ ${#targets[@]} -gt 0 ]]; then
   (cd "$REPO" && ./crpc.sh bazel build --config=opt "${targets[@]}" >&2)
   bin_dir=$(cd "$REPO" && ./crpc.sh bazel info --config=opt bazel-bin 2>/dev/null)
   for t in "${targets[@]}"; do cp -f "$bin_dir/bench/${t#//bench:}" "$OUT/bin/"; done
+  bench_stop_bazel "$REPO"
 fi
 if [[ -n "$CRPC_BIN" ]]; then cp -f "$CRPC_BIN" "$OUT/bin/cancel_bench"; fi
 CRPC=$OUT/bin/cancel_bench

@@ -50,6 +50,9 @@ mkdir -p "$OUT/bin"
 (cd "$REPO" && ./crpc.sh bazel build --config=opt //bench:cancel_bench >&2)
 bin_dir=$(cd "$REPO" && ./crpc.sh bazel info --config=opt bazel-bin 2>/dev/null)
 cp -f "$bin_dir/bench/cancel_bench" "$OUT/bin/"
+# shellcheck source=bench/bench_lib.sh
+source "$(dirname "$0")/bench_lib.sh"
+bench_stop_bazel "$REPO"
 body=$OUT/unary-1024.bin
 python3 "$SHARED/bench/h2/make_body.py" 1024 "$body"
 {
@@ -65,8 +68,6 @@ if [[ $PIN == 1 ]]; then
   [[ $(nproc) -ge 2 ]] || { echo "pinning needs 2 CPUs (or --no-pin)" >&2; exit 1; }
   server_cpus=(taskset -c 0) load_cpus=(taskset -c 1) client_cpu=(-client-cpu 1)
 fi
-# shellcheck source=bench/bench_lib.sh
-source "$(dirname "$0")/bench_lib.sh"
 
 for r in $(seq 1 "$ROUNDS"); do
   d=$OUT/run-$r

@@ -46,6 +46,9 @@ mkdir -p "$OUT"
 # change what a table was measured on.
 cp "$bin_dir/bench/benchmark_server" "$bin_dir/bench/benchmark_client" "$OUT/"
 chmod u+w "$OUT/benchmark_server" "$OUT/benchmark_client"
+# shellcheck source=bench/bench_lib.sh
+source "$ROOT/bench/bench_lib.sh"
+bench_stop_bazel "$ROOT"
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo ' (+ uncommitted changes)')"
