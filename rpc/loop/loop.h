@@ -305,9 +305,9 @@ bool crpc_loop_post_closure(crpc_loop *loop, crpc_loop_closure *c);
 /* As crpc_loop_post_closure, except when called on the loop thread from a
  * posted closure, or from a crpc_loop_borrow fn: then c runs at the end of
  * the batch being run (or of the borrow), instead of after the next
- * epoll_wait. Meant for work that
- * coalesces what a batch produced (a connection's flush after the kicks of
- * several calls) and should not wait a loop turn. Closures queued this way
+ * epoll_wait. Meant for work that coalesces what a batch produced (a
+ * connection's flush after the kicks of several calls) and should not
+ * wait a loop turn. Closures queued this way
  * while the end-of-batch ones run are posted normally, so nothing can keep
  * the loop from polling. */
 bool crpc_loop_post_closure_after_batch(crpc_loop *loop, crpc_loop_closure *c);
@@ -331,7 +331,8 @@ int crpc_loop_post(crpc_loop *loop, crpc_loop_fn fn, void *arg);
  * fn runs as a batch: what it queues with
  * crpc_loop_post_closure_after_batch runs on the calling thread before
  * this returns; its other posts wake the loop as usual, and so does a
- * timer it starts that is due before the loop's wait ends. fn must do only what the loop's
+ * timer it starts that is due before the loop's wait ends. fn must do
+ * only what the loop's
  * callbacks may do (no blocking), and should not run user callbacks that
  * are promised the loop thread. */
 bool crpc_loop_borrow(crpc_loop *loop, crpc_loop_fn fn, void *arg);
