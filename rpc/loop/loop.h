@@ -332,9 +332,8 @@ int crpc_loop_post(crpc_loop *loop, crpc_loop_fn fn, void *arg);
  * crpc_loop_post_closure_after_batch runs on the calling thread before
  * this returns; its other posts wake the loop as usual, and so does a
  * timer it starts that is due before the loop's wait ends. fn must do
- * only what the loop's
- * callbacks may do (no blocking), and should not run user callbacks that
- * are promised the loop thread. */
+ * only what the loop's callbacks may do (no blocking), and should not run
+ * user callbacks that are promised the loop thread. */
 bool crpc_loop_borrow(crpc_loop *loop, crpc_loop_fn fn, void *arg);
 
 /* ---- work outside the loop, on its thread ------------------------------
