@@ -4,13 +4,31 @@
 # runs every scenario a few times and prints the shared protocol's JSON
 # lines (cancel_bench exits non-zero on a leaked ctx or an empty scenario),
 # and the load path: cancel_bench's own server answers load calls (here
-# from crpc's benchmark_client) while it measures deadlines.
+# from crpc's benchmark_client) while it measures deadlines; and os_floor,
+# the table's floor column.
 set -euo pipefail
 bench=$1
 client=$2
 # shellcheck source=bench/bench_lib.sh
 source "$3"
+floor=$4
 fails=0
+
+# os_floor: both lines, every iteration measured, and no wake-up before the
+# deadline (a negative Min would be a broken clock or a broken sleep).
+out=$("$floor" -iters 30 -warmup 3 2>"$TEST_TMPDIR/floor.err") || {
+  echo "FAIL os_floor: exit status $?"; cat "$TEST_TMPDIR/floor.err"; fails=$((fails + 1)); }
+for want in '"Impl":"os-floor","Scenario":"idle","Metric":"cancel_to_ctxdone_us","N":30,' \
+            '"Impl":"os-floor","Scenario":"deadline","Metric":"server_ctxdone_minus_deadline_us","N":30,'; do
+  grep -q "$want" <<<"$out" || { echo "FAIL os_floor: no line with $want"; fails=$((fails + 1)); }
+done
+if grep '"Scenario":"deadline"' <<<"$out" | grep -q '"Min":-'; then
+  echo "FAIL os_floor: a timed sleep ended before its deadline"; fails=$((fails + 1))
+fi
+if "$floor" -iters 0 >/dev/null 2>&1; then
+  echo "FAIL os_floor: -iters 0 accepted"; fails=$((fails + 1))
+fi
+echo "ok   os_floor"
 
 for mode in async blocking; do
   out=$("$bench" -mode "$mode" -iters 20 -warmup 2 2>"$TEST_TMPDIR/$mode.err") || {

@@ -13,6 +13,9 @@
 # prints ONE table from it: rows = measures, columns = implementations.
 # Its last row is crpc's own promise, measured by cancel_bench only: sends
 # begun after the server saw the cancel that still returned OK (must be 0).
+# Its last column, os-floor (//bench:os_floor), is no RPC stack: the idle
+# and deadline measures with two bare threads and a loopback socket, what
+# this machine's kernel and scheduler cost before any stack's own work.
 #
 # --under-load adds a second load condition. The anchors' servers live
 # inside their own processes on random ports, so nothing can load "the
@@ -39,8 +42,9 @@
 #   --iters N           measured iterations per scenario (default 1000)
 #   --warmup M          warm-up iterations per scenario (default 100)
 #   --impls LIST        default go,cpp,py,crpc-blocking,crpc-async,
-#                       crpc-async-poll (async with -poll-us 50: a polling
-#                       server loop; the client does not poll)
+#                       crpc-async-poll,floor (crpc-async-poll: async with
+#                       -poll-us 50, a polling server loop; the client does
+#                       not poll. floor: os_floor, above)
 #   --anchors DIR       built copy of shared/bench/cancel (default
 #                       /tmp/cancel; copied and built if missing)
 #   --out DIR           results (default ANCHORS/results/side-by-side-<UTC>)
@@ -64,7 +68,7 @@ SHARED=${SHARED:-$(cd "$REPO/.." && pwd)/shared}
 CMDLINE="$0 $*"
 
 ROUNDS=3 ITERS=1000 WARMUP=100
-IMPLS=go,cpp,py,crpc-blocking,crpc-async,crpc-async-poll
+IMPLS=go,cpp,py,crpc-blocking,crpc-async,crpc-async-poll,floor
 ANCHORS=/tmp/cancel OUT="" CRPC_BIN=""
 UNDER_LOAD=0 LOAD_RPS=4000 LOAD_CLIENTS=4 LOAD_SERVER="" CPUS=""
 
@@ -135,6 +139,7 @@ has_impl crpc-async && need_crpc=1
 has_impl crpc-async-poll && need_crpc=1
 targets=()
 [[ $need_crpc == 1 && -z "$CRPC_BIN" ]] && targets+=(//bench:cancel_bench)
+has_impl floor && targets+=(//bench:os_floor)
 [[ $UNDER_LOAD == 1 && -z "$LOAD_SERVER" ]] && targets+=(//bench:benchmark_server)
 if [[ ${#targets[@]} -gt 0 ]]; then
   log "building ${targets[*]} (bazel --config=opt; waits if another bazel command holds the lock)"
@@ -240,6 +245,7 @@ run_impl() {  # impl outdir
     crpc-blocking) "${PIN[@]}" "$CRPC" -mode blocking "${args[@]}" ;;
     crpc-async) "${PIN[@]}" "$CRPC" -mode async "${args[@]}" ;;
     crpc-async-poll) "${PIN[@]}" "$CRPC" -mode async -poll-us 50 "${args[@]}" ;;
+    floor) "${PIN[@]}" "$OUT/bin/os_floor" "${args[@]}" ;;
     *) echo "unknown implementation $impl" >&2; return 2 ;;
   esac >"$d/$impl.jsonl" 2>"$d/$impl.err"
 }
@@ -280,7 +286,7 @@ for line in open(path):
             runs=cells[2], p50=cells[3], p99=cells[5], max=cells[6])
 
 def column_order(name):
-    order = ("grpc-go", "grpc-cpp", "grpcio", "crpc-blocking", "crpc-async", "crpc-async-poll")
+    order = ("grpc-go", "grpc-cpp", "grpcio", "crpc-blocking", "crpc-async", "crpc-async-poll", "os-floor")
     if name in order:
         return order.index(name)
     for i, prefix in enumerate(order):
@@ -322,6 +328,9 @@ print("| busy, %s: sends begun after the server saw the cancel that returned OK,
         if any(m == "sends_ok_after_ctxdone" for (_, m) in stats[i]) else "n/a" for i in impls)))
 runs = {v["runs"] for i in impls for v in stats[i].values() if not v["runs"].endswith("x 1")}
 print()
+if "os-floor" in impls:
+    print("os-floor: no RPC stack; two threads and a loopback socket "
+          "(bench/os_floor.c), the machine's own cost of the idle and deadline rows.")
 print("Medians over rounds of each round's statistic (aggregate.py); "
       "rounds x measured iterations: %s; warm-up %s per scenario." % (", ".join(sorted(runs)), warmup))
 EOF
