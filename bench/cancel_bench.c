@@ -58,7 +58,7 @@
  * -client-poll-us N: the channel's, apart because a polling client loop
  * cannot be borrowed by the cancelling thread (README "Where a cancel's
  * time goes"). -late-us N: print each deadline iteration over N us late,
- * and each busy cancel the server saw over N us after t0, with their
+ * and each idle or busy cancel the server saw over N us after t0, with their
  * CLOCK_MONOTONIC stamps (to match with a perf sched trace).
  * -port N (default: any free port; the first stderr line says which, once
  * it listens: bench/bench_lib.sh), -load-wait N: h2load may load this
@@ -532,6 +532,7 @@ static void run_idle(bench *b) {
     if (i >= b->warmup) {
       samples_push(&lat, (double)(r.t1 - t0) / 1e3);
       push_split(&sp, t0, &r);
+      note_late_cancel(b, "idle", t0, &r);
     }
   }
   emit("idle", "cancel_to_ctxdone_us", &lat);
