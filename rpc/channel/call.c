@@ -497,8 +497,12 @@ crpc_code crpc_unary_call(crpc_channel *ch, const crpc_ctx *ctx,
                           crpc_message *response, crpc_status *status) {
   crpc_call *call;
   if (response != NULL) memset(response, 0, sizeof(*response));
+  /* The request goes out once, whole: see ccall_hold_kicks. */
+  ccall_kick_hold hold;
+  ccall_hold_kicks(&hold);
   crpc_code code = crpc_call_start(ch, ctx, method, metadata, &call);
   if (code != CRPC_OK) {
+    ccall_release_kicks(&hold);
     if (status != NULL) {
       start_failure_status(ch, ctx, method, NULL, code, status);
     }
@@ -507,6 +511,7 @@ crpc_code crpc_unary_call(crpc_channel *ch, const crpc_ctx *ctx,
   crpc_message reply = {0};
   code = crpc_call_send(call, request, request_len);
   if (code == CRPC_OK) code = crpc_call_close_send(call);
+  ccall_release_kicks(&hold);
   if (code != CRPC_OK) {
     /* Refused locally (over max_send_message_size, compression failed):
      * end the call with that code rather than wait, until the deadline,

@@ -3,6 +3,7 @@
  * the data provider, RST_STREAM on cancel, and turning response frames
  * into messages and a status. Loop thread only.
  */
+#include <assert.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -404,7 +405,63 @@ static void kick_fn(crpc_loop *loop, void *arg) {
   ccall_unref(call);
 }
 
-void ccall_kick(ccall *call) { post_kick(call); }
+/* The innermost ccall_hold_kicks scope of this thread, if any. */
+static _Thread_local ccall_kick_hold *tl_hold;
+
+void ccall_kick(ccall *call) {
+  ccall_kick_hold *h = tl_hold;
+  if (h != NULL && !call->async && (h->call == NULL || h->call == call)) {
+    if (h->call == NULL) {
+      atomic_fetch_add(&call->refs, 1); /* the held kick's */
+      h->call = call;
+    }
+    return;
+  }
+  post_kick(call);
+}
+
+void ccall_hold_kicks(ccall_kick_hold *h) {
+  h->call = NULL;
+  h->outer = tl_hold;
+  tl_hold = h;
+}
+
+/* A held kick on the borrowed loop, and the request's write right after
+ * it unless input is waiting: a client reads what is waiting (a GOAWAY)
+ * before it writes new requests (rpc/h2/conn.h, flush_in_batch), so then
+ * the kick's flush stays posted and the loop reads first, as it does for
+ * any posted kick. */
+static void release_fn(crpc_loop *loop, void *arg) {
+  ccall *call = arg;
+  cconn *conn = call->conn;
+  bool now = conn != NULL && !conn->h2.flush_soon &&
+             !crpc_loop_input_pending(loop);
+  if (now) {
+    atomic_fetch_add(&conn->refs, 1); /* the kick may let the call go of it */
+    conn->h2.flush_soon = true;      /* want_flush: no post, we flush */
+  }
+  kick_fn(loop, call); /* drops the held reference */
+  if (now) {
+    conn->h2.flush_soon = false;
+    crpc_h2_conn_flush(&conn->h2);
+    cconn_unref(conn);
+  }
+}
+
+void ccall_release_kicks(ccall_kick_hold *h) {
+  assert(tl_hold == h && "kick holds end innermost first");
+  tl_hold = h->outer;
+  ccall *call = h->call;
+  if (call == NULL) return;
+  crpc_loop *loop = ccall_home(call)->loop;
+  if (!crpc_loop_in_loop_thread(loop) &&
+      crpc_loop_borrow(loop, release_fn, call)) {
+    return;
+  }
+  if (!crpc_loop_post_closure(loop, &call->kick)) {
+    ccall_unref(call); /* already queued, with its own reference */
+  }
+}
 
 bool ccall_kick_by_borrowing(ccall *call) {
   crpc_loop *loop = ccall_home(call)->loop;

@@ -332,7 +332,8 @@ void ccall_on_close(ccall *call, uint32_t error_code, const char *conn_lost);
 nghttp2_session_callbacks *ccall_callbacks(void);
 
 void ccall_unref(ccall *call);
-/* Posts the call's kick closure holding a reference. Any thread. */
+/* Posts the call's kick closure holding a reference (held instead inside
+ * a ccall_hold_kicks scope, below). Any thread. */
 void ccall_kick(ccall *call);
 /* Runs the kick (which takes over the caller's reference) now on the
  * calling thread if the call's home loop sleeps (crpc_loop_borrow); false,
@@ -341,6 +342,20 @@ void ccall_kick(ccall *call);
 bool ccall_kick_by_borrowing(ccall *call);
 /* Binds the kick closure to the loop-side handler. Before any kick. */
 void ccall_init_kick(ccall *call);
+
+/* A scope in which this thread's kicks of one blocking call are held and
+ * then run once, by borrowing the loop if it sleeps, else posted: a
+ * request that several API calls build (start, send, close_send) leaves
+ * in one write from the caller's thread instead of an eventfd write and
+ * a wake-up of the loop thread. The first blocking call kicked in the
+ * scope is held (with a reference); other calls' kicks post as usual.
+ * Scopes nest; release them innermost first, on the thread that held. */
+typedef struct ccall_kick_hold {
+  ccall *call;
+  struct ccall_kick_hold *outer;
+} ccall_kick_hold;
+void ccall_hold_kicks(ccall_kick_hold *h);
+void ccall_release_kicks(ccall_kick_hold *h);
 
 void cconn_link_call(cconn *conn, ccall *call);
 

@@ -6,12 +6,14 @@
 
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -103,6 +105,37 @@ inline int CountFds() {
   while (readdir(d) != nullptr) n++;
   closedir(d);
   return n;
+}
+
+// Voluntary context switches (times it blocked, so was woken after) of
+// each of this process's threads named `name`, by thread id.
+inline std::map<int, long> ThreadSwitches(const char *name) {
+  std::map<int, long> out;
+  DIR *d = opendir("/proc/self/task");
+  if (d == nullptr) return out;
+  while (struct dirent *e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::string dir = std::string("/proc/self/task/") + e->d_name;
+    char comm[32] = {0};
+    FILE *f = fopen((dir + "/comm").c_str(), "r");
+    if (f == nullptr) continue;
+    bool match = fgets(comm, sizeof comm, f) != nullptr &&
+                 std::string(comm) == std::string(name) + "\n";
+    fclose(f);
+    if (!match || (f = fopen((dir + "/status").c_str(), "r")) == nullptr) {
+      continue;
+    }
+    char line[128];
+    while (fgets(line, sizeof line, f) != nullptr) {
+      long v;
+      if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1) {
+        out[atoi(e->d_name)] = v;
+      }
+    }
+    fclose(f);
+  }
+  closedir(d);
+  return out;
 }
 
 inline std::string Str(const crpc_message &m) {

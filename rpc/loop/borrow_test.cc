@@ -227,6 +227,57 @@ TEST(Borrow, EventsFetchedDuringABorrowAreFetchedAgain) {
   EXPECT_EQ(0, crpc_loop_stop_and_join(loop.get()));
 }
 
+// crpc_loop_input_pending, from a borrow: false while nothing is ready,
+// true once a watched fd is readable, and it consumes nothing (the loop's
+// callback still reads the bytes after the borrow).
+TEST(Borrow, InputPendingSeesAReadyFdWithoutTakingIt) {
+  LoopPtr loop = NewLoop();
+  Pipe pipe;
+  crpc_loop_io io;
+  std::atomic<int> reads{0};
+  crpc_loop_io_init(&io, loop.get(), pipe.r,
+                    [](crpc_loop *, int fd, unsigned, void *arg) {
+                      char buf[8];
+                      while (read(fd, buf, sizeof buf) > 0) {
+                      }
+                      ++*static_cast<std::atomic<int> *>(arg);
+                    },
+                    &reads);
+  struct Ctx {
+    crpc_loop_io *io;
+    Pipe *pipe;
+    std::atomic<bool> watching{false};
+    bool before = true, after = false;
+  } c{&io, &pipe};
+  ASSERT_EQ(0, crpc_loop_start_thread(loop.get()));
+  ASSERT_EQ(0, crpc_loop_post(
+                   loop.get(),
+                   [](crpc_loop *, void *arg) {
+                     auto *c = static_cast<Ctx *>(arg);
+                     EXPECT_EQ(0, crpc_loop_io_set(c->io, CRPC_LOOP_READABLE));
+                     c->watching = true;
+                   },
+                   &c));
+  ASSERT_TRUE(WaitUntil([&] { return c.watching.load(); }));
+  auto fn = [](crpc_loop *loop, void *arg) {
+    auto *c = static_cast<Ctx *>(arg);
+    c->before = crpc_loop_input_pending(loop);
+    c->pipe->Fill();
+    c->after = crpc_loop_input_pending(loop);
+  };
+  ASSERT_TRUE(BorrowSoon(loop.get(), fn, &c));
+  EXPECT_FALSE(c.before);
+  EXPECT_TRUE(c.after);
+  ASSERT_TRUE(WaitUntil([&] { return reads.load() >= 1; }, 2000 * kMs));
+  ASSERT_EQ(0, crpc_loop_post(
+                   loop.get(),
+                   [](crpc_loop *, void *arg) {
+                     crpc_loop_io_stop(static_cast<Ctx *>(arg)->io);
+                   },
+                   &c));
+  EXPECT_EQ(0, crpc_loop_stop_and_join(loop.get()));
+}
+
 // Many threads borrowing and posting at once while the loop runs: every
 // borrowed run and every post happens exactly once, never two at a time.
 TEST(Borrow, ConcurrentBorrowersAndPostersAreSerialised) {

@@ -393,6 +393,16 @@ bool crpc_loop_borrow(crpc_loop *loop, crpc_loop_fn fn, void *arg) {
   return true;
 }
 
+bool crpc_loop_input_pending(crpc_loop *loop) {
+  CRPC_LOOP_ASSERT_OWNER(loop);
+  struct epoll_event ev;
+  int n;
+  do {
+    n = epoll_wait(loop->epfd, &ev, 1, 0);
+  } while (n < 0 && errno == EINTR);
+  return n != 0;
+}
+
 int crpc_loop_run_once(crpc_loop *loop, int64_t timeout_ns) {
   crpc_loop *saved;
   int rc = enter(loop, &saved);

@@ -336,6 +336,14 @@ int crpc_loop_post(crpc_loop *loop, crpc_loop_fn fn, void *arg);
  * user callbacks that are promised the loop thread. */
 bool crpc_loop_borrow(crpc_loop *loop, crpc_loop_fn fn, void *arg);
 
+/* Whether any of the loop's fds (its watchers', its own eventfd) is ready
+ * now: one epoll_wait with a zero timeout, nothing consumed (level-
+ * triggered). For a borrower that must let the loop read what is waiting
+ * before it writes (a client writing a new request behind a GOAWAY). A
+ * failed epoll_wait counts as ready. Loop thread or a crpc_loop_borrow fn.
+ */
+bool crpc_loop_input_pending(crpc_loop *loop);
+
 /* ---- work outside the loop, on its thread ------------------------------
  * For work that may block (a blocking handler) but usually does not: run
  * on the loop thread it costs no wake-up and no context switch, where a
