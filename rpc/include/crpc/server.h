@@ -216,8 +216,8 @@ typedef struct crpc_server_options {
    * handlers block outside crpc's waits (a database client, a sleep, a
    * file read) at a rate where their loop's other connections must not
    * wait the 1-2 ms until the standby notices; it costs such servers the
-   * hand-off at one call in flight (README "Benchmarks": ~10 us of p50 and
-   * of CPU per call). false (the default): a blocking unary or
+   * hand-off at one call in flight (docs/performance.md, "Blocking calls,
+   * no hand-off": ~10 us of p50 and of CPU per call). false (the default): a blocking unary or
    * server-streaming call that is the only one its loop made ready runs
    * on that loop's thread. */
   bool blocking_handlers_off_loop;
