@@ -100,7 +100,7 @@ TEST_F(UnaryTest, RequestIsWrittenByTheCallerWhileTheLoopSleeps) {
   /* About one per call, for the response (a response that lands before
    * the loop is back in its wait costs none: hence the lower bound of half,
    * which says these are the right threads). A posted request wakes the
-   * loop too: 1.5-1.9 per call measured with the hold off. */
+   * loop too: about 1.5 per call measured with every request posted. */
   EXPECT_GE(woken, kCalls / 2);
   EXPECT_LT(woken, kCalls * 5 / 4)
       << "the channel's loop woke " << woken << " times for " << kCalls
