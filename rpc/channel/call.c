@@ -60,9 +60,7 @@ static void on_ctx_cancel(void *arg, const crpc_cause *cause) {
       ccall_kick_by_borrowing(call)) {
     return;
   }
-  if (!crpc_loop_post_closure(ccall_home(call)->loop, &call->kick)) {
-    ccall_unref(call);
-  }
+  ccall_post_kick_ref(call);
 }
 
 static crpc_code build_headers(ccall *call, const char *method,

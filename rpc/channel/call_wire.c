@@ -278,12 +278,16 @@ static void submit(ccall *call) {
   cconn_link_call(call->conn, call);
 }
 
+void ccall_post_kick_ref(ccall *call) {
+  if (!crpc_loop_post_closure(ccall_home(call)->loop, &call->kick)) {
+    ccall_unref(call); /* already queued, with its own reference */
+  }
+}
+
 /* Posts the kick to the call's home loop, with a reference of its own. */
 static void post_kick(ccall *call) {
   atomic_fetch_add(&call->refs, 1);
-  if (!crpc_loop_post_closure(ccall_home(call)->loop, &call->kick)) {
-    ccall_unref(call);
-  }
+  ccall_post_kick_ref(call);
 }
 
 /* Moves a call marked unsent to the connection its user's thread got for
@@ -454,12 +458,9 @@ void ccall_release_kicks(ccall_kick_hold *h) {
   ccall *call = h->call;
   if (call == NULL) return;
   crpc_loop *loop = ccall_home(call)->loop;
-  if (!crpc_loop_in_loop_thread(loop) &&
-      crpc_loop_borrow(loop, release_fn, call)) {
-    return;
-  }
-  if (!crpc_loop_post_closure(loop, &call->kick)) {
-    ccall_unref(call); /* already queued, with its own reference */
+  if (crpc_loop_in_loop_thread(loop) ||
+      !crpc_loop_borrow(loop, release_fn, call)) {
+    ccall_post_kick_ref(call);
   }
 }
 

@@ -335,6 +335,9 @@ void ccall_unref(ccall *call);
 /* Posts the call's kick closure holding a reference (held instead inside
  * a ccall_hold_kicks scope, below). Any thread. */
 void ccall_kick(ccall *call);
+/* Posts the kick with the reference the caller holds (dropped if the kick
+ * is queued already: it runs once, with its own). Any thread. */
+void ccall_post_kick_ref(ccall *call);
 /* Runs the kick (which takes over the caller's reference) now on the
  * calling thread if the call's home loop sleeps (crpc_loop_borrow); false,
  * nothing done, otherwise. Not from that loop's thread. A blocking call's
