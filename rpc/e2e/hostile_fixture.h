@@ -16,8 +16,11 @@ namespace crpc_e2e {
 using crpc_hostile::Outcome;
 
 // Generous: CI is a noisy 2-core VM running sanitizers; the README's
-// numbers come from bench:hostile_bench, not from here.
-#if defined(CRPC_E2E_TSAN)
+// numbers come from bench:hostile_bench, not from here. A starved good
+// client waits seconds (its calls' deadline is 5 s); under ASan with
+// another test on the second core one call took 554 ms (fresh-clone run,
+// RapidResetAcrossReconnects), so the sanitizers get the 1 s bound.
+#if defined(CRPC_E2E_TSAN) || defined(CRPC_E2E_ASAN)
 constexpr double kGoodLatencyMs = 1000;
 #else
 constexpr double kGoodLatencyMs = 500;
