@@ -213,19 +213,28 @@ inline Outcome HpackBomb(int port, const char *path, int attackers, int requests
 
 // Row 6: `threads` attackers, each flooding HEADERS + RST_STREAM(CANCEL)
 // pairs on a connection until the server cuts it, then reconnecting, for
-// duration_ms. streams_processed sums what the server's GOAWAYs say it
-// processed (last stream id), which is what the floods cost it.
+// duration_ms. Each attacker goes on past duration_ms until it has opened
+// min_conns_per_thread connections (so the server has cut it at least
+// min_conns_per_thread - 1 times; on a slow machine the budget can outlast
+// the clock), giving up 30 s after the start. streams_processed sums what
+// the server's GOAWAYs say it processed (last stream id), which is what
+// the floods cost it.
 inline Outcome RapidReset(int port, const char *path, int threads, int64_t duration_ms,
-                          int max_conns_per_thread = 1 << 30) {
+                          int min_conns_per_thread = 1) {
   int64_t t0 = crpc_now_ns();
   int64_t until = t0 + duration_ms * kMs;
+  int64_t give_up = t0 + 30000 * kMs;
   std::mutex mu;
   Outcome o;
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; t++) {
     ts.emplace_back([&] {
       NiceAttacker();
-      for (int k = 0; k < max_conns_per_thread && crpc_now_ns() < until; k++) {
+      for (int k = 0;; k++) {
+        int64_t now = crpc_now_ns();
+        if (now >= give_up || (now >= until && k >= min_conns_per_thread)) break;
+        // Flood past the clock while this attacker still owes a reconnect.
+        int64_t flood_until = k + 1 < min_conns_per_thread ? give_up : until;
         RawConn c(port);
         // The first block fills the HPACK table; the ones after it are
         // identical (all indexed), so one encoding serves every stream.
@@ -234,7 +243,7 @@ inline Outcome RapidReset(int port, const char *path, int threads, int64_t durat
         int32_t sid = 1;
         long long pairs = 0;
         std::string burst;
-        while (!c.dead() && c.goaways().empty() && crpc_now_ns() < until) {
+        while (!c.dead() && c.goaways().empty() && crpc_now_ns() < flood_until) {
           burst.clear();
           for (int i = 0; i < 64; i++, sid += 2, pairs++) {
             burst += Frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, sid, sid == 1 ? first : again);
