@@ -84,7 +84,10 @@ static double time_tree_cancel(int fanout, int rounds) {
 
 /* ---- cross-thread: cancel on one thread, waiter on another ---------- */
 
-typedef enum { WAIT_BLOCKING, WAIT_FD, WAIT_CALLBACK } wait_kind;
+/* WAIT_PARKED_CALLBACK: a thread is parked in crpc_ctx_wait and the
+ * measure is the callback's (the cancel runs callbacks before it wakes
+ * parked threads, so a wake-up never delays them). */
+typedef enum { WAIT_BLOCKING, WAIT_FD, WAIT_CALLBACK, WAIT_PARKED_CALLBACK } wait_kind;
 
 typedef struct wake_probe {
   crpc_ctx *_Atomic ctx;
@@ -106,7 +109,7 @@ static void *waiter_thread(void *arg) {
       sched_yield(); /* hand-off only; the measured wait below blocks */
       continue;
     }
-    if (p->kind == WAIT_BLOCKING) {
+    if (p->kind == WAIT_BLOCKING || p->kind == WAIT_PARKED_CALLBACK) {
       crpc_ctx_wait(ctx);
     } else {
       struct pollfd pfd = {.fd = crpc_ctx_fd(ctx), .events = POLLIN};
@@ -127,10 +130,12 @@ static void cross_thread_wake(wait_kind kind, int n, int64_t *p50,
   for (int i = 0; i < n; i++) {
     crpc_ctx *ctx = crpc_ctx_with_cancel(crpc_ctx_background());
     crpc_on_cancel reg;
+    atomic_int_fast64_t cb_at = 0;
     atomic_store(&probe.woke_at, 0);
     if (kind == WAIT_CALLBACK) {
       crpc_ctx_on_cancel(ctx, &reg, note_time, &probe.woke_at);
     } else {
+      if (kind == WAIT_PARKED_CALLBACK) crpc_ctx_on_cancel(ctx, &reg, note_time, &cb_at);
       atomic_store(&probe.ctx, ctx);
       while (atomic_load(&probe.ctx) != NULL) {
       }
@@ -142,7 +147,8 @@ static void cross_thread_wake(wait_kind kind, int n, int64_t *p50,
     crpc_ctx_cancel(ctx, CRPC_CANCELLED, "bench");
     while (atomic_load(&probe.woke_at) == 0) {
     }
-    lat[i] = atomic_load(&probe.woke_at) - start;
+    lat[i] = (kind == WAIT_PARKED_CALLBACK ? atomic_load(&cb_at) : atomic_load(&probe.woke_at)) -
+             start;
     crpc_ctx_release(ctx);
   }
   atomic_store(&probe.stop, true);
@@ -192,6 +198,8 @@ int main(int argc, char **argv) {
   int64_t p50, p99;
   cross_thread_wake(WAIT_CALLBACK, 10000 * scale, &p50, &p99);
   row_us("cancel -> on_cancel callback ran (same thread)", p50, p99);
+  cross_thread_wake(WAIT_PARKED_CALLBACK, 2000 * scale, &p50, &p99);
+  row_us("same, with a thread parked in crpc_ctx_wait", p50, p99);
   cross_thread_wake(WAIT_BLOCKING, 2000 * scale, &p50, &p99);
   row_us("cancel -> thread in crpc_ctx_wait woke", p50, p99);
   cross_thread_wake(WAIT_FD, 2000 * scale, &p50, &p99);

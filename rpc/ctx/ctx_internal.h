@@ -41,12 +41,16 @@ struct crpc_ctx {
   pthread_mutex_t mu;
   pthread_cond_t cond; /* done-waiters and callback-finish waiters */
   /* --- protected by mu --- */
-  int waiters;         /* threads blocked on cond */
+  int waiters;         /* threads blocked on cond until `done` */
+  int cb_waiters;      /* threads blocked on cond until running_cb returns */
   crpc_cause cause;    /* valid once done; immutable after */
   crpc_ctx *first_child;
   crpc_on_cancel *cb_head, *cb_tail;
   crpc_on_cancel *running_cb; /* callback executing right now, if any */
   int fd;                     /* lazy eventfd, -1 until asked for */
+
+  /* --- touched only by the cancel that set `done` --- */
+  struct crpc_ctx *wake_next; /* its list of ctxs to wake once callbacks ran */
 
   /* --- protected by the parent's mu --- */
   crpc_ctx *next_sibling, *prev_sibling;
@@ -63,8 +67,9 @@ struct crpc_ctx {
 };
 
 /* Ends ctx with *cause if still live; returns true if this call did it.
- * Wakes waiters, cancels descendants with the same cause, then runs the
- * ctx's callbacks, all on the calling thread. Caller holds a reference. */
+ * Cancels descendants with the same cause and runs every callback of the
+ * subtree, then wakes the threads blocked on any of them, all on the
+ * calling thread. Caller holds a reference. */
 bool ctx_cancel_internal(crpc_ctx *ctx, const crpc_cause *cause);
 
 /* Reference counting; the last unref frees the ctx and unrefs its parent. */

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -479,6 +481,58 @@ TEST_F(CtxSemantics, CallbacksOnDescendantsRunWhenAnAncestorIsCancelled) {
   crpc_ctx_release(v);
   crpc_ctx_release(p);
   EXPECT_EQ(1, on_g.calls.load());
+}
+
+// A parked thread is woken only after every callback of the cancelled
+// subtree has run: waking it costs the canceller a cross-CPU wake-up, which
+// must not stand in front of the callbacks that carry the cancel on.
+TEST_F(CtxSemantics, CallbacksRunBeforeParkedWaitersAreWoken) {
+  crpc_ctx* p = crpc_ctx_with_cancel(Bg());
+  crpc_ctx* child = crpc_ctx_with_cancel(p);
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> woke{false};
+  std::thread waiter([&] {
+    tid = gettid();
+    EXPECT_EQ(CRPC_CANCELLED, crpc_ctx_wait(p));
+    woke = true;
+  });
+  // Parked: its state in /proc is S (sleeping) once it is in the wait.
+  ASSERT_TRUE(Eventually([&] {
+    if (tid.load() == 0) return false;
+    std::string path = "/proc/self/task/" + std::to_string(tid.load()) + "/stat";
+    FILE* f = fopen(path.c_str(), "r");
+    if (f == nullptr) return false;
+    char buf[512] = {0};
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    const char* close_paren = strrchr(buf, ')');
+    return n > 0 && close_paren != nullptr && close_paren[1] == ' ' && close_paren[2] == 'S';
+  }));
+  struct Seen {
+    std::atomic<bool>* woke;
+    bool woke_before = true, woke_after_pause = true;
+  } seen{&woke};
+  crpc_on_cancel reg_p, reg_child;
+  auto note = [](void* arg, const crpc_cause*) {
+    auto* s = static_cast<Seen*>(arg);
+    s->woke_before = s->woke->load();
+    SleepNs(20 * CRPC_MILLISECOND); /* time enough for an early wake-up to land */
+    s->woke_after_pause = s->woke->load();
+  };
+  Seen seen_child = seen;
+  ASSERT_TRUE(crpc_ctx_on_cancel(p, &reg_p, note, &seen));
+  ASSERT_TRUE(crpc_ctx_on_cancel(child, &reg_child, note, &seen_child));
+  crpc_ctx_cancel(p, CRPC_CANCELLED, "stop");
+  waiter.join();
+  EXPECT_TRUE(woke.load());
+  EXPECT_FALSE(seen.woke_before);
+  EXPECT_FALSE(seen.woke_after_pause) << "the parked thread was woken before the callbacks ran";
+  EXPECT_FALSE(seen_child.woke_before);
+  EXPECT_FALSE(seen_child.woke_after_pause);
+  EXPECT_EQ(CRPC_ON_CANCEL_RAN, crpc_ctx_remove_on_cancel(&reg_p));
+  EXPECT_EQ(CRPC_ON_CANCEL_RAN, crpc_ctx_remove_on_cancel(&reg_child));
+  crpc_ctx_release(child);
+  crpc_ctx_release(p);
 }
 
 TEST_F(CtxSemantics, CallbackMayReleaseOtherContexts) {

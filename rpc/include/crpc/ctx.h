@@ -129,8 +129,11 @@ crpc_ctx *crpc_ctx_with_value_at(const crpc_ctx *parent, const void *key,
  * A done ctx never reads as OK: code CRPC_OK is recorded as CANCELLED.
  * The first cause wins: returns true if this call ended the ctx, false if it
  * was already done (its cause is unchanged). Descendants get the same cause.
- * Runs the ctx's on_cancel callbacks on the calling thread before returning.
- * Owner only. */
+ * Runs the on_cancel callbacks of ctx and its descendants on the calling
+ * thread before returning, and wakes the threads parked in crpc_ctx_wait,
+ * crpc_ctx_sleep or on crpc_ctx_fd only after all of them have run (a
+ * wake-up costs the canceller a cross-CPU wake; callbacks carry the cancel
+ * on and must not wait behind it). Owner only. */
 bool crpc_ctx_cancel(crpc_ctx *ctx, crpc_code code, const char *message);
 
 /* Like crpc_ctx_cancel with an explicit origin and a printf-style message;
