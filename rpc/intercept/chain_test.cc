@@ -423,7 +423,10 @@ crpc_code CRogue(const crpc_ctx *, crpc_client_call_info *info, crpc_metadata *m
 }
 crpc_code CDeadline(const crpc_ctx *ctx, crpc_client_call_info *info, crpc_metadata *md,
                     crpc_client_next *next, void *) {
-  info->deadline_ns = crpc_now_ns() + 50 * kMs;
+  // Long enough for a brand-new channel to connect and the request to
+  // reach the server (which the test checks) on a loaded sanitizer run: 50 ms
+  // once ran out first there.
+  info->deadline_ns = crpc_now_ns() + 100 * kSlow * kMs;
   return crpc_client_next_start(next, ctx, md);
 }
 
