@@ -172,16 +172,22 @@ static void emit_start(cg_buf *b, cg_arena *a, const cg_method *m) {
   cg_put(b, "\n");
   cg_put_proto(b, "crpc_code", cg_strf(a, "%s_start", m->fn), p,
                one_req ? 5 : 4, " {\n");
-  cg_put(b,
-         "  if (ctx == NULL) crpc_gen_null_ctx(__func__);\n"
-         "  crpc_code code = crpc_call_start(ch, ctx, \"%s\", md, call);\n",
-         m->path);
+  cg_put(b, "  if (ctx == NULL) crpc_gen_null_ctx(__func__);\n");
   if (one_req) {
+    /* Headers, request and END_STREAM in one write. */
     cg_put(b,
-           "  if (code == CRPC_OK) code = crpc_gen_send(*call, &req->base);\n"
-           "  if (code == CRPC_OK) code = crpc_call_close_send(*call);\n");
+           "  crpc_buf *b = crpc_gen_pack_buf(&req->base);\n"
+           "  if (b == NULL) {\n"
+           "    *call = NULL;\n"
+           "    return CRPC_RESOURCE_EXHAUSTED;\n"
+           "  }\n"
+           "  return crpc_call_start_request(ch, ctx, \"%s\", md, b, call);\n}\n",
+           m->path);
+    return;
   }
-  cg_put(b, "  return code;\n}\n");
+  cg_put(b,
+         "  return crpc_call_start(ch, ctx, \"%s\", md, call);\n}\n",
+         m->path);
 }
 
 static void emit_send(cg_buf *b, cg_arena *a, const cg_method *m) {

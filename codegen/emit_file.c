@@ -108,7 +108,7 @@ bool cg_is_unary(const cg_method *m) {
   return !m->client_streaming && !m->server_streaming;
 }
 static bool client_sends_stream(const cg_method *m) {
-  return m->client_streaming || m->server_streaming;
+  return m->client_streaming; /* server streaming: crpc_call_start_request */
 }
 static bool client_recvs(const cg_method *m) {
   return m->client_streaming || m->server_streaming;

@@ -284,6 +284,18 @@ crpc_code crpc_call_close_send(crpc_call *call) {
   return CRPC_OK;
 }
 
+crpc_code crpc_call_start_request(crpc_channel *channel, const crpc_ctx *ctx,
+                                  const char *method, const crpc_metadata *md,
+                                  crpc_buf *request, crpc_call **call) {
+  crpc_code code = crpc_call_start(channel, ctx, method, md, call);
+  if (code != CRPC_OK) {
+    crpc_buf_unref(request);
+    return code;
+  }
+  code = crpc_call_send_buf(*call, request, 0);
+  return code == CRPC_OK ? crpc_call_close_send(*call) : code;
+}
+
 crpc_code crpc_call_recv(crpc_call *call, crpc_message *msg) {
   Run(call);
   Fill(msg, &call->responses);

@@ -489,6 +489,43 @@ void crpc_call_free(crpc_call *call) {
   ccall_unref(call);
 }
 
+/* A call's one request was refused locally (over max_send_message_size,
+ * compression failed): end the call with that code rather than wait, until
+ * the deadline, for a reply to a request the server never got. A no-op if
+ * the call or its ctx had already ended (then that is the status). */
+static void end_unsent_request(crpc_call *call, crpc_code code, size_t request_len) {
+  const crpc_channel *ch = call->ch;
+  if (code == CRPC_RESOURCE_EXHAUSTED && ch->max_send != 0 && request_len > ch->max_send) {
+    crpc_ctx_cancel_cause(call->ctx, code, CRPC_ORIGIN_LOCAL,
+                          "request is %zu bytes, over this channel's "
+                          "max_send_message_size of %zu",
+                          request_len, ch->max_send);
+  } else {
+    crpc_ctx_cancel_cause(call->ctx, code, CRPC_ORIGIN_LOCAL, "request not sent (%s)",
+                          crpc_code_name(code));
+  }
+}
+
+crpc_code crpc_call_start_request(crpc_channel *ch, const crpc_ctx *ctx, const char *method,
+                                  const crpc_metadata *metadata, crpc_buf *request,
+                                  crpc_call **call) {
+  size_t request_len = crpc_buf_len(request);
+  /* The request goes out once, whole: see ccall_hold_kicks. */
+  ccall_kick_hold hold;
+  ccall_hold_kicks(&hold);
+  crpc_code code = crpc_call_start(ch, ctx, method, metadata, call);
+  if (code != CRPC_OK) {
+    ccall_release_kicks(&hold);
+    crpc_buf_unref(request);
+    return code;
+  }
+  code = crpc_call_send_buf(*call, request, 0);
+  if (code == CRPC_OK) code = crpc_call_close_send(*call);
+  ccall_release_kicks(&hold);
+  if (code != CRPC_OK) end_unsent_request(*call, code, request_len);
+  return code;
+}
+
 crpc_code crpc_unary_call(crpc_channel *ch, const crpc_ctx *ctx,
                           const char *method, const crpc_metadata *metadata,
                           const void *request, size_t request_len,
@@ -510,22 +547,7 @@ crpc_code crpc_unary_call(crpc_channel *ch, const crpc_ctx *ctx,
   code = crpc_call_send(call, request, request_len);
   if (code == CRPC_OK) code = crpc_call_close_send(call);
   ccall_release_kicks(&hold);
-  if (code != CRPC_OK) {
-    /* Refused locally (over max_send_message_size, compression failed):
-     * end the call with that code rather than wait, until the deadline,
-     * for a reply to a request the server never got. A no-op if the call
-     * or its ctx had already ended (then that is the status). */
-    if (code == CRPC_RESOURCE_EXHAUSTED && ch->max_send != 0 &&
-        request_len > ch->max_send) {
-      crpc_ctx_cancel_cause(call->ctx, code, CRPC_ORIGIN_LOCAL,
-                            "request is %zu bytes, over this channel's "
-                            "max_send_message_size of %zu",
-                            request_len, ch->max_send);
-    } else {
-      crpc_ctx_cancel_cause(call->ctx, code, CRPC_ORIGIN_LOCAL,
-                            "request not sent (%s)", crpc_code_name(code));
-    }
-  }
+  if (code != CRPC_OK) end_unsent_request(call, code, request_len);
   if (code == CRPC_OK) code = crpc_call_recv(call, &reply);
   const char *protocol_error = NULL;
   if (code == CRPC_OK && reply.end) {

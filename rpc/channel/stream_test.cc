@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -393,6 +394,121 @@ TEST_F(StreamTest, MessageSizeLimitsBothWays) {
   EXPECT_EQ(crpc_unary_call(ch, crpc_ctx_background(), "/test.Svc/Nope",
                             nullptr, "s", 1, &resp, nullptr),
             CRPC_UNIMPLEMENTED);
+  crpc_channel_free(ch);
+}
+
+crpc_buf *BufOf(const std::string &s) {
+  crpc_buf *b = crpc_buf_new(s.size());
+  if (b != nullptr) memcpy(crpc_buf_data(b), s.data(), s.size());
+  return b;
+}
+
+// Echoes its one request twice, then OK.
+crpc_code EchoTwice(crpc_server_call *call, const crpc_ctx *) {
+  crpc_message m;
+  crpc_code c = crpc_server_call_recv(call, &m);
+  if (c != CRPC_OK) return c;
+  for (int i = 0; i < 2 && c == CRPC_OK; i++) c = crpc_server_call_send(call, m.data, m.len);
+  free(m.data);
+  return c;
+}
+
+// crpc_call_start_request (what generated server-streaming `_start` stubs
+// call): headers, request and END_STREAM leave from the caller's thread
+// while the channel's loop sleeps; the loop is not woken before the request
+// reaches the server.
+TEST_F(StreamTest, StartRequestIsWrittenByTheCallerWhileTheLoopSleeps) {
+  std::mutex mu;
+  std::vector<long> woken_before_arrival;
+  ChannelLoopWakes wakes;
+  TestServer server;
+  server.Add("/test.Svc/Twice", CRPC_SERVER_STREAMING,
+             [&](crpc_server_call *call, const crpc_ctx *ctx) {
+               long w = wakes.Woken();
+               {
+                 std::lock_guard<std::mutex> l(mu);
+                 if (w >= 0) woken_before_arrival.push_back(w);
+               }
+               return EchoTwice(call, ctx);
+             });
+  server.Start();
+  wakes.NoteServerLoops();
+  crpc_channel *ch = crpc_channel_new(server.target().c_str(), nullptr);
+  ASSERT_NE(ch, nullptr);
+  auto stream = [&] {
+    crpc_call *call = nullptr;
+    ASSERT_EQ(crpc_call_start_request(ch, crpc_ctx_background(), "/test.Svc/Twice", nullptr,
+                                      BufOf("hi"), &call),
+              CRPC_OK);
+    ASSERT_NE(call, nullptr);
+    for (int i = 0; i < 2; i++) {
+      crpc_message m;
+      ASSERT_EQ(crpc_call_recv(call, &m), CRPC_OK);
+      EXPECT_EQ(Str(m), "hi");
+      free(m.data);
+    }
+    crpc_message end;
+    ASSERT_EQ(crpc_call_recv(call, &end), CRPC_OK);
+    EXPECT_TRUE(end.end);
+    crpc_status st{};
+    EXPECT_EQ(crpc_call_finish(call, &st), CRPC_OK);
+    crpc_status_clear(&st);
+    crpc_call_free(call);
+  };
+  stream(); /* connected, SETTINGS exchanged */
+  const int kCalls = 20;
+  for (int i = 0; i < kCalls; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5)); /* loop back in its wait */
+    ASSERT_TRUE(wakes.Arm()) << "no loop thread of the channel's";
+    stream();
+  }
+  std::lock_guard<std::mutex> l(mu);
+  ASSERT_EQ(woken_before_arrival.size(), static_cast<size_t>(kCalls));
+  int quiet = 0;
+  for (long w : woken_before_arrival) quiet += w == 0;
+  EXPECT_GE(quiet, kCalls * 3 / 4)
+      << "the channel's loop was woken before the request arrived in " << kCalls - quiet
+      << " of " << kCalls << " calls";
+  crpc_channel_free(ch);
+}
+
+// A start that fails consumes the request and leaves no call; a request the
+// call refuses (over max_send_message_size) ends the call with that code.
+TEST_F(StreamTest, StartRequestFailuresConsumeTheRequestAndEndTheCall) {
+  TestServer server;
+  server.Add("/test.Svc/Twice", CRPC_SERVER_STREAMING, EchoTwice);
+  server.Start();
+  crpc_channel_options o{};
+  o.max_send_message_size = 4;
+  crpc_channel *ch = crpc_channel_new(server.target().c_str(), &o);
+  ASSERT_NE(ch, nullptr);
+  crpc_call *call = reinterpret_cast<crpc_call *>(&o); /* must be overwritten */
+  EXPECT_EQ(crpc_call_start_request(ch, crpc_ctx_background(), "no-slash", nullptr,
+                                    BufOf("hi"), &call),
+            CRPC_INVALID_ARGUMENT);
+  EXPECT_EQ(call, nullptr);
+
+  EXPECT_EQ(crpc_call_start_request(ch, crpc_ctx_background(), "/test.Svc/Twice", nullptr,
+                                    BufOf("too long"), &call),
+            CRPC_RESOURCE_EXHAUSTED);
+  ASSERT_NE(call, nullptr);
+  crpc_status st{};
+  EXPECT_EQ(crpc_call_finish(call, &st), CRPC_RESOURCE_EXHAUSTED);
+  ASSERT_NE(st.message, nullptr);
+  EXPECT_NE(std::string(st.message).find("max_send_message_size of 4"), std::string::npos)
+      << st.message;
+  crpc_status_clear(&st);
+  crpc_call_free(call);
+
+  /* The channel still works. */
+  ASSERT_EQ(crpc_call_start_request(ch, crpc_ctx_background(), "/test.Svc/Twice", nullptr,
+                                    BufOf("ok"), &call),
+            CRPC_OK);
+  crpc_message m;
+  ASSERT_EQ(crpc_call_recv(call, &m), CRPC_OK);
+  EXPECT_EQ(Str(m), "ok");
+  free(m.data);
+  crpc_call_free(call);
   crpc_channel_free(ch);
 }
 

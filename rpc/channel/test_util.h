@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -137,6 +138,40 @@ inline std::map<int, long> ThreadSwitches(const char *name) {
   closedir(d);
   return out;
 }
+
+// How often a channel's loop threads (the "crpc-loop" threads that were
+// not there at NoteServerLoops()) were woken between Arm() and Woken():
+// for tests that a request leaves from the caller's thread, without a
+// wake-up of the loop. Thread-safe: Woken() is meant for a server handler.
+class ChannelLoopWakes {
+ public:
+  // Once the server has started, before the channel is made.
+  void NoteServerLoops() {
+    std::lock_guard<std::mutex> l(mu_);
+    servers_ = ThreadSwitches("crpc-loop");
+  }
+  // With nothing in flight, the channel connected; false if the channel
+  // has no loop thread yet.
+  bool Arm() {
+    std::lock_guard<std::mutex> l(mu_);
+    before_ = ThreadSwitches("crpc-loop");
+    for (const auto &t : servers_) before_.erase(t.first);
+    return !before_.empty();
+  }
+  // Wake-ups since Arm(); -1 before the first Arm().
+  long Woken() {
+    std::lock_guard<std::mutex> l(mu_);
+    if (before_.empty()) return -1;
+    long sum = 0;
+    std::map<int, long> now = ThreadSwitches("crpc-loop");
+    for (const auto &t : before_) sum += now[t.first] - t.second;
+    return sum;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<int, long> servers_, before_;
+};
 
 inline std::string Str(const crpc_message &m) {
   return std::string(reinterpret_cast<const char *>(m.data), m.len);

@@ -68,27 +68,18 @@ TEST_F(UnaryTest, EchoOk) {
 // reaches the server (a posted request would wake it to write it).
 TEST_F(UnaryTest, RequestIsWrittenByTheCallerWhileTheLoopSleeps) {
   std::mutex mu;
-  std::map<int, long> loops_before;  // the channel's loop threads, per call
   std::vector<long> woken_before_arrival;
-  auto loop_wakes = [&] {
-    long sum = 0;
-    std::map<int, long> now = ThreadSwitches("crpc-loop");
-    for (const auto &t : loops_before) sum += now[t.first] - t.second;
-    return sum;
-  };
+  ChannelLoopWakes wakes;
   TestServer server;
   server.Add("/test.Svc/Echo", CRPC_UNARY,
              [&](crpc_server_call *call, const crpc_ctx *ctx) {
-               {
-                 std::lock_guard<std::mutex> l(mu);
-                 if (!loops_before.empty()) {
-                   woken_before_arrival.push_back(loop_wakes());
-                 }
-               }
+               long w = wakes.Woken();
+               std::lock_guard<std::mutex> l(mu);
+               if (w >= 0) woken_before_arrival.push_back(w);
                return Echo(call, ctx);
              });
   server.Start();
-  std::map<int, long> servers = ThreadSwitches("crpc-loop");
+  wakes.NoteServerLoops();
   crpc_channel *ch = crpc_channel_new(server.target().c_str(), nullptr);
   ASSERT_NE(ch, nullptr);
   auto call = [&] {
@@ -104,12 +95,7 @@ TEST_F(UnaryTest, RequestIsWrittenByTheCallerWhileTheLoopSleeps) {
   for (int i = 0; i < kCalls; i++) {
     /* Long enough for the loop to be back in its wait. */
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    {
-      std::lock_guard<std::mutex> l(mu);
-      loops_before = ThreadSwitches("crpc-loop");
-      for (const auto &t : servers) loops_before.erase(t.first);
-      ASSERT_FALSE(loops_before.empty()) << "no loop thread of the channel's";
-    }
+    ASSERT_TRUE(wakes.Arm()) << "no loop thread of the channel's";
     call();
   }
   std::lock_guard<std::mutex> l(mu);

@@ -243,6 +243,24 @@ crpc_code crpc_call_start_status(crpc_channel *channel, const crpc_ctx *ctx,
                                  const char *encoding, crpc_call **call,
                                  crpc_status *status);
 
+/* Starts a call whose client sends exactly one message (a unary or a
+ * server-streaming method) and sends it: crpc_call_start,
+ * crpc_call_send_buf(request) and crpc_call_close_send as one step, so the
+ * headers, the message and END_STREAM leave together, in one write, from
+ * the calling thread when the channel's loop sleeps (no wake-up of the
+ * loop's thread; the loop writes them when it is busy or input waits).
+ * Consumes one reference to `request` whatever it returns (crpc/call.h).
+ * Returns what crpc_call_start returns, with *call NULL; once the call
+ * exists, *call is set (the caller owns it: crpc_call_free) and the code is
+ * CRPC_OK or what the send or close_send returned, in which case the call
+ * has been ended with that code (RESOURCE_EXHAUSTED over
+ * max_send_message_size, INTERNAL if compressing failed, the ctx's code
+ * if it ended first): crpc_call_finish reports it. Generated
+ * server-streaming `_start` stubs use it. Any thread, blocking calls only. */
+crpc_code crpc_call_start_request(crpc_channel *channel, const crpc_ctx *ctx,
+                                  const char *method, const crpc_metadata *metadata,
+                                  crpc_buf *request, crpc_call **call);
+
 /* Sends one request message (copied). Blocks while the call's send buffer
  * is full, ctx-aware. CRPC_OK, or the call's final code if it has ended
  * (the server may have finished early: check crpc_call_finish), or the

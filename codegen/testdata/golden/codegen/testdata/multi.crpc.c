@@ -419,10 +419,12 @@ crpc_code crpc_test_multi_pkg_item_store_list_start(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     const Crpc__Test__MultiPkg__ListReq *req, crpc_call **call) {
   if (ctx == NULL) crpc_gen_null_ctx(__func__);
-  crpc_code code = crpc_call_start(ch, ctx, "/crpc.test.multi_pkg.ItemStore/List", md, call);
-  if (code == CRPC_OK) code = crpc_gen_send(*call, &req->base);
-  if (code == CRPC_OK) code = crpc_call_close_send(*call);
-  return code;
+  crpc_buf *b = crpc_gen_pack_buf(&req->base);
+  if (b == NULL) {
+    *call = NULL;
+    return CRPC_RESOURCE_EXHAUSTED;
+  }
+  return crpc_call_start_request(ch, ctx, "/crpc.test.multi_pkg.ItemStore/List", md, b, call);
 }
 
 crpc_code crpc_test_multi_pkg_item_store_list_recv(
@@ -722,8 +724,7 @@ crpc_code crpc_test_multi_pkg_admin_service_upload_start(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     crpc_call **call) {
   if (ctx == NULL) crpc_gen_null_ctx(__func__);
-  crpc_code code = crpc_call_start(ch, ctx, "/crpc.test.multi_pkg.admin_service/Upload", md, call);
-  return code;
+  return crpc_call_start(ch, ctx, "/crpc.test.multi_pkg.admin_service/Upload", md, call);
 }
 
 crpc_code crpc_test_multi_pkg_admin_service_upload_send(
@@ -758,8 +759,7 @@ crpc_code crpc_test_multi_pkg_admin_service_mirror_start(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     crpc_call **call) {
   if (ctx == NULL) crpc_gen_null_ctx(__func__);
-  crpc_code code = crpc_call_start(ch, ctx, "/crpc.test.multi_pkg.admin_service/Mirror", md, call);
-  return code;
+  return crpc_call_start(ch, ctx, "/crpc.test.multi_pkg.admin_service/Mirror", md, call);
 }
 
 crpc_code crpc_test_multi_pkg_admin_service_mirror_send(

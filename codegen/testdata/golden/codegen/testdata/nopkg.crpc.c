@@ -434,10 +434,12 @@ crpc_code int_register_start(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     const Req *req, crpc_call **call) {
   if (ctx == NULL) crpc_gen_null_ctx(__func__);
-  crpc_code code = crpc_call_start(ch, ctx, "/int/register", md, call);
-  if (code == CRPC_OK) code = crpc_gen_send(*call, &req->base);
-  if (code == CRPC_OK) code = crpc_call_close_send(*call);
-  return code;
+  crpc_buf *b = crpc_gen_pack_buf(&req->base);
+  if (b == NULL) {
+    *call = NULL;
+    return CRPC_RESOURCE_EXHAUSTED;
+  }
+  return crpc_call_start_request(ch, ctx, "/int/register", md, b, call);
 }
 
 crpc_code int_register_recv(crpc_call *call, Resp **msg) {
@@ -452,8 +454,7 @@ crpc_code int_user_data_start(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     crpc_call **call) {
   if (ctx == NULL) crpc_gen_null_ctx(__func__);
-  crpc_code code = crpc_call_start(ch, ctx, "/int/UserData", md, call);
-  return code;
+  return crpc_call_start(ch, ctx, "/int/UserData", md, call);
 }
 
 crpc_code int_user_data_send(crpc_call *call, const Req *msg) {

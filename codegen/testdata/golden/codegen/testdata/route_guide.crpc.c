@@ -407,10 +407,12 @@ crpc_code routeguide_route_guide_list_features_start(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     const Routeguide__Rectangle *req, crpc_call **call) {
   if (ctx == NULL) crpc_gen_null_ctx(__func__);
-  crpc_code code = crpc_call_start(ch, ctx, "/routeguide.RouteGuide/ListFeatures", md, call);
-  if (code == CRPC_OK) code = crpc_gen_send(*call, &req->base);
-  if (code == CRPC_OK) code = crpc_call_close_send(*call);
-  return code;
+  crpc_buf *b = crpc_gen_pack_buf(&req->base);
+  if (b == NULL) {
+    *call = NULL;
+    return CRPC_RESOURCE_EXHAUSTED;
+  }
+  return crpc_call_start_request(ch, ctx, "/routeguide.RouteGuide/ListFeatures", md, b, call);
 }
 
 crpc_code routeguide_route_guide_list_features_recv(
@@ -426,8 +428,7 @@ crpc_code routeguide_route_guide_record_route_start(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     crpc_call **call) {
   if (ctx == NULL) crpc_gen_null_ctx(__func__);
-  crpc_code code = crpc_call_start(ch, ctx, "/routeguide.RouteGuide/RecordRoute", md, call);
-  return code;
+  return crpc_call_start(ch, ctx, "/routeguide.RouteGuide/RecordRoute", md, call);
 }
 
 crpc_code routeguide_route_guide_record_route_send(
@@ -462,8 +463,7 @@ crpc_code routeguide_route_guide_route_chat_start(
     crpc_channel *ch, const crpc_ctx *ctx, const crpc_metadata *md,
     crpc_call **call) {
   if (ctx == NULL) crpc_gen_null_ctx(__func__);
-  crpc_code code = crpc_call_start(ch, ctx, "/routeguide.RouteGuide/RouteChat", md, call);
-  return code;
+  return crpc_call_start(ch, ctx, "/routeguide.RouteGuide/RouteChat", md, call);
 }
 
 crpc_code routeguide_route_guide_route_chat_send(
