@@ -240,6 +240,41 @@ static void bench_stream(crpc_channel *ch) {
          "server-streaming 1 KiB messages/s", got / secs, "", unit);
 }
 
+/* Server-streaming calls of one 1 KiB message, back to back from one
+ * thread, started either in one step (crpc_call_start_request, what
+ * generated `_start` stubs call: one write from this thread while the
+ * loop sleeps) or with start + send + close_send (each posted to the loop). */
+static void bench_short_streams(crpc_channel *ch, bool one_step) {
+  long calls = 0;
+  double cpu0 = cpu_seconds();
+  int64_t t0 = crpc_now_ns();
+  while (crpc_now_ns() < t0 + CRPC_SECOND) {
+    crpc_call *call = NULL;
+    crpc_code c;
+    if (one_step) {
+      crpc_buf *req = crpc_buf_new(2);
+      memcpy(crpc_buf_data(req), "1", 2);
+      c = crpc_call_start_request(ch, crpc_ctx_background(), "/bench.B/Stream", NULL, req, &call);
+    } else {
+      c = crpc_call_start(ch, crpc_ctx_background(), "/bench.B/Stream", NULL, &call);
+      if (c == CRPC_OK) c = crpc_call_send(call, "1", 2);
+      if (c == CRPC_OK) c = crpc_call_close_send(call);
+    }
+    crpc_message m = {0};
+    while (c == CRPC_OK && crpc_call_recv(call, &m) == CRPC_OK && !m.end) free(m.data);
+    if (call != NULL && crpc_call_finish(call, NULL) == CRPC_OK) calls++;
+    crpc_call_free(call);
+  }
+  double secs = (crpc_now_ns() - t0) / 1e9;
+  double cpu = cpu_seconds() - cpu0;
+  char unit[32];
+  snprintf(unit, sizeof(unit), "%.3f CPU s/1000", calls > 0 ? cpu / calls * 1000 : 0.0);
+  printf("| %-42s | %6.0f | %6s | %-18s |\n",
+         one_step ? "1-msg server streams/s, start_request"
+                  : "1-msg server streams/s, start+send+close",
+         calls / secs, "", unit);
+}
+
 static long rss_kib(void) {
   FILE *f = fopen("/proc/self/statm", "r");
   long pages = 0, rss = 0;
@@ -344,6 +379,10 @@ int main(void) {
   bench_unary(ch, 1);
   bench_unary(ch, 4);
   bench_stream(ch);
+  bench_short_streams(ch, false);
+  bench_short_streams(ch, true);
+  bench_short_streams(ch, false);
+  bench_short_streams(ch, true);
   crpc_channel_free(ch);
   bench_idle_streams(target, 10000);
   bench_idle_connections(target, 500);
