@@ -256,7 +256,8 @@ crpc_code crpc_call_start_status(crpc_channel *channel, const crpc_ctx *ctx,
  * has been ended with that code (RESOURCE_EXHAUSTED over
  * max_send_message_size, INTERNAL if compressing failed, the ctx's code
  * if it ended first): crpc_call_finish reports it. Generated
- * server-streaming `_start` stubs use it. Any thread, blocking calls only. */
+ * server-streaming `_start` stubs use it. Any thread; it blocks as
+ * crpc_call_start does (while connecting, bounded by ctx). */
 crpc_code crpc_call_start_request(crpc_channel *channel, const crpc_ctx *ctx,
                                   const char *method, const crpc_metadata *metadata,
                                   crpc_buf *request, crpc_call **call);
