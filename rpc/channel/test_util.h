@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -139,10 +140,11 @@ inline std::map<int, long> ThreadSwitches(const char *name) {
   return out;
 }
 
-// How often a channel's loop threads (the "crpc-loop" threads that were
-// not there at NoteServerLoops()) were woken between Arm() and Woken():
-// for tests that a request leaves from the caller's thread, without a
-// wake-up of the loop. Thread-safe: Woken() is meant for a server handler.
+// Whether a request leaves from the caller's thread, without a wake-up of
+// the channel's loop: counts the voluntary context switches of the
+// channel's loop threads (the "crpc-loop" threads not there at
+// NoteServerLoops()) between arming and the request's arrival, which the
+// server's handler reports with AtArrival(). Thread-safe.
 class ChannelLoopWakes {
  public:
   // Once the server has started, before the channel is made.
@@ -150,27 +152,42 @@ class ChannelLoopWakes {
     std::lock_guard<std::mutex> l(mu_);
     servers_ = ThreadSwitches("crpc-loop");
   }
-  // With nothing in flight, the channel connected; false if the channel
-  // has no loop thread yet.
-  bool Arm() {
+  // From the server's handler: records the wake-ups since the last arming.
+  void AtArrival() {
     std::lock_guard<std::mutex> l(mu_);
-    before_ = ThreadSwitches("crpc-loop");
-    for (const auto &t : servers_) before_.erase(t.first);
-    return !before_.empty();
-  }
-  // Wake-ups since Arm(); -1 before the first Arm().
-  long Woken() {
-    std::lock_guard<std::mutex> l(mu_);
-    if (before_.empty()) return -1;
+    if (before_.empty()) return; /* not armed: the warm-up call */
     long sum = 0;
     std::map<int, long> now = ThreadSwitches("crpc-loop");
     for (const auto &t : before_) sum += now[t.first] - t.second;
-    return sum;
+    woken_.push_back(sum);
+  }
+  // Runs `call` (one RPC, already connected once) n times, each after the
+  // loop has had time to go back to its wait, and expects the loop not to
+  // have been woken before the request arrived in 3 of 4 of them (with
+  // every request posted to the loop: none).
+  void ExpectQuiet(int n, const std::function<void()> &call) {
+    for (int i = 0; i < n; i++) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        before_ = ThreadSwitches("crpc-loop");
+        for (const auto &t : servers_) before_.erase(t.first);
+        ASSERT_FALSE(before_.empty()) << "no loop thread of the channel's";
+      }
+      call();
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    ASSERT_EQ(woken_.size(), static_cast<size_t>(n));
+    int quiet = 0;
+    for (long w : woken_) quiet += w == 0;
+    EXPECT_GE(quiet, n * 3 / 4) << "the channel's loop was woken before the request arrived in "
+                                << n - quiet << " of " << n << " calls";
   }
 
  private:
   std::mutex mu_;
   std::map<int, long> servers_, before_;
+  std::vector<long> woken_;
 };
 
 inline std::string Str(const crpc_message &m) {
