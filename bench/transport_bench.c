@@ -253,6 +253,7 @@ static void bench_short_streams(crpc_channel *ch, bool one_step) {
     crpc_code c;
     if (one_step) {
       crpc_buf *req = crpc_buf_new(2);
+      if (req == NULL) break;
       memcpy(crpc_buf_data(req), "1", 2);
       c = crpc_call_start_request(ch, crpc_ctx_background(), "/bench.B/Stream", NULL, req, &call);
     } else {
