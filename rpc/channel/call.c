@@ -506,24 +506,34 @@ static void end_unsent_request(crpc_call *call, crpc_code code, size_t request_l
   }
 }
 
-crpc_code crpc_call_start_request(crpc_channel *ch, const crpc_ctx *ctx, const char *method,
-                                  const crpc_metadata *metadata, crpc_buf *request,
-                                  crpc_call **call) {
-  size_t request_len = crpc_buf_len(request);
-  /* The request goes out once, whole: see ccall_hold_kicks. */
+/* Starts a call and sends its one request (`buf` if not NULL, consumed
+ * either way; else a copy of data/len), then half-closes, as one step:
+ * the kicks are held (ccall_hold_kicks) so the request goes out once,
+ * whole. *call is NULL if the start failed; a request refused after it
+ * ends the call (end_unsent_request). */
+static crpc_code start_one_request(crpc_channel *ch, const crpc_ctx *ctx, const char *method,
+                                   const crpc_metadata *metadata, crpc_buf *buf,
+                                   const void *data, size_t len, crpc_call **call) {
   ccall_kick_hold hold;
   ccall_hold_kicks(&hold);
   crpc_code code = crpc_call_start(ch, ctx, method, metadata, call);
   if (code != CRPC_OK) {
     ccall_release_kicks(&hold);
-    crpc_buf_unref(request);
+    if (buf != NULL) crpc_buf_unref(buf);
     return code;
   }
-  code = crpc_call_send_buf(*call, request, 0);
+  code = buf != NULL ? crpc_call_send_buf(*call, buf, 0) : crpc_call_send(*call, data, len);
   if (code == CRPC_OK) code = crpc_call_close_send(*call);
   ccall_release_kicks(&hold);
-  if (code != CRPC_OK) end_unsent_request(*call, code, request_len);
+  if (code != CRPC_OK) end_unsent_request(*call, code, len);
   return code;
+}
+
+crpc_code crpc_call_start_request(crpc_channel *ch, const crpc_ctx *ctx, const char *method,
+                                  const crpc_metadata *metadata, crpc_buf *request,
+                                  crpc_call **call) {
+  return start_one_request(ch, ctx, method, metadata, request, NULL, crpc_buf_len(request),
+                           call);
 }
 
 crpc_code crpc_unary_call(crpc_channel *ch, const crpc_ctx *ctx,
@@ -532,22 +542,15 @@ crpc_code crpc_unary_call(crpc_channel *ch, const crpc_ctx *ctx,
                           crpc_message *response, crpc_status *status) {
   crpc_call *call;
   if (response != NULL) memset(response, 0, sizeof(*response));
-  /* The request goes out once, whole: see ccall_hold_kicks. */
-  ccall_kick_hold hold;
-  ccall_hold_kicks(&hold);
-  crpc_code code = crpc_call_start(ch, ctx, method, metadata, &call);
-  if (code != CRPC_OK) {
-    ccall_release_kicks(&hold);
+  crpc_code code =
+      start_one_request(ch, ctx, method, metadata, NULL, request, request_len, &call);
+  if (call == NULL) {
     if (status != NULL) {
       start_failure_status(ch, ctx, method, NULL, code, status);
     }
     return code;
   }
   crpc_message reply = {0};
-  code = crpc_call_send(call, request, request_len);
-  if (code == CRPC_OK) code = crpc_call_close_send(call);
-  ccall_release_kicks(&hold);
-  if (code != CRPC_OK) end_unsent_request(call, code, request_len);
   if (code == CRPC_OK) code = crpc_call_recv(call, &reply);
   const char *protocol_error = NULL;
   if (code == CRPC_OK && reply.end) {
